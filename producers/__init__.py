@@ -1,0 +1,1 @@
+"""What feeds the detector: a payment simulator and a replay of transaction files."""
