@@ -1,0 +1,61 @@
+"""A background model trained beside the one in force, promoted only when it has proven better.
+
+Both models score each new label *before* either learns it (prequential evaluation), so they are
+compared on exactly the same unseen examples. The comparison is the exact ROC AUC over the most
+recent ``window`` labels: what matters for alerts is how well frauds are ranked, and "recent"
+asks which model is better now, not during the drift that hurt the champion. (A log loss was
+tried first and misled: Hoeffding trees' leaf probabilities are overconfident, so a young tree
+could win on loss while ranking worse.)
+
+>>> from detector.engine.model import FraudModel, ModelConfig
+>>> champion = FraudModel(ModelConfig())
+>>> challenger = Challenger(FraudModel(ModelConfig()), started_at=0.0, window=100)
+>>> for _ in range(30):
+...     for amount, fraud in ((900.0, True), (10.0, False)):
+...         challenger.observe({"amount": amount}, fraud, champion.predict_proba_one({"amount": amount}))
+>>> challenger.is_ready(min_labels=20, min_frauds=10), challenger.beats_champion()
+(True, True)
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from detector.engine.model import FraudModel
+from detector.evaluation import roc_auc
+
+
+class Challenger:
+    """The background model, and both models' scores on the latest labels."""
+
+    def __init__(self, model: FraudModel, started_at: float, window: int) -> None:
+        self.model = model
+        self.started_at = started_at
+        # (is_fraud, challenger's probability, champion's probability), newest last
+        self._recent: deque[tuple[bool, float, float]] = deque(maxlen=window)
+        self._recent_frauds = 0
+
+    def observe(self, x: dict[str, float], is_fraud: bool, champion_probability: float) -> None:
+        """Score ``x`` with the challenger first, then let it learn."""
+        recent = self._recent
+        if len(recent) == recent.maxlen:
+            self._recent_frauds -= recent[0][0]
+        recent.append((is_fraud, self.model.predict_proba_one(x), champion_probability))
+        self._recent_frauds += is_fraud
+        self.model.learn_one(x, is_fraud)
+
+    def is_ready(self, min_labels: int, min_frauds: int) -> bool:
+        """Trained on enough labels, and enough frauds among the recent ones to compare rankings."""
+        return self.model.labels_learned >= min_labels and self._recent_frauds >= min_frauds
+
+    def aucs(self) -> tuple[float, float]:
+        """(challenger, champion) ROC AUC on the recent labels."""
+        labels = [fraud for fraud, _, _ in self._recent]
+        return (
+            roc_auc(labels, [p for _, p, _ in self._recent]),
+            roc_auc(labels, [p for _, _, p in self._recent]),
+        )
+
+    def beats_champion(self) -> bool:
+        challenger_auc, champion_auc = self.aucs()
+        return challenger_auc > champion_auc

@@ -1,0 +1,293 @@
+"""The detection engine: score transactions, learn from delayed labels, detect drift, recover.
+
+Plain Python with no I/O: the same inputs in the same order give the same decisions, events and
+state, which is what makes backtests, benchmarks and crash recovery by replay possible.
+
+Time is event time only. The engine's *watermark* is the latest transaction time it has seen. A
+label stamped ``T`` waits in a queue until a transaction later than ``T`` arrives, so every
+transaction up to ``T`` has been scored before the model learns from it, at any replay speed. A
+label that arrives after the watermark has passed it is applied at once and counted as late.
+
+>>> from detector.engine.records import Label, Transaction
+>>> engine = DetectionEngine()
+>>> decision = engine.process_transaction(Transaction("t1", 1_700_000_000.0, "card", "term", 25.0))
+>>> decision.outcome, decision.model_generation
+('approve', 1)
+>>> engine.process_label(Label("t1", "card", False, 1_700_000_100.0))
+>>> engine.stats["labels_queued"], engine.model.labels_learned
+(1, 0)
+>>> _ = engine.process_transaction(Transaction("t2", 1_700_000_200.0, "card", "term", 30.0))
+>>> engine.model.labels_learned  # released once event time passed the label's timestamp
+1
+"""
+
+from __future__ import annotations
+
+import pickle
+from array import array
+from collections import Counter
+from typing import Any
+
+from detector.engine import outputs
+from detector.engine.challenger import Challenger
+from detector.engine.config import EngineConfig
+from detector.engine.drift import DRIFT, WARNING, DriftSignal, ErrorDriftMonitor, ScoreDriftMonitor
+from detector.engine.features import FeatureExtractor
+from detector.engine.labels import LabelQueue, PendingScore, PendingScores
+from detector.engine.model import FraudModel
+from detector.engine.outputs import Decision, EngineEvent
+from detector.engine.policy import APPROVE
+from detector.engine.records import InvalidInput, Label, Transaction
+
+_SNAPSHOT_MAGIC = b"fraud-engine/1\n"
+STABLE = "stable"
+
+
+class DetectionEngine:
+    """Features, model, decision policy, label join and drift handling for one ordered stream."""
+
+    def __init__(self, config: EngineConfig | None = None) -> None:
+        self.config = config = config or EngineConfig()
+        self.extractor = FeatureExtractor(config.features)
+        self.model = FraudModel(config.model)
+        self.challenger: Challenger | None = None
+        self.generation = 1
+        self.drift_state = STABLE
+        self.error_monitor = ErrorDriftMonitor(config.drift)
+        self.score_monitor = ScoreDriftMonitor(config.drift.score_drift_delta)
+        self.pending = PendingScores(config.label_horizon, config.max_pending)
+        self.label_queue = LabelQueue()
+        self.watermark = float("-inf")
+        self.stats: Counter[str] = Counter()
+        self._events: list[EngineEvent] = []
+
+    # -- inputs -------------------------------------------------------------------------------
+
+    def process_transaction(self, tx: Transaction) -> Decision:
+        """Score and decide; raises :class:`InvalidInput` for a transaction id seen before."""
+        if self.pending.peek(tx.transaction_id) is not None or self.pending.was_labelled(tx.transaction_id):
+            self.stats["transactions_duplicate"] += 1
+            raise InvalidInput(
+                "duplicate_transaction", f"transaction_id {tx.transaction_id!r} was already scored"
+            )
+        if tx.event_time < self.watermark:
+            self.stats["transactions_out_of_order"] += 1
+        self._advance(tx.event_time)
+
+        features = self.extractor.transform_one(tx)
+        score = self.model.predict_proba_one(features)
+        policy = self.config.policy
+        facts = {**tx.to_dict(), **features} if policy.rules else features
+        outcome, reasons = policy.decide(facts, score)
+        top_features: tuple[tuple[str, float], ...] = ()
+        if score >= policy.review_threshold:
+            top_features = tuple(self.model.contributions(features, self.config.top_reasons))
+            reasons.extend(f"feature:{name}" for name, _ in top_features)
+
+        self.extractor.learn_one(tx)
+        self.pending.add(
+            tx.transaction_id,
+            PendingScore(
+                event_time=tx.event_time,
+                customer_id=tx.customer_id,
+                terminal_id=tx.terminal_id,
+                score=score,
+                flagged=score >= policy.review_threshold,
+                generation=self.generation,
+                features=array("d", features.values()),
+            ),
+        )
+        self._watch_scores(score, tx.event_time)
+        self.stats["transactions_scored"] += 1
+        self.stats[f"decisions_{outcome}"] += 1
+        if outcome != APPROVE and score < policy.review_threshold:
+            self.stats["decisions_by_rule_only"] += 1
+        return Decision(
+            transaction=tx,
+            score=score,
+            outcome=outcome,
+            reason_codes=tuple(reasons),
+            top_features=top_features,
+            features=features,
+            model_kind=self.config.model.kind,
+            model_generation=self.generation,
+            drift_state=self.drift_state,
+            review_threshold=policy.review_threshold,
+            block_threshold=policy.block_threshold,
+        )
+
+    def process_label(self, label: Label) -> None:
+        """Queue a label until event time passes it, or apply it now if it is already late."""
+        pending = self.pending.peek(label.transaction_id)
+        if pending is not None:
+            _check_label_matches(label, pending)
+        if label.event_time < self.watermark:
+            self.stats["labels_late"] += 1
+            self._apply_label(label)
+            return
+        if len(self.label_queue) >= self.config.max_queued_labels:
+            raise InvalidInput(
+                "label_queue_full", f"{len(self.label_queue)} labels already wait for their time"
+            )
+        self.label_queue.push(label)
+        self.stats["labels_queued"] += 1
+
+    def flush(self) -> None:
+        """Apply every queued label now, as at the end of a backtest."""
+        for label in self.label_queue.pop_before(float("inf")):
+            self._apply_label(label)
+
+    def pop_events(self) -> list[EngineEvent]:
+        """Drift and model events since the last call, in the order they happened."""
+        events, self._events = self._events, []
+        return events
+
+    # -- state --------------------------------------------------------------------------------
+
+    def snapshot(self) -> bytes:
+        """The whole state (model, features, pending labels, detectors) as bytes, for checkpoints.
+
+        Pickle is used because River models are pickled objects; a snapshot is trusted data and
+        must only be restored from the detector's own checkpoint store.
+        """
+        return _SNAPSHOT_MAGIC + pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @classmethod
+    def restore(cls, snapshot: bytes) -> DetectionEngine:
+        if not snapshot.startswith(_SNAPSHOT_MAGIC):
+            raise ValueError("not an engine snapshot (or one of an incompatible version)")
+        engine = pickle.loads(snapshot[len(_SNAPSHOT_MAGIC) :])
+        if not isinstance(engine, cls):
+            raise ValueError("snapshot does not hold a DetectionEngine")
+        return engine
+
+    def gauges(self) -> dict[str, Any]:
+        """Sizes of the bounded state, for metrics and memory checks."""
+        return {
+            "cards": len(self.extractor.cards),
+            "terminals": len(self.extractor.terminals),
+            "pending_scores": len(self.pending),
+            "queued_labels": len(self.label_queue),
+            "model_generation": self.generation,
+            "labels_learned": self.model.labels_learned,
+        }
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _advance(self, event_time: float) -> None:
+        """Move the watermark forward, releasing the labels it passes and expiring old state."""
+        if event_time <= self.watermark:
+            return
+        self.watermark = event_time
+        for label in self.label_queue.pop_before(event_time):
+            self._apply_label(label)
+        expired = self.pending.expire(event_time)
+        if expired:
+            self.stats["pending_expired"] += expired
+
+    def _apply_label(self, label: Label) -> None:
+        pending = self.pending.peek(label.transaction_id)
+        if pending is None:
+            seen = self.pending.was_labelled(label.transaction_id)
+            self.stats["labels_duplicate" if seen else "labels_unknown"] += 1
+            return
+        try:
+            _check_label_matches(label, pending)
+        except InvalidInput:
+            self.stats["labels_invalid"] += 1
+            return
+        self.pending.take(label.transaction_id, now=label.event_time)
+        x = dict(zip(self.extractor.names, pending.features, strict=True))
+        is_fraud = label.is_fraud
+        if self.challenger is not None:
+            self.challenger.observe(x, is_fraud, self.model.predict_proba_one(x))
+        self.model.learn_one(x, is_fraud)
+        self.extractor.learn_label(pending.customer_id, pending.terminal_id, is_fraud, label.event_time)
+        self.stats["labels_learned"] += 1
+        drift_config = self.config.drift
+        # Errors of an earlier generation say nothing about the model in force now, and a model
+        # still learning its first labels has an error curve that falls by design.
+        if (
+            drift_config.enabled
+            and pending.generation == self.generation
+            and self.model.labels_learned > drift_config.warmup_labels
+        ):
+            signal = self.error_monitor.update(is_fraud, pending.flagged)
+            if signal is not None:
+                self._react(signal, label.event_time)
+        if self.challenger is not None:
+            self._settle_challenge(self.challenger, label.event_time)
+
+    def _react(self, signal: DriftSignal, event_time: float) -> None:
+        """A warning starts a background model; a drift resets, or waits for the background model."""
+        kind = outputs.DRIFT_DETECTED if signal.level == DRIFT else outputs.DRIFT_WARNING
+        if signal.level == WARNING and self.drift_state != STABLE:
+            return  # already warned: one event per episode, not one per label
+        self._emit(kind, event_time, stream=signal.stream, error_rate=signal.error_rate)
+        if signal.level == DRIFT and self.config.drift.recovery == "reset":
+            self._replace_model(FraudModel(self.config.model), outputs.MODEL_RESET, event_time)
+            return
+        self.drift_state = signal.level
+        if self.challenger is None:
+            self.challenger = Challenger(
+                FraudModel(self.config.model),
+                started_at=event_time,
+                window=self.config.drift.min_background_labels,
+            )
+            self._emit(outputs.BACKGROUND_STARTED, event_time, trigger=signal.level)
+
+    def _settle_challenge(self, challenger: Challenger, event_time: float) -> None:
+        """After a drift, promote the background model as soon as it ranks better; drop it when stale.
+
+        A young model often loses at first and overtakes later, so it is compared again every
+        ``challenge_every`` labels rather than judged once.
+        """
+        drift_config = self.config.drift
+        learned = challenger.model.labels_learned
+        if (
+            self.drift_state == DRIFT
+            and learned % drift_config.challenge_every == 0
+            and challenger.is_ready(drift_config.min_background_labels, drift_config.min_background_frauds)
+        ):
+            challenger_auc, champion_auc = challenger.aucs()
+            if challenger_auc > champion_auc + drift_config.promotion_margin:
+                aucs = {"background_auc": challenger_auc, "champion_auc": champion_auc}
+                self._replace_model(challenger.model, outputs.MODEL_SWAPPED, event_time, **aucs)
+                return
+        if learned >= drift_config.max_background_labels:
+            reason = "not_better" if self.drift_state == DRIFT else "no_drift_confirmed"
+            self._discard_challenger(event_time, reason=reason)
+
+    def _discard_challenger(self, event_time: float, **detail: Any) -> None:
+        self._emit(outputs.BACKGROUND_DISCARDED, event_time, **detail)
+        self.challenger = None
+        self.drift_state = STABLE
+        self.error_monitor = ErrorDriftMonitor(self.config.drift)
+
+    def _replace_model(self, model: FraudModel, kind: str, event_time: float, **detail: Any) -> None:
+        retired_labels = self.model.labels_learned
+        self.model = model
+        self.generation += 1
+        self.challenger = None
+        self.drift_state = STABLE
+        self.error_monitor = ErrorDriftMonitor(self.config.drift)
+        self.stats["model_changes"] += 1
+        self._emit(
+            kind, event_time, labels_learned=model.labels_learned, retired_labels=retired_labels, **detail
+        )
+
+    def _watch_scores(self, score: float, event_time: float) -> None:
+        shift = self.score_monitor.update(score)
+        if shift is not None:
+            self._emit(outputs.SCORE_DRIFT, event_time, mean_before=shift[0], mean_after=shift[1])
+
+    def _emit(self, kind: str, event_time: float, **detail: Any) -> None:
+        self._events.append(EngineEvent(kind, event_time, self.generation, detail))
+        self.stats[f"events_{kind}"] += 1
+
+
+def _check_label_matches(label: Label, pending: PendingScore) -> None:
+    if label.customer_id != pending.customer_id:
+        raise InvalidInput("label_mismatch", f"label for {label.transaction_id!r} names another customer_id")
+    if label.event_time < pending.event_time:
+        raise InvalidInput("label_before_transaction", f"label for {label.transaction_id!r} predates it")

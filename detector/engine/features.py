@@ -1,0 +1,201 @@
+"""Online features in event time, per card and per terminal, with bounded state.
+
+The features of a transaction describe only what was known strictly before it: the card's and the
+terminal's earlier activity, and the labels whose timestamps have passed (the engine applies a label
+only once event time reaches it). ``transform_one`` reads, ``learn_one`` records the transaction,
+and ``learn_label`` records a label, mirroring River's vocabulary.
+
+>>> from detector.engine.records import Transaction
+>>> extractor = FeatureExtractor(FeatureConfig())
+>>> tx = Transaction("t1", 1_700_000_000.0, "card-1", "term-1", 40.0)
+>>> extractor.transform_one(tx)["card_count_1d"]
+0.0
+>>> extractor.learn_one(tx)
+>>> extractor.transform_one(Transaction("t2", 1_700_000_060.0, "card-1", "term-2", 60.0))["card_count_1d"]
+1.0
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from detector.engine.expiring import ExpiringStore
+from detector.engine.records import Transaction
+from detector.engine.windows import SlidingWindow
+
+HOUR = 3600.0
+DAY = 86400.0
+_NIGHT_HOURS = 6  # 00:00-05:59 UTC counts as night
+# 1970-01-01 was a Thursday: day number + 3 gives Monday = 0.
+_EPOCH_WEEKDAY_SHIFT = 3
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Which windows to compute, how finely, and the bounds on per-entity state."""
+
+    card_windows: tuple[float, ...] = (HOUR, DAY, 7 * DAY, 30 * DAY)
+    terminal_windows: tuple[float, ...] = (HOUR, DAY, 7 * DAY)
+    risk_windows: tuple[float, ...] = (7 * DAY, 30 * DAY)
+    resolution: int = 24
+    max_cards: int = 2_000_000
+    max_terminals: int = 500_000
+    max_terminals_per_card: int = 64
+    extra_numeric: tuple[str, ...] = ()
+
+    @property
+    def entity_ttl(self) -> float:
+        """An entity idle for longer than every window has nothing left to remember."""
+        return max(self.card_windows + self.terminal_windows + self.risk_windows)
+
+
+def window_name(seconds: float) -> str:
+    """``86400.0`` -> ``"1d"``: short, stable names for feature keys and reason codes."""
+    if seconds % DAY == 0:
+        return f"{int(seconds // DAY)}d"
+    if seconds % HOUR == 0:
+        return f"{int(seconds // HOUR)}h"
+    return f"{int(seconds)}s"
+
+
+class _CardState:
+    __slots__ = ("frauds", "last_time", "terminals", "windows")
+
+    def __init__(self, config: FeatureConfig) -> None:
+        self.windows = [SlidingWindow(w, config.resolution) for w in config.card_windows]
+        self.frauds = SlidingWindow(max(config.risk_windows), config.resolution)
+        self.last_time: float | None = None
+        self.terminals = ExpiringStore[None](
+            ttl=max(config.card_windows), max_entries=config.max_terminals_per_card
+        )
+
+
+class _TerminalState:
+    __slots__ = ("labels", "windows")
+
+    def __init__(self, config: FeatureConfig) -> None:
+        self.windows = [SlidingWindow(w, config.resolution) for w in config.terminal_windows]
+        # Each labelled transaction adds is_fraud: count = labels known, total = frauds known.
+        self.labels = [SlidingWindow(w, config.resolution) for w in config.risk_windows]
+
+
+class FeatureExtractor:
+    """Per-card velocity and amount profile, per-terminal activity and label-based risk, calendar."""
+
+    def __init__(self, config: FeatureConfig) -> None:
+        self.config = config
+        ttl = config.entity_ttl
+        self.cards = ExpiringStore[_CardState](ttl=ttl, max_entries=config.max_cards)
+        self.terminals = ExpiringStore[_TerminalState](ttl=ttl, max_entries=config.max_terminals)
+        self._card_names = [window_name(w) for w in config.card_windows]
+        self._terminal_names = [window_name(w) for w in config.terminal_windows]
+        self._risk_names = [window_name(w) for w in config.risk_windows]
+        self._profile_name = self._card_names[-1]
+        self.names: tuple[str, ...] = tuple(self._empty_features())
+
+    def transform_one(self, tx: Transaction) -> dict[str, float]:
+        """The feature vector of ``tx`` from state before it, in the fixed order of :attr:`names`."""
+        t = tx.event_time
+        amount = tx.amount
+        features: dict[str, float] = {"amount": amount, "log_amount": math.log1p(amount)}
+
+        card = self.cards.get(tx.customer_id)
+        longest_count, longest_total, longest_sq = 0, 0.0, 0.0
+        for position, name in enumerate(self._card_names):
+            count, total, total_sq = card.windows[position].read(t) if card else (0, 0.0, 0.0)
+            features[f"card_count_{name}"] = float(count)
+            features[f"card_mean_amount_{name}"] = total / count if count else 0.0
+            longest_count, longest_total, longest_sq = count, total, total_sq
+        features.update(_amount_profile(amount, longest_count, longest_total, longest_sq, self._profile_name))
+        if card is None or card.last_time is None:
+            features["card_log_seconds_since_last"] = math.log1p(self.config.entity_ttl)
+            features["card_new_terminal"] = 1.0
+            features["card_known_frauds"] = 0.0
+        else:
+            features["card_log_seconds_since_last"] = math.log1p(max(t - card.last_time, 0.0))
+            features["card_new_terminal"] = 0.0 if tx.terminal_id in card.terminals else 1.0
+            features["card_known_frauds"] = card.frauds.read(t)[1]
+
+        terminal = self.terminals.get(tx.terminal_id)
+        for position, name in enumerate(self._terminal_names):
+            count = terminal.windows[position].read(t)[0] if terminal else 0
+            features[f"terminal_count_{name}"] = float(count)
+        for position, name in enumerate(self._risk_names):
+            labelled, frauds, _ = terminal.labels[position].read(t) if terminal else (0, 0.0, 0.0)
+            features[f"terminal_risk_{name}"] = frauds / labelled if labelled else 0.0
+            features[f"terminal_frauds_{name}"] = frauds
+
+        features.update(_calendar(t))
+        for name in self.config.extra_numeric:
+            features[f"extra_{name}"] = _finite_number(tx.extras.get(name))
+        return features
+
+    def learn_one(self, tx: Transaction) -> None:
+        """Record ``tx`` in its card's and terminal's state; sweeps out idle entities."""
+        t = tx.event_time
+        card = self.cards.get(tx.customer_id) or _CardState(self.config)
+        for window in card.windows:
+            window.add(t, tx.amount)
+        card.last_time = t if card.last_time is None else max(card.last_time, t)
+        card.terminals.put(tx.terminal_id, None, t)
+        card.terminals.evict(t)
+        self.cards.put(tx.customer_id, card, t)
+
+        terminal = self.terminals.get(tx.terminal_id) or _TerminalState(self.config)
+        for window in terminal.windows:
+            window.add(t, tx.amount)
+        self.terminals.put(tx.terminal_id, terminal, t)
+
+        self.cards.evict(t)
+        self.terminals.evict(t)
+
+    def learn_label(self, customer_id: str, terminal_id: str, is_fraud: bool, known_at: float) -> None:
+        """Record that a transaction of this card at this terminal is now known (not) to be fraud."""
+        value = 1.0 if is_fraud else 0.0
+        terminal = self.terminals.get(terminal_id) or _TerminalState(self.config)
+        for window in terminal.labels:
+            window.add(known_at, value)
+        self.terminals.put(terminal_id, terminal, known_at)
+        if is_fraud:
+            card = self.cards.get(customer_id) or _CardState(self.config)
+            card.frauds.add(known_at, 1.0)
+            self.cards.put(customer_id, card, known_at)
+
+    def _empty_features(self) -> dict[str, float]:
+        return self.transform_one(Transaction("", 0.0, "", "", 0.0))
+
+
+def _amount_profile(
+    amount: float, count: int, total: float, total_sq: float, window: str
+) -> dict[str, float]:
+    """How unusual the amount is for this card: ratio to its mean and z-score over its longest window."""
+    if count == 0:
+        return {f"card_amount_ratio_{window}": 1.0, f"card_amount_zscore_{window}": 0.0}
+    mean = total / count
+    variance = max(total_sq / count - mean * mean, 0.0)
+    spread = math.sqrt(variance) + max(mean * 0.1, 1.0)  # a floor, so a card with constant amounts stays sane
+    return {
+        f"card_amount_ratio_{window}": amount / mean if mean > 0 else 1.0,
+        f"card_amount_zscore_{window}": (amount - mean) / spread,
+    }
+
+
+def _calendar(event_time: float) -> dict[str, float]:
+    """Hour of day (as a point on a circle, so 23:00 is next to 00:00), night and weekend flags, in UTC."""
+    hour = (event_time % DAY) / HOUR
+    angle = 2.0 * math.pi * hour / 24.0
+    weekday = (int(event_time // DAY) + _EPOCH_WEEKDAY_SHIFT) % 7
+    return {
+        "hour_sin": math.sin(angle),
+        "hour_cos": math.cos(angle),
+        "is_night": 1.0 if hour < _NIGHT_HOURS else 0.0,
+        "is_weekend": 1.0 if weekday >= 5 else 0.0,
+    }
+
+
+def _finite_number(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0.0
+    number = float(value)
+    return number if math.isfinite(number) else 0.0

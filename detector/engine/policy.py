@@ -1,0 +1,108 @@
+"""Decision policy: score thresholds plus declarative rules, each outcome with its reason codes.
+
+The outcome is the most severe of the score's outcome and the actions of the rules that fired.
+Reason codes are stable strings that an analyst or a downstream system can filter on:
+``rule:<name>`` for a rule, ``score:review`` / ``score:block`` for a threshold, and
+``feature:<name>`` for the features that pushed the score up most (added by the engine).
+
+>>> policy = DecisionPolicy(
+...     review_threshold=0.5, block_threshold=0.9,
+...     rules=(Rule.from_dict({"name": "big_amount", "field": "amount", "op": ">", "value": 5000,
+...                            "action": "review"}),))
+>>> policy.decide({"amount": 7000.0}, score=0.1)
+('review', ['rule:big_amount'])
+>>> policy.decide({"amount": 70.0}, score=0.95)
+('block', ['score:block'])
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+APPROVE, REVIEW, BLOCK = "approve", "review", "block"
+OUTCOMES = (APPROVE, REVIEW, BLOCK)
+_SEVERITY = {outcome: rank for rank, outcome in enumerate(OUTCOMES)}
+_OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+    "in": lambda value, allowed: value in allowed,
+    "not_in": lambda value, allowed: value not in allowed,
+}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """``field op value -> action``; ``field`` is a transaction field or a feature name."""
+
+    name: str
+    field: str
+    op: str
+    value: Any
+    action: str
+
+    @classmethod
+    def from_dict(cls, spec: Mapping[str, Any]) -> Rule:
+        """Build a rule from config, with a clear message for each mistake."""
+        missing = {"name", "field", "op", "value", "action"} - set(spec)
+        if missing:
+            raise ValueError(f"rule {spec.get('name', spec)!r} lacks {', '.join(sorted(missing))}")
+        if spec["op"] not in _OPERATORS:
+            raise ValueError(f"rule {spec['name']!r}: op must be one of {', '.join(_OPERATORS)}")
+        if spec["action"] not in (REVIEW, BLOCK):
+            raise ValueError(f"rule {spec['name']!r}: action must be 'review' or 'block'")
+        value = spec["value"]
+        if spec["op"] in ("in", "not_in"):
+            if not isinstance(value, list | tuple | set | frozenset):
+                raise ValueError(f"rule {spec['name']!r}: 'in' and 'not_in' take a list")
+            value = frozenset(value)
+        return cls(str(spec["name"]), str(spec["field"]), spec["op"], value, spec["action"])
+
+    def fires(self, facts: Mapping[str, Any]) -> bool:
+        """Whether the rule holds; a missing field or a type mismatch never fires."""
+        if self.field not in facts:
+            return False
+        try:
+            return bool(_OPERATORS[self.op](facts[self.field], self.value))
+        except TypeError:
+            return False
+
+
+@dataclass(frozen=True)
+class DecisionPolicy:
+    """Thresholds on the fraud probability and the rules that can override them."""
+
+    review_threshold: float = 0.5
+    block_threshold: float = 0.9
+    rules: tuple[Rule, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.review_threshold <= self.block_threshold <= 1.0:
+            raise ValueError("thresholds must satisfy 0 <= review_threshold <= block_threshold <= 1")
+
+    def decide(self, facts: Mapping[str, Any], score: float | None) -> tuple[str, list[str]]:
+        """Outcome and reason codes; ``score=None`` means the model is not trusted yet (rules only)."""
+        outcome = APPROVE
+        reasons: list[str] = []
+        for rule in self.rules:
+            if rule.fires(facts):
+                reasons.append(f"rule:{rule.name}")
+                outcome = _worse(outcome, rule.action)
+        if score is not None:
+            if score >= self.block_threshold:
+                reasons.append("score:block")
+                outcome = BLOCK
+            elif score >= self.review_threshold:
+                reasons.append("score:review")
+                outcome = _worse(outcome, REVIEW)
+        return outcome, reasons
+
+
+def _worse(a: str, b: str) -> str:
+    return a if _SEVERITY[a] >= _SEVERITY[b] else b

@@ -1,0 +1,83 @@
+"""The wire contract: valid messages decode, every kind of bad input gives a typed, clear error."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from detector.engine.records import (
+    InvalidInput,
+    Label,
+    Transaction,
+    decode_label,
+    decode_transaction,
+    format_timestamp,
+    parse_timestamp,
+)
+
+VALID = {
+    "transaction_id": "t-1",
+    "timestamp": "2018-04-01T00:00:31Z",
+    "customer_id": "c-1",
+    "terminal_id": "m-1",
+    "amount": 57.16,
+}
+
+
+def encode(**changes: object) -> bytes:
+    body = {**VALID, **changes}
+    return orjson.dumps({k: v for k, v in body.items() if v is not ...})
+
+
+def test_valid_transaction_round_trips_with_extras_carried() -> None:
+    tx = decode_transaction(encode(currency="eur", channel="web", risk_hint=3))
+    assert tx == Transaction(
+        "t-1", 1522540831.0, "c-1", "m-1", 57.16, "EUR", {"channel": "web", "risk_hint": 3}
+    )
+    assert decode_transaction(tx.to_json()) == tx
+
+
+def test_timestamps_with_offsets_and_fractions_are_normalised_to_utc() -> None:
+    assert parse_timestamp("2018-04-01T02:00:31+02:00") == parse_timestamp("2018-04-01T00:00:31Z")
+    assert format_timestamp(parse_timestamp("2018-04-01T00:00:31.250Z")) == "2018-04-01T00:00:31.250000Z"
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"{not json", "bad_json"),
+        (b"\xff\xfe", "bad_json"),
+        (b"[1, 2]", "bad_json"),
+        (b'{"amount": NaN}', "bad_json"),
+        (b"[" * 5000 + b"]" * 5000, "bad_json"),
+        (encode(timestamp=...), "missing_field"),
+        (encode(customer_id=...), "missing_field"),
+        (encode(transaction_id=7), "bad_field"),
+        (encode(transaction_id=""), "bad_field"),
+        (encode(terminal_id="x" * 500), "bad_field"),
+        (encode(currency="euro"), "bad_field"),
+        (encode(amount="12"), "bad_amount"),
+        (encode(amount=True), "bad_amount"),
+        (encode(amount=-0.01), "bad_amount"),
+        (b'{"amount": 1e400}', "bad_json"),
+        (encode(amount=None), "bad_amount"),
+        (encode(timestamp="2018-04-01 00:00:31"), "bad_timestamp"),
+        (encode(timestamp="2018-04-01T00:00:31"), "bad_timestamp"),
+        (encode(timestamp="2018-13-01T00:00:31Z"), "bad_timestamp"),
+        (encode(timestamp="1900-01-01T00:00:00Z"), "bad_timestamp"),
+        (encode(timestamp=1522540831), "bad_timestamp"),
+        (encode(padding="x" * 70_000), "oversized_payload"),
+    ],
+)
+def test_bad_transactions_give_a_typed_reason(payload: bytes, reason: str) -> None:
+    with pytest.raises(InvalidInput) as error:
+        decode_transaction(payload)
+    assert error.value.reason == reason
+    assert error.value.detail
+
+
+def test_labels_decode_and_reject_non_boolean_verdicts() -> None:
+    label = Label("t-1", "c-1", True, 1522540831.0)
+    assert decode_label(label.to_json()) == label
+    with pytest.raises(InvalidInput, match="is_fraud"):
+        decode_label(orjson.dumps({**label.to_dict(), "is_fraud": 1}))
