@@ -1,0 +1,138 @@
+"""Command-line options and the run loop shared by fraud-simulate and fraud-replay."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from detector.engine.records import Label, Transaction
+from producers.kafka_config import client_config, parse_settings
+from producers.pacing import EventTimePacer, Pacer, RatePacer, Unpaced
+from producers.publishing import Progress, print_summary, progress_enabled, publish
+from producers.sinks import DeliveryReport, JsonlSink, KafkaSink, Sink
+
+log = logging.getLogger("producers")
+
+EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130
+
+
+def key_value(text: str) -> tuple[str, str]:
+    """An argparse type for KEY=VALUE options."""
+    try:
+        ((key, value),) = parse_settings([text]).items()
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return key, value
+
+
+def add_output_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("output")
+    group.add_argument(
+        "--output",
+        choices=("kafka", "jsonl"),
+        default="kafka",
+        help="publish to Kafka (default) or write OUTPUT_DIR/<topic>.jsonl files",
+    )
+    group.add_argument(
+        "--output-dir", type=Path, default=Path("out"), help="for --output jsonl (default: out)"
+    )
+    group.add_argument(
+        "--bootstrap-servers",
+        help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP_SERVERS, else localhost:9092)",
+    )
+    group.add_argument(
+        "--kafka-config",
+        type=key_value,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any librdkafka producer setting, repeatable; overrides the defaults and the environment "
+        "(KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD, "
+        "KAFKA_SSL_CA_LOCATION)",
+    )
+    group.add_argument("--transactions-topic", default="transactions", help="(default: transactions)")
+    group.add_argument("--labels-topic", default="labels", help="(default: labels)")
+    group.add_argument(
+        "--flush-timeout",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="how long to wait at the end for outstanding deliveries; what is still undelivered then "
+        "counts as failed (default: 300)",
+    )
+
+
+def add_pacing_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("pacing (default: as fast as possible)").add_mutually_exclusive_group()
+    group.add_argument("--rate", type=float, metavar="EVENTS_PER_SECOND", help="send at this steady rate")
+    group.add_argument(
+        "--speed",
+        type=float,
+        metavar="FACTOR",
+        help="follow event time at FACTOR times real time (1: real time, 3600: an hour a second)",
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress bar (there is none when not on a TTY)"
+    )
+
+
+def make_sink(args: argparse.Namespace) -> Sink:
+    if args.output == "jsonl":
+        return JsonlSink(args.output_dir, args.transactions_topic, args.labels_topic)
+    config = client_config(args.bootstrap_servers, dict(args.kafka_config))
+    return KafkaSink(config, args.transactions_topic, args.labels_topic, args.flush_timeout)
+
+
+def make_pacer(args: argparse.Namespace) -> Pacer:
+    if args.rate is not None:
+        return RatePacer(args.rate)
+    if args.speed is not None:
+        return EventTimePacer(args.speed)
+    return Unpaced()
+
+
+def run(
+    args: argparse.Namespace,
+    events: Iterable[Transaction | Label],
+    summary: Callable[[], dict[str, object]],
+    stop_on: tuple[type[Exception], ...] = (),
+) -> int:
+    """Publish ``events`` as ``args`` say, then print ``summary()`` and the delivery counts.
+
+    Returns the exit code: 0 when everything was delivered, 1 when anything failed or a ``stop_on``
+    error ended the run, 130 when interrupted. The sink is flushed in every case.
+    """
+    sink = make_sink(args)
+    code = 0
+    try:
+        publish(events, sink, make_pacer(args), Progress(progress_enabled(args.quiet)))
+    except stop_on as error:
+        log.error("%s", error)
+        code = EXIT_FAILED
+    except KeyboardInterrupt:
+        log.warning("interrupted: delivering what was sent so far")
+        code = EXIT_INTERRUPTED
+    finally:
+        report = sink.close()
+    print_summary({**summary(), **delivery_summary(report, args)})
+    if report.failed:
+        log.error("%d message(s) failed; see the summary for the reasons", report.failed)
+        return code or EXIT_FAILED
+    return code
+
+
+def delivery_summary(report: DeliveryReport, args: argparse.Namespace) -> dict[str, object]:
+    counts: dict[str, object] = {
+        "delivered transactions": report.delivered[args.transactions_topic],
+        "delivered labels": report.delivered[args.labels_topic],
+        "failed": report.failed,
+    }
+    counts.update({f"failed ({reason})": count for reason, count in report.failures.most_common()})
+    return counts
+
+
+def setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

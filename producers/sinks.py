@@ -1,0 +1,140 @@
+"""Where events go: Kafka topics, or JSONL files for offline runs. Both count what they delivered.
+
+Kafka messages are keyed by customer_id, so a customer's transactions and labels stay in order on
+one partition each. Nothing is dropped silently: every message either gets a successful delivery
+report or is counted as failed with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from detector.engine.records import Label, Transaction
+
+log = logging.getLogger(__name__)
+
+# Throughput settings; --kafka-config overrides any of them.
+PRODUCER_DEFAULTS: dict[str, Any] = {
+    "enable.idempotence": True,  # retries never duplicate or reorder messages
+    "linger.ms": 25,
+    "batch.num.messages": 10_000,
+    "compression.type": "lz4",
+    "queue.buffering.max.messages": 500_000,
+    "message.timeout.ms": 120_000,  # a message not delivered by then is reported as failed
+}
+_LOGGED_FAILURES = 10
+
+
+@dataclass
+class DeliveryReport:
+    delivered: Counter[str] = field(default_factory=Counter)  # by topic (or file stem)
+    failures: Counter[str] = field(default_factory=Counter)  # by reason
+
+    @property
+    def failed(self) -> int:
+        return sum(self.failures.values())
+
+
+class Sink(Protocol):
+    def send_transaction(self, transaction: Transaction) -> None: ...
+
+    def send_label(self, label: Label) -> None: ...
+
+    def close(self) -> DeliveryReport:
+        """Deliver everything still pending, release resources, and report."""
+
+
+class KafkaSink:
+    """Produces transactions and labels to two topics with an idempotent producer."""
+
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        transactions_topic: str = "transactions",
+        labels_topic: str = "labels",
+        flush_timeout: float = 300.0,
+        producer_factory: Callable[[dict[str, Any]], Any] = Producer,
+    ) -> None:
+        self.transactions_topic = transactions_topic
+        self.labels_topic = labels_topic
+        self.flush_timeout = flush_timeout
+        self.report = DeliveryReport()
+        self._producer = producer_factory({**PRODUCER_DEFAULTS, "error_cb": _log_client_error, **config})
+
+    def send_transaction(self, transaction: Transaction) -> None:
+        self._produce(self.transactions_topic, transaction.customer_id, transaction.to_json())
+
+    def send_label(self, label: Label) -> None:
+        self._produce(self.labels_topic, label.customer_id, label.to_json())
+
+    def close(self) -> DeliveryReport:
+        remaining = self._producer.flush(self.flush_timeout)
+        if remaining:
+            self._fail(f"not delivered within the flush timeout of {self.flush_timeout:g}s", remaining)
+        return self.report
+
+    def _produce(self, topic: str, key: str, value: bytes) -> None:
+        while True:
+            try:
+                self._producer.produce(topic, value, key.encode(), on_delivery=self._on_delivery)
+                break
+            except BufferError:
+                # The local queue is full: serve delivery reports until there is room.
+                self._producer.poll(0.1)
+            except KafkaException as error:
+                self._fail(error.args[0].str() if error.args else str(error))
+                break
+        self._producer.poll(0)
+
+    def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
+        if error is None:
+            self.report.delivered[message.topic()] += 1
+        else:
+            self._fail(f"{error.name()}: {error.str()}")
+
+    def _fail(self, reason: str, count: int = 1) -> None:
+        if self.report.failed < _LOGGED_FAILURES:
+            log.error("delivery failed: %s", reason)
+        self.report.failures[reason] += count
+
+
+def _log_client_error(error: KafkaError) -> None:
+    log.warning("kafka client: %s", error.str())
+
+
+class JsonlSink:
+    """Writes ``<directory>/<topic>.jsonl`` for each of the two topics, one JSON object a line."""
+
+    def __init__(
+        self, directory: str | Path, transactions_topic: str = "transactions", labels_topic: str = "labels"
+    ) -> None:
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        self.report = DeliveryReport()
+        self.transactions_topic = transactions_topic
+        self.labels_topic = labels_topic
+        self._files: dict[str, BinaryIO] = {
+            topic: (path / f"{topic}.jsonl").open("wb") for topic in (transactions_topic, labels_topic)
+        }
+
+    def send_transaction(self, transaction: Transaction) -> None:
+        self._write(self.transactions_topic, transaction.to_json())
+
+    def send_label(self, label: Label) -> None:
+        self._write(self.labels_topic, label.to_json())
+
+    def close(self) -> DeliveryReport:
+        for file in self._files.values():
+            file.close()
+        return self.report
+
+    def _write(self, topic: str, value: bytes) -> None:
+        self._files[topic].write(value + b"\n")
+        self.report.delivered[topic] += 1

@@ -1,0 +1,160 @@
+"""Scheduled drift: parameters change when the schedule says, and the stream shows it."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from producers.config import SimulationConfig, drift
+from producers.drift_schedule import DriftChange, DriftSchedule
+from producers.population import DAY, PopulationConfig
+from producers.simulator import SimulatedTransaction, Simulator
+
+ORIGIN = 1_700_000_000.0
+
+
+def test_an_abrupt_change_applies_from_its_time_on() -> None:
+    schedule = DriftSchedule({"x": 1.0}, [DriftChange(at="2d", param="x", to=3.0)], ORIGIN)
+    times = ORIGIN + np.array([0, 2 * DAY - 1, 2 * DAY, 5 * DAY])
+    assert schedule.values("x", times).tolist() == [1.0, 1.0, 3.0, 3.0]
+
+
+def test_a_ramp_is_linear_and_changes_chain() -> None:
+    changes = [
+        DriftChange(at="1d", param="x", to=2.0, ramp=2 * DAY),
+        DriftChange(at="2023-11-24T22:13:20Z", param="x", to=0.0),  # ORIGIN + 10 days, as a timestamp
+    ]
+    schedule = DriftSchedule({"x": 1.0, "y": 5.0}, changes, ORIGIN)
+    times = ORIGIN + np.array([0, DAY, 2 * DAY, 3 * DAY, 10 * DAY - 1, 10 * DAY])
+    assert schedule.values("x", times).tolist() == pytest.approx([1.0, 1.0, 1.5, 2.0, 2.0, 0.0])
+    assert schedule.value("y", ORIGIN + 5 * DAY) == 5.0
+
+
+def test_the_maximum_over_an_interval_sees_a_value_just_before_a_drop() -> None:
+    changes = [
+        DriftChange(at="1d", param="x", to=4.0, ramp=DAY),
+        DriftChange(at="2d", param="x", to=0.0),
+    ]
+    schedule = DriftSchedule({"x": 0.0}, changes, ORIGIN)
+    assert schedule.maximum("x", ORIGIN, ORIGIN + 3 * DAY) == pytest.approx(4.0)
+    assert schedule.maximum("x", ORIGIN + 2 * DAY, ORIGIN + 3 * DAY) == 0.0
+
+
+def test_drift_of_an_unknown_parameter_is_rejected() -> None:
+    with pytest.raises(ValueError, match=r"unknown parameter 'legit\.amount'"):
+        SimulationConfig(drift=(DriftChange(at="1d", param="legit.amount", to=2.0),))
+
+
+T = 8 * DAY
+ABRUPT = SimulationConfig(
+    seed=3,
+    days=16,
+    fraud_rate=0.02,
+    population=PopulationConfig(cards=1500, terminals=150),
+    scenarios=replace(
+        SimulationConfig().scenarios,
+        account_takeover=replace(SimulationConfig().scenarios.account_takeover, weight=0.0),
+    ),
+    drift=(
+        DriftChange(at="8d", param="scenarios.card_testing.weight", to=0.0),
+        DriftChange(at="8d", param="scenarios.account_takeover.weight", to=0.5),
+        DriftChange(at="8d", param="legit.amount_multiplier", to=1.5),
+        DriftChange(at="8d", param="legit.new_terminal_share", to=0.3),
+    ),
+)
+
+
+@pytest.fixture(scope="module")
+def abrupt() -> tuple[Simulator, list[SimulatedTransaction]]:
+    simulator = Simulator(ABRUPT)
+    return simulator, [e for e in simulator if isinstance(e, SimulatedTransaction)]
+
+
+def test_a_pattern_starts_at_its_time(abrupt: tuple[Simulator, list[SimulatedTransaction]]) -> None:
+    _, txs = abrupt
+    change = ABRUPT.start_time + T
+    takeovers = [e for e in txs if e.scenario == "account_takeover"]
+    assert takeovers
+    assert min(e.event_time for e in takeovers) >= change
+
+
+def test_a_pattern_stops_at_its_time(abrupt: tuple[Simulator, list[SimulatedTransaction]]) -> None:
+    _, txs = abrupt
+    change = ABRUPT.start_time + T
+    testing = [e.event_time for e in txs if e.scenario == "card_testing"]
+    assert any(time < change for time in testing)
+    # episodes started before the change finish: their cash-outs come at most 2 days after the burst
+    assert all(time < change + 2 * DAY + 3600 for time in testing)
+
+
+def test_amount_inflation_shows_from_its_time_on(
+    abrupt: tuple[Simulator, list[SimulatedTransaction]],
+) -> None:
+    simulator, txs = abrupt
+    change = ABRUPT.start_time + T
+    ratios = [
+        (e.event_time >= change, e.transaction.amount / simulator.population.median_amount[_card(e)])
+        for e in txs
+        if not e.is_fraud
+    ]
+    before = statistics.median(r for after, r in ratios if not after)
+    after = statistics.median(r for after, r in ratios if after)
+    assert before == pytest.approx(1.0, rel=0.03)
+    assert after == pytest.approx(1.5, rel=0.03)
+
+
+def test_cards_use_new_terminals_from_its_time_on(
+    abrupt: tuple[Simulator, list[SimulatedTransaction]],
+) -> None:
+    simulator, txs = abrupt
+    change = ABRUPT.start_time + T
+    habitual = simulator.population.habitual
+    unusual = {False: [], True: []}
+    for e in txs:
+        if not e.is_fraud:
+            unusual[e.event_time >= change].append(_terminal(e) not in habitual[_card(e)])
+    # a random terminal is sometimes a habitual one, hence slightly below the configured share
+    assert statistics.mean(unusual[False]) == pytest.approx(0.02, abs=0.01)
+    assert statistics.mean(unusual[True]) == pytest.approx(0.3 * (1 - 7.5 / 150), abs=0.02)
+
+
+def test_a_ramp_changes_amounts_gradually() -> None:
+    config = replace(
+        SimulationConfig(),
+        seed=4,
+        days=12,
+        population=PopulationConfig(cards=1000, terminals=100),
+        drift=(DriftChange(at="4d", param="legit.amount_multiplier", to=2.0, ramp=4 * DAY),),
+    )
+    simulator = Simulator(config)
+    by_day: dict[int, list[float]] = {}
+    for e in simulator:
+        if isinstance(e, SimulatedTransaction) and not e.is_fraud:
+            day = int((e.event_time - config.start_time) // DAY)
+            by_day.setdefault(day, []).append(
+                e.transaction.amount / simulator.population.median_amount[_card(e)]
+            )
+    medians = {day: statistics.median(ratios) for day, ratios in by_day.items()}
+    assert medians[2] == pytest.approx(1.0, rel=0.05)
+    assert medians[5] == pytest.approx(1.375, rel=0.05)  # the ramp is 3/8 of the way in the middle of day 5
+    assert medians[10] == pytest.approx(2.0, rel=0.05)
+
+
+def test_the_drift_preset_switches_from_card_testing_to_account_takeover_on_day_30() -> None:
+    schedule = drift().drift_schedule()
+    start = drift().start_time
+    assert schedule.value("scenarios.account_takeover.weight", start + 30 * DAY - 1) == 0.0
+    assert schedule.value("scenarios.account_takeover.weight", start + 30 * DAY) > 0.0
+    assert schedule.value("scenarios.card_testing.weight", start + 30 * DAY - 1) > 0.0
+    assert schedule.value("scenarios.card_testing.weight", start + 30 * DAY) == 0.0
+
+
+def _card(event: SimulatedTransaction) -> int:
+    return int(event.transaction.customer_id[1:])
+
+
+def _terminal(event: SimulatedTransaction) -> int:
+    return int(event.transaction.terminal_id[1:])

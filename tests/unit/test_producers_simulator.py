@@ -1,0 +1,249 @@
+"""The simulated stream: determinism, fraud rate and mix, labels, and event-time order."""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from detector.engine.records import Label, decode_transaction
+from producers.batch import Batch
+from producers.config import SimulationConfig
+from producers.labels import DelayDistribution, LabelConfig
+from producers.population import DAY, Population, PopulationConfig
+from producers.scenarios import (
+    AccountTakeoverConfig,
+    CardTestingConfig,
+    CompromisedTerminal,
+    CompromisedTerminalConfig,
+    HighAmountConfig,
+    ScenariosConfig,
+)
+from producers.simulator import SimulatedTransaction, Simulator, simulate
+
+SMALL = SimulationConfig(
+    seed=1, days=6, fraud_rate=0.02, population=PopulationConfig(cards=300, terminals=40)
+)
+
+
+def transactions(events: list) -> list[SimulatedTransaction]:
+    return [e for e in events if isinstance(e, SimulatedTransaction)]
+
+
+def labels(events: list) -> list[Label]:
+    return [e for e in events if isinstance(e, Label)]
+
+
+@pytest.fixture(scope="module")
+def small_stream() -> list:
+    return list(simulate(SMALL))
+
+
+def test_the_same_seed_gives_the_same_stream(small_stream: list) -> None:
+    assert list(simulate(SMALL)) == small_stream
+
+
+def test_another_seed_gives_another_stream(small_stream: list) -> None:
+    other = list(simulate(replace(SMALL, seed=2)))
+    assert [e.transaction for e in transactions(other)][:100] != [
+        e.transaction for e in transactions(small_stream)
+    ][:100]
+
+
+def test_label_settings_leave_the_transactions_alone(small_stream: list) -> None:
+    relabelled = replace(SMALL, labels=replace(SMALL.labels, unlabelled_share=0.5))
+    assert transactions(list(simulate(relabelled))) == transactions(small_stream)
+
+
+def test_transactions_are_in_time_order_and_labels_follow_every_transaction_up_to_their_time(
+    small_stream: list,
+) -> None:
+    assert len(labels(small_stream)) > 1000
+    times = [e.event_time for e in transactions(small_stream)]
+    assert times == sorted(times)
+    label_times = [e.event_time for e in labels(small_stream)]
+    assert label_times == sorted(label_times)
+    earliest_later_transaction = float("inf")
+    for event in reversed(small_stream):
+        if isinstance(event, Label):
+            assert event.event_time < earliest_later_transaction
+        else:
+            earliest_later_transaction = min(earliest_later_transaction, event.event_time)
+
+
+def test_labels_never_precede_their_transaction(small_stream: list) -> None:
+    seen: dict[str, float] = {}
+    for event in small_stream:
+        if isinstance(event, Label):
+            assert event.event_time >= seen[event.transaction_id]
+        else:
+            seen[event.transaction.transaction_id] = event.event_time
+
+
+def test_the_truth_stays_out_of_the_transaction_json(small_stream: list) -> None:
+    frauds = [e for e in transactions(small_stream) if e.is_fraud]
+    assert frauds
+    for event in frauds:
+        body = event.transaction.to_json()
+        assert b"fraud" not in body and event.scenario.encode() not in body
+        assert decode_transaction(body) == event.transaction
+
+
+def test_events_start_on_the_start_date_and_ids_are_unique(small_stream: list) -> None:
+    txs = transactions(small_stream)
+    assert txs[0].transaction.timestamp.startswith("2026-01-01T")
+    assert max(e.event_time for e in txs) < SMALL.start_time + 6 * DAY
+    assert len({e.transaction.transaction_id for e in txs}) == len(txs)
+
+
+def test_max_transactions_stops_the_stream_and_every_label_still_comes() -> None:
+    simulator = Simulator(replace(SMALL, days=None, max_transactions=2500))
+    events = list(simulator)
+    assert len(transactions(events)) == 2500
+    assert len(labels(events)) == simulator.stats.labels == 2500 - simulator.stats.unlabelled
+
+
+# A longer run with small episodes (many of them, for tight statistics) and short lags, so the
+# fraud of multi-day scenarios reaches its steady rate after a few days.
+STATS_CONFIG = SimulationConfig(
+    seed=7,
+    days=40,
+    fraud_rate=0.02,
+    population=PopulationConfig(cards=2000, terminals=200),
+    scenarios=ScenariosConfig(
+        card_testing=CardTestingConfig(weight=0.4, probes=(2, 4), cashouts=(0, 1)),
+        compromised_terminal=CompromisedTerminalConfig(
+            weight=0.3,
+            window=2 * DAY,
+            victims=(2, 4),
+            lag=(DAY, 2 * DAY),
+            transactions_per_victim=(1, 2),
+            spread=DAY,
+        ),
+        account_takeover=AccountTakeoverConfig(weight=0.2, transactions=(2, 4), duration=DAY),
+        high_amount=HighAmountConfig(weight=0.1),
+    ),
+    labels=LabelConfig(
+        fraud_delay=DelayDistribution(median=10 * DAY, sigma=0.6, low=2 * DAY, high=30 * DAY),
+        legit_delay=DelayDistribution(median=3 * DAY),
+        unlabelled_share=0.1,
+        false_label_share=0.02,
+    ),
+)
+STEADY_FROM = 8 * DAY
+
+
+@pytest.fixture(scope="module")
+def stats_run() -> tuple[Simulator, list]:
+    simulator = Simulator(STATS_CONFIG)
+    return simulator, list(simulator)
+
+
+def test_fraud_rate_and_scenario_mix_match_the_config(stats_run: tuple[Simulator, list]) -> None:
+    _, events = stats_run
+    steady = [e for e in transactions(events) if e.event_time >= STATS_CONFIG.start_time + STEADY_FROM]
+    frauds = Counter(e.scenario for e in steady if e.is_fraud)
+    total = sum(frauds.values())
+    assert total / len(steady) == pytest.approx(0.02, rel=0.1)
+    weights = {"card_testing": 0.4, "compromised_terminal": 0.3, "account_takeover": 0.2, "high_amount": 0.1}
+    for scenario, weight in weights.items():
+        assert frauds[scenario] / total == pytest.approx(weight, abs=0.04), scenario
+
+
+def test_the_default_config_keeps_fraud_well_under_one_percent() -> None:
+    simulator = Simulator(
+        replace(SimulationConfig(), days=10, population=PopulationConfig(cards=3000, terminals=300))
+    )
+    frauds = sum(1 for e in simulator if isinstance(e, SimulatedTransaction) and e.is_fraud)
+    assert 0.001 < frauds / simulator.stats.transactions < 0.006
+
+
+def test_a_compromised_card_gets_several_fraudulent_transactions(stats_run: tuple[Simulator, list]) -> None:
+    _, events = stats_run
+    per_card = Counter(e.transaction.customer_id for e in transactions(events) if e.is_fraud)
+    assert statistics.mean(per_card.values()) >= 2
+
+
+def test_label_shares_and_delays_match_the_config(stats_run: tuple[Simulator, list]) -> None:
+    simulator, events = stats_run
+    truth = {e.transaction.transaction_id: e for e in transactions(events)}
+    given = labels(events)
+    assert 1 - len(given) / len(truth) == pytest.approx(0.1, abs=0.005)
+    false = [label for label in given if label.is_fraud != truth[label.transaction_id].is_fraud]
+    assert len(false) / len(given) == pytest.approx(0.02, abs=0.002)
+    assert simulator.stats.false_labels == len(false)
+    assert simulator.stats.unlabelled == len(truth) - len(given)
+    fraud_delays = []
+    for label in given:
+        delay = label.event_time - truth[label.transaction_id].event_time
+        if label.is_fraud:
+            fraud_delays.append(delay)
+            assert 2 * DAY <= delay <= 30 * DAY
+        else:
+            assert delay == 3 * DAY
+    assert statistics.median(fraud_delays) == pytest.approx(10 * DAY, rel=0.1)
+
+
+def test_card_testing_is_a_burst_of_small_amounts_at_one_terminal(stats_run: tuple[Simulator, list]) -> None:
+    _, events = stats_run
+    probes: dict[str, list] = {}
+    for event in transactions(events):
+        if event.scenario == "card_testing" and event.transaction.amount <= 5.0:
+            probes.setdefault(event.transaction.customer_id, []).append(event.transaction)
+    bursts = [txs for txs in probes.values() if len(txs) >= 2]
+    assert len(bursts) > 50
+    tight = [txs for txs in bursts if txs[-1].event_time - txs[0].event_time < 3600]
+    assert len(tight) / len(bursts) > 0.9
+    assert all(len({tx.terminal_id for tx in txs}) <= 2 for txs in tight)
+
+
+def test_account_takeover_moves_to_new_terminals_and_higher_amounts(
+    stats_run: tuple[Simulator, list],
+) -> None:
+    simulator, events = stats_run
+    population = simulator.population
+    takeovers = [e.transaction for e in transactions(events) if e.scenario == "account_takeover"]
+    assert len(takeovers) > 100
+    card = np.array([int(tx.customer_id[1:]) for tx in takeovers])
+    terminal = np.array([int(tx.terminal_id[1:]) for tx in takeovers])
+    habitual = (population.habitual[card] == terminal[:, None]).any(axis=1)
+    assert habitual.mean() < 0.1
+    ratio = np.array([tx.amount for tx in takeovers]) / population.median_amount[card]
+    assert np.median(ratio) > 3
+
+
+def test_high_amount_fraud_is_large_at_usual_terminals(stats_run: tuple[Simulator, list]) -> None:
+    simulator, events = stats_run
+    frauds = [e.transaction for e in transactions(events) if e.scenario == "high_amount"]
+    assert frauds and all(300 <= tx.amount <= 2000 for tx in frauds)
+    habitual = simulator.population.habitual
+    assert all(int(tx.terminal_id[1:]) in habitual[int(tx.customer_id[1:])] for tx in frauds)
+
+
+def test_a_skimmer_defrauds_the_first_cards_used_on_its_terminal_during_its_window_after_a_lag() -> None:
+    population = Population(PopulationConfig(cards=20, terminals=1, habitual_terminals=(1, 1)), rng(0))
+    config = CompromisedTerminalConfig(
+        window=DAY, victims=(3, 3), lag=(DAY, 2 * DAY), transactions_per_victim=(2, 2), spread=DAY
+    )
+    skimmer = CompromisedTerminal(code=1, population=population, config=config)
+    start = 1_000_000.0
+    assert len(skimmer.start(np.array([start]), rng(1))) == 0
+    # card 9 pays before the window, 4 twice, then 7, 2 (the third victim) and 5 (over the quota)
+    cards = np.array([9, 4, 4, 7, 2, 5])
+    times = start + np.array([-10.0, 10, 20, 30, 40, 50])
+    legit = Batch.of(times, cards, np.zeros(6, dtype=np.int64), np.full(6, 10.0))
+    fraud = skimmer.observe(legit, start + DAY, rng(2))
+    assert sorted(fraud.cards.tolist()) == [2, 2, 4, 4, 7, 7]
+    skimmed_at = dict(zip(cards.tolist()[::-1], times.tolist()[::-1], strict=True))
+    for card, time in zip(fraud.cards.tolist(), fraud.times.tolist(), strict=True):
+        assert skimmed_at[card] + DAY <= time <= skimmed_at[card] + 3 * DAY
+    assert set(fraud.scenarios.tolist()) == {1}
+    # the quota is reached: the skimmer is done
+    assert len(skimmer.observe(legit, start + DAY, rng(3))) == 0
+
+
+def rng(seed: int) -> np.random.Generator:
+    return np.random.default_rng(seed)
