@@ -1,0 +1,98 @@
+"""Features describe only the past: earlier transactions, and labels whose time has come."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+import pytest
+
+from detector.engine.engine import DetectionEngine
+from detector.engine.features import DAY, HOUR, FeatureConfig, FeatureExtractor
+from detector.engine.records import Label, Transaction
+
+T0 = 1_700_000_000.0  # a Tuesday, 22:13 UTC
+
+
+def tx(i: int, t: float, card: str = "card", terminal: str = "term", amount: float = 50.0) -> Transaction:
+    return Transaction(f"t{i}", t, card, terminal, amount)
+
+
+def test_card_velocity_and_amount_profile_over_windows() -> None:
+    extractor = FeatureExtractor(FeatureConfig())
+    history = [
+        tx(0, T0 - 20 * DAY, amount=10.0),
+        tx(1, T0 - 2 * DAY, amount=20.0),
+        tx(2, T0 - 0.5 * HOUR, amount=30.0),
+    ]
+    for past in history:
+        extractor.learn_one(past)
+    features = extractor.transform_one(tx(3, T0, amount=120.0))
+    assert features["card_count_1h"] == 1
+    assert features["card_count_1d"] == 1
+    assert features["card_count_7d"] == 2
+    assert features["card_count_30d"] == 3
+    assert features["card_mean_amount_7d"] == pytest.approx(25.0)
+    assert features["card_amount_ratio_30d"] == pytest.approx(120.0 / 20.0)
+    assert features["card_amount_zscore_30d"] > 0
+    assert features["card_new_terminal"] == 0.0
+    assert features["card_log_seconds_since_last"] == pytest.approx(math.log1p(0.5 * HOUR))
+
+
+def test_a_transaction_never_counts_itself_or_anything_after_it() -> None:
+    extractor = FeatureExtractor(FeatureConfig())
+    first = extractor.transform_one(tx(0, T0))
+    assert (
+        first["card_count_30d"] == 0 and first["terminal_count_1d"] == 0 and first["card_new_terminal"] == 1
+    )
+
+
+def test_calendar_features_in_utc() -> None:
+    extractor = FeatureExtractor(FeatureConfig())
+    saturday_3am = datetime(2023, 11, 18, 3, 0, tzinfo=UTC).timestamp()
+    features = extractor.transform_one(tx(0, saturday_3am))
+    assert features["is_weekend"] == 1.0 and features["is_night"] == 1.0
+    weekday = extractor.transform_one(tx(1, T0))
+    assert weekday["is_weekend"] == 0.0 and weekday["is_night"] == 0.0
+
+
+def test_state_of_idle_entities_is_evicted() -> None:
+    config = FeatureConfig(card_windows=(HOUR, DAY), terminal_windows=(DAY,), risk_windows=(2 * DAY,))
+    extractor = FeatureExtractor(config)
+    for i in range(1000):
+        extractor.learn_one(tx(i, T0 + i * 60.0, card=f"c{i}", terminal=f"m{i % 10}"))
+    assert len(extractor.cards) == 1000
+    extractor.learn_one(tx(9999, T0 + 10 * DAY, card="late", terminal="m0"))
+    assert len(extractor.cards) == 1 and len(extractor.terminals) == 1
+
+
+def test_terminal_risk_uses_only_labels_known_at_event_time() -> None:
+    """A fraud label stamped T raises the terminal's risk for transactions after T, never before,
+    even when the label is handed to the engine before those earlier transactions."""
+    engine = DetectionEngine()
+    engine.process_transaction(tx(0, T0, card="victim", terminal="skimmer"))
+    known_at = T0 + DAY
+    engine.process_label(Label("t0", "victim", True, known_at))  # arrives early, in processing order
+    before = engine.process_transaction(tx(1, known_at - 60.0, card="other", terminal="skimmer"))
+    after = engine.process_transaction(tx(2, known_at + 60.0, card="third", terminal="skimmer"))
+    assert before.features["terminal_risk_7d"] == 0.0 and before.features["terminal_frauds_7d"] == 0.0
+    assert after.features["terminal_frauds_7d"] == 1.0 and after.features["terminal_risk_7d"] == 1.0
+    victim = engine.process_transaction(tx(3, known_at + 120.0, card="victim", terminal="elsewhere"))
+    assert victim.features["card_known_frauds"] == 1.0
+
+
+def test_features_of_a_transaction_do_not_depend_on_labels_from_its_future() -> None:
+    """Same transactions, with and without a flood of future-stamped labels fed first: same features."""
+    stream = [
+        tx(i, T0 + i * 600.0, card=f"c{i % 7}", terminal=f"m{i % 3}", amount=5.0 + i) for i in range(60)
+    ]
+    plain, flooded = DetectionEngine(), DetectionEngine()
+    for i, transaction in enumerate(stream):
+        a = plain.process_transaction(transaction)
+        if i == 30:
+            for earlier in stream[:30]:
+                flooded.process_label(
+                    Label(earlier.transaction_id, earlier.customer_id, True, T0 + 365 * DAY)
+                )
+        b = flooded.process_transaction(transaction)
+        assert a.features == b.features and a.score == b.score
