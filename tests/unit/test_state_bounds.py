@@ -56,7 +56,7 @@ def test_store_evicts_idle_entries_and_caps_its_size() -> None:
     for i in range(25):
         capped.put(f"k{i}", i, now=0.0)
     assert len(capped) == 10 and capped.evicted_for_size == 15
-    assert list(capped.keys())[0] == "k15"
+    assert next(iter(capped.keys())) == "k15"
 
 
 def test_touching_an_entry_keeps_it_alive_and_out_of_order_touches_do_not_age_it() -> None:
