@@ -7,6 +7,8 @@ import logging
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from confluent_kafka import KafkaException
+
 from detector.engine.records import Label, Transaction
 from producers.kafka_config import client_config, parse_settings
 from producers.pacing import EventTimePacer, Pacer, RatePacer, Unpaced
@@ -105,7 +107,11 @@ def run(
     Returns the exit code: 0 when everything was delivered, 1 when anything failed or a ``stop_on``
     error ended the run, 130 when interrupted. The sink is flushed in every case.
     """
-    sink = make_sink(args)
+    try:
+        sink = make_sink(args)
+    except (KafkaException, OSError) as error:
+        log.error("cannot open the output: %s", error)
+        return EXIT_FAILED
     code = 0
     try:
         publish(events, sink, make_pacer(args), Progress(progress_enabled(args.quiet)))

@@ -60,7 +60,7 @@ class SimulationStats:
 
 
 class Simulator:
-    """Iterate to get the stream; ``stats`` counts it. Runs are independent and deterministic."""
+    """Iterate once to get the stream; ``stats`` counts it. The same config gives the same stream."""
 
     def __init__(self, config: SimulationConfig) -> None:
         self.config = config
@@ -73,8 +73,15 @@ class Simulator:
         self.scenarios = build_scenarios(config.scenarios, self.population)
         self._labeller = Labeller(config.labels, np.random.default_rng(label_seed))
         self.stats = SimulationStats()
+        self._started = False
 
     def __iter__(self) -> Iterator[Event]:
+        if self._started:
+            raise RuntimeError("a Simulator runs once: its random state has moved on; make a new one")
+        self._started = True
+        return self._events()
+
+    def _events(self) -> Iterator[Event]:
         config = self.config
         start = config.start_time
         end = start + config.days * DAY if config.days is not None else float("inf")

@@ -30,6 +30,7 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     "message.timeout.ms": 120_000,  # a message not delivered by then is reported as failed
 }
 _LOGGED_FAILURES = 10
+_POLL_EVERY = 1000  # produce calls between serving delivery reports; polling on each one costs time
 
 
 @dataclass
@@ -66,6 +67,7 @@ class KafkaSink:
         self.labels_topic = labels_topic
         self.flush_timeout = flush_timeout
         self.report = DeliveryReport()
+        self._unpolled = 0
         self._producer = producer_factory({**PRODUCER_DEFAULTS, "error_cb": _log_client_error, **config})
 
     def send_transaction(self, transaction: Transaction) -> None:
@@ -91,7 +93,10 @@ class KafkaSink:
             except KafkaException as error:
                 self._fail(error.args[0].str() if error.args else str(error))
                 break
-        self._producer.poll(0)
+        self._unpolled += 1
+        if self._unpolled >= _POLL_EVERY:
+            self._producer.poll(0)
+            self._unpolled = 0
 
     def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
         if error is None:

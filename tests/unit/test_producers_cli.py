@@ -181,3 +181,10 @@ def test_any_failed_delivery_makes_the_exit_code_non_zero(
     assert simulate_cli.main(["--config", str(config), "--transactions", "3"]) == 1
     summary = {k.strip(): v.strip() for k, v in summary_of(capsys.readouterr().out).items()}
     assert (summary["failed"], summary["failed (broker down)"]) == ("2", "2")
+
+
+def test_an_unusable_kafka_setting_fails_cleanly(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    config = tmp_path / "small.json"
+    config.write_text(json.dumps(SMALL))
+    assert simulate_cli.main(["--config", str(config), "--kafka-config", "no.such.setting=1"]) == 1
+    assert "cannot open the output" in caplog.text

@@ -247,3 +247,10 @@ def test_a_skimmer_defrauds_the_first_cards_used_on_its_terminal_during_its_wind
 
 def rng(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
+
+
+def test_a_simulator_runs_once() -> None:
+    simulator = Simulator(replace(SMALL, days=1))
+    list(simulator)
+    with pytest.raises(RuntimeError, match="runs once"):
+        iter(simulator)
