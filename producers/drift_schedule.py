@@ -54,7 +54,7 @@ class DriftSchedule:
             if change.param not in self._base:
                 known = ", ".join(sorted(self._base))
                 raise ValueError(f"drift of unknown parameter {change.param!r} (known: {known})")
-            before = float(self.values(change.param, np.array([start]))[0])
+            before = self.value(change.param, start)
             self._steps[change.param].append(_Step(start, change.ramp, change.to - before))
 
     def values(self, param: str, times: np.ndarray) -> np.ndarray:

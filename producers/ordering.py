@@ -20,9 +20,6 @@ class LabelQueue:
         self._heap: list[tuple[float, int, Label]] = []
         self._pushed = 0
 
-    def __len__(self) -> int:
-        return len(self._heap)
-
     @property
     def next_time(self) -> float:
         """The time of the earliest waiting label (infinity if none): cheaper to test than to pop."""

@@ -112,17 +112,18 @@ class Simulator:
         frequency = self.drift.maximum("legit.frequency_multiplier", day_start, day_end)
         batches = []
         for scenario in self.scenarios:
-            # Episodes are a Poisson process whose rate follows the drift schedule: draw at an upper
-            # bound of the rate over the day, keep each start with probability rate / bound.
-            bound = (
-                odds
-                * frequency
-                * self.population.expected_daily_transactions()
-                / scenario.mean_transactions()
-            )
-            times = np.sort(day_start + rng.uniform(0, DAY, rng.poisson(bound)))
-            kept = rng.random(len(times)) * bound < self._episodes_per_day(scenario, times)
-            batches.append(scenario.start(times[kept], rng))
+            if scenario.mean_transactions() > 0:
+                # Episodes are a Poisson process whose rate follows the drift schedule: draw at an
+                # upper bound of the rate over the day, keep each with probability rate / bound.
+                bound = (
+                    odds
+                    * frequency
+                    * self.population.expected_daily_transactions()
+                    / scenario.mean_transactions()
+                )
+                times = np.sort(day_start + rng.uniform(0, DAY, rng.poisson(bound)))
+                kept = rng.random(len(times)) * bound < self._episodes_per_day(scenario, times)
+                batches.append(scenario.start(times[kept], rng))
             batches.append(scenario.observe(legit, day_end, rng))
         return batches
 
