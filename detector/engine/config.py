@@ -2,7 +2,7 @@
 
 >>> config = EngineConfig.from_dict({"model": {"kind": "hoeffding_adaptive_tree"},
 ...                                  "policy": {"review_threshold": 0.4}})
->>> config.model.kind, config.policy.review_threshold, config.drift.detector
+>>> config.model.kind, config.policy.review_threshold, config.drift.miss_detector
 ('hoeffding_adaptive_tree', 0.4, 'hddm_a')
 >>> EngineConfig.from_dict({"model": {"knd": "x"}})
 Traceback (most recent call last):

@@ -96,7 +96,9 @@ class FraudModel:
         self.classifier = build_classifier(config)
         self.labels_learned = 0
         self.frauds_learned = 0
-        self._baseline = _RunningStats()
+        self._is_linear = isinstance(self.classifier, compose.Pipeline)
+        # Occlusion needs each feature's mean; the linear model explains itself without it.
+        self._baseline = None if self._is_linear else _RunningStats()
 
     def predict_proba_one(self, x: dict[str, float]) -> float:
         """Probability that ``x`` is fraud (River returns ``False``/``True`` keys, or ``{}`` when cold)."""
@@ -106,11 +108,12 @@ class FraudModel:
         self.classifier.learn_one(x, is_fraud)
         self.labels_learned += 1
         self.frauds_learned += is_fraud
-        self._baseline.update(x)
+        if self._baseline is not None:
+            self._baseline.update(x)
 
     def contributions(self, x: dict[str, float], top_k: int = 3) -> list[tuple[str, float]]:
         """The ``top_k`` features that raised this score most, with their (positive) contribution."""
-        if isinstance(self.classifier, compose.Pipeline):
+        if self._is_linear:
             scaled = self.classifier["StandardScaler"].transform_one(x)
             weights = self.classifier["LogisticRegression"].weights
             terms = {name: weights.get(name, 0.0) * value for name, value in scaled.items()}
@@ -120,11 +123,13 @@ class FraudModel:
         return [(name, value) for value, name in ranked]
 
     def _occlusion(self, x: dict[str, float], candidates: int) -> dict[str, float]:
+        baseline = self._baseline
+        assert baseline is not None, "occlusion is only used by non-linear models"
         score = self.predict_proba_one(x)
         terms = {}
-        for name in self._baseline.most_unusual(x, candidates):
+        for name in baseline.most_unusual(x, candidates):
             neutral = dict(x)
-            neutral[name] = self._baseline.mean(name)
+            neutral[name] = baseline.mean(name)
             terms[name] = score - self.predict_proba_one(neutral)
         return terms
 
