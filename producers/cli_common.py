@@ -10,7 +10,7 @@ from pathlib import Path
 from confluent_kafka import KafkaException
 
 from detector.engine.records import Label, Transaction
-from producers.kafka_config import client_config, parse_settings
+from detector.kafka_config import client_config, parse_settings
 from producers.pacing import EventTimePacer, Pacer, RatePacer, Unpaced
 from producers.publishing import Progress, print_summary, progress_enabled, publish
 from producers.sinks import DeliveryReport, JsonlSink, KafkaSink, Sink

@@ -10,7 +10,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from detector.engine.records import Label, Transaction, decode_label, decode_transaction
-from producers.kafka_config import client_config, parse_settings
+from detector.kafka_config import client_config, parse_settings
 from producers.sinks import JsonlSink, KafkaSink
 
 TX = Transaction("t1", 1_767_225_600.0, "c1", "m1", 12.5, "EUR")
