@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sim = parser.add_argument_group("simulation")
-    presets = "; ".join(f"{name}: {factory.__doc__}" for name, factory in PRESETS.items())
+    # argparse expands %-formats in help, and the presets' docstrings say "0.4% fraud".
+    presets = "; ".join(f"{name}: {factory.__doc__}" for name, factory in PRESETS.items()).replace("%", "%%")
     sim.add_argument("--preset", choices=PRESETS, default="default", help=f"starting config ({presets})")
     sim.add_argument("--config", type=Path, help="JSON file overriding the preset field by field")
     sim.add_argument("--seed", type=int, help="random seed (same seed, same stream)")

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 from river import base, compose, forest, linear_model, optim, preprocessing, tree
 
-MODEL_KINDS = ("logistic_regression", "hoeffding_adaptive_tree", "adaptive_random_forest")
+from detector.engine import MODEL_KINDS
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""The audit trail: records of every decision and model event, chained per partition."""

@@ -1,0 +1,101 @@
+"""The audit record of each decision and engine event, and the compact decision sent back upstream.
+
+Audit records are plain JSON objects with a ``record_type``: ``decision`` for a transaction, or the
+engine event kind (``drift_detected``, ``model_swapped``, ...). They carry what an analyst needs to
+explain a decision months later: the features used, the score, the thresholds in force, the
+reasons, the model and its generation, and where the input came from.
+
+Customer ids can be pseudonymised with a keyed hash: the same card always maps to the same token,
+so investigations still group by card, but the token cannot be reversed without the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from detector.engine.outputs import Decision, EngineEvent
+from detector.engine.records import format_timestamp
+
+SCHEMA_VERSION = 1
+DECISION = "decision"
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where an input came from and who processed it."""
+
+    topic: str
+    partition: int
+    offset: int
+    instance_id: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"topic": self.topic, "partition": self.partition, "offset": self.offset}
+
+
+def pseudonymise(customer_id: str, key: bytes | None) -> str:
+    """``customer_id`` unchanged without a key; else a stable, irreversible token."""
+    if not key:
+        return customer_id
+    return "p:" + hmac.new(key, customer_id.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def decision_record(
+    decision: Decision, provenance: Provenance, processing_ms: float, pseudonym_key: bytes | None = None
+) -> dict[str, Any]:
+    tx = decision.transaction
+    return {
+        "record_type": DECISION,
+        "schema": SCHEMA_VERSION,
+        "transaction_id": tx.transaction_id,
+        "event_time": tx.timestamp,
+        "customer_id": pseudonymise(tx.customer_id, pseudonym_key),
+        "terminal_id": tx.terminal_id,
+        "amount": tx.amount,
+        "currency": tx.currency,
+        "decision": decision.outcome,
+        "score": decision.score,
+        "thresholds": {"review": decision.review_threshold, "block": decision.block_threshold},
+        "reason_codes": list(decision.reason_codes),
+        "top_features": [{"name": name, "contribution": value} for name, value in decision.top_features],
+        "features": decision.features,
+        "model": {"kind": decision.model_kind, "generation": decision.model_generation},
+        "drift_state": decision.drift_state,
+        "input": provenance.as_dict(),
+        "instance_id": provenance.instance_id,
+        "processed_at": _now(),
+        "processing_ms": round(processing_ms, 3),
+    }
+
+
+def event_record(event: EngineEvent, model_kind: str, provenance: Provenance) -> dict[str, Any]:
+    return {
+        "record_type": event.kind,
+        "schema": SCHEMA_VERSION,
+        "event_time": format_timestamp(event.event_time),
+        "model": {"kind": model_kind, "generation": event.model_generation},
+        "detail": event.detail,
+        "input": provenance.as_dict(),
+        "instance_id": provenance.instance_id,
+        "processed_at": _now(),
+    }
+
+
+def decision_reply(decision: Decision) -> dict[str, Any]:
+    """The compact record the payment system reads back from the decisions topic."""
+    return {
+        "transaction_id": decision.transaction.transaction_id,
+        "decision": decision.outcome,
+        "score": round(decision.score, 6),
+        "reason_codes": list(decision.reason_codes),
+        "model_generation": decision.model_generation,
+        "event_time": decision.transaction.timestamp,
+    }
+
+
+def _now() -> str:
+    return datetime.now(tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,0 +1,80 @@
+"""``fraud-detector``: run the service, and work with the audit trail.
+
+Heavy modules (River, the Kafka client) are imported inside the commands, after the signal
+handlers are installed, so a SIGTERM that arrives during start-up still ends the process cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+
+from detector.service.settings import ConfigurationError, ServiceSettings, SettingsError, settings_table
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """``KEY=VALUE`` lines (``#`` comments, blank lines allowed), as in a docker env file."""
+    values: dict[str, str] = {}
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        key, sep, value = stripped.partition("=")
+        if not sep:
+            raise SettingsError(f"{path}:{number}: expected KEY=VALUE, got {stripped!r}")
+        values[key.strip()] = value.strip()
+    return values
+
+
+def run(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> int:
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+
+    import structlog
+
+    from detector.service.app import DetectorService
+    from detector.service.engine_setup import engine_config_for
+    from detector.service.logs import configure_logging
+
+    merged = {**(read_env_file(args.env_file) if args.env_file else {}), **environ}
+    settings = ServiceSettings.from_env(merged)
+    engine_config = engine_config_for(settings)
+    configure_logging(settings.log_level)
+    log = structlog.get_logger("detector")
+    log.info("starting", settings=settings.redacted())
+    if not stopping.is_set():
+        DetectorService(settings, engine_config, merged, stopping).run()
+    log.info("exiting")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fraud-detector", description="Streaming payment-fraud detection on Kafka."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    run_parser = commands.add_parser("run", help="run the detector service (settings from the environment)")
+    run_parser.add_argument("--env-file", type=Path, help="KEY=VALUE file; the environment overrides it")
+    run_parser.set_defaults(func=run)
+    settings_parser = commands.add_parser("settings", help="print the settings table (markdown)")
+    settings_parser.set_defaults(func=lambda _: print(settings_table()) or 0)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (SettingsError, ConfigurationError) as error:
+        print(f"fraud-detector: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The Kafka service around the detection engine: exactly-once loop, checkpoints, topics."""

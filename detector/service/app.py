@@ -1,0 +1,337 @@
+"""The detector service: consume, score, and commit outputs with input offsets in one Kafka transaction.
+
+The loop follows confluent-kafka's exactly-once pattern: for each batch, ``begin_transaction``,
+produce every output (audit, decisions, dead letters, due checkpoints), ``send_offsets_to_transaction``
+with the next offsets to read, ``commit_transaction``. On an error that requires an abort, the
+transaction is aborted and every assigned partition is recovered from its committed state
+(:mod:`detector.service.recovery`); a fatal producer error does the same with a new producer.
+
+Rebalances: partitions are assigned with the range strategy, so transactions ``p`` and labels ``p``
+go to the same instance. Callbacks run inside ``consume()``, between transactions: a revoked
+partition is checkpointed in a transaction of its own before it goes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from detector.engine.config import EngineConfig
+from detector.kafka_config import client_config
+from detector.service.checkpoints import write_checkpoint
+from detector.service.partition import (
+    AUDIT,
+    DEAD_LETTER,
+    DECISIONS,
+    LABELS,
+    TRANSACTIONS,
+    OutRecord,
+    PartitionProcessor,
+)
+from detector.service.reading import reader_config
+from detector.service.recovery import recover_partition
+from detector.service.settings import ServiceSettings
+from detector.service.topics import ensure_topics
+
+log = structlog.get_logger("detector.service")
+_KAFKA_TIMEOUT_S = 30.0
+
+
+class DetectorService:
+    """One detector instance: a consumer in the group, a transactional producer, per-partition state."""
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        engine_config: EngineConfig,
+        environ: Mapping[str, str],
+        stopping: threading.Event | None = None,
+    ) -> None:
+        self.settings = settings
+        self.engine_config = engine_config
+        self.client = client_config(settings.bootstrap_servers, environ=environ)
+        self.roles = {settings.transactions_topic: TRANSACTIONS, settings.labels_topic: LABELS}
+        self.topics = {role: topic for topic, role in self.roles.items()}
+        self.outputs = {
+            AUDIT: settings.audit_topic,
+            DECISIONS: settings.decisions_topic,
+            DEAD_LETTER: settings.dead_letter_topic,
+        }
+        self.processors: dict[int, PartitionProcessor] = {}
+        self._checkpointed: dict[int, dict[str, int]] = {}  # partition -> positions of its last checkpoint
+        self.stopping = stopping or threading.Event()
+        self.ready = False
+        self.heartbeat = time.monotonic()
+        self.transactions_committed = 0
+        self._last_checkpoint = time.monotonic()
+        self._pseudonym_key = settings.pseudonym_key.encode() or None
+        self._chain_key = settings.audit_hmac_key.encode() or None
+        self._consumer: Consumer | None = None
+        self._producer: Producer | None = None
+        self._reader: Consumer | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Run until :meth:`stop` (or SIGTERM / SIGINT), then checkpoint and leave the group."""
+        partitions = ensure_topics(AdminClient(self.client), self.settings)
+        log.info("topics_ready", input_partitions=partitions)
+        self._producer = self._new_producer()
+        self._reader = Consumer(reader_config(self.client, f"{self.settings.group_id}-reader"))
+        self._consumer = Consumer(self._consumer_config())
+        self._consumer.subscribe(
+            list(self.roles), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
+        try:
+            while not self.stopping.is_set():
+                self._run_batch()
+        finally:
+            self._shutdown()
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def _shutdown(self) -> None:
+        self.ready = False
+        try:
+            if self.processors:
+                self._checkpoint_in_own_transaction(list(self.processors))
+        finally:
+            if self._consumer is not None:
+                self._consumer.close()  # leaves the group at once, so partitions move without waiting
+            if self._reader is not None:
+                self._reader.close()
+            if self._producer is not None:
+                self._producer.flush(_KAFKA_TIMEOUT_S)
+            log.info("stopped", transactions_committed=self.transactions_committed)
+
+    # -- the transactional loop -----------------------------------------------------------------
+
+    def _run_batch(self) -> None:
+        assert self._consumer is not None and self._producer is not None
+        messages = self._consumer.consume(self.settings.batch_size, self.settings.batch_timeout_ms / 1000.0)
+        self.heartbeat = time.monotonic()
+        checkpoint_due = time.monotonic() - self._last_checkpoint >= self.settings.checkpoint_interval_s
+        if not messages and not (checkpoint_due and self.processors):
+            return
+        self._producer.begin_transaction()
+        for message in messages:
+            self._handle(message)
+        if checkpoint_due:
+            self._write_checkpoints(list(self.processors))
+        self._commit()
+
+    def _handle(self, message: Message) -> None:
+        error = message.error()
+        if error is not None:
+            if error.fatal():
+                raise KafkaException(error)
+            log.warning("consume_error", error=str(error))
+            return
+        processor = self.processors.get(message.partition())
+        if processor is None:  # a straggler from a partition revoked in this very poll
+            return
+        role = self.roles[message.topic()]
+        for out in processor.process(role, message.offset(), message.key(), message.value()):
+            self._produce(out, message.partition())
+
+    def _produce(self, out: OutRecord, partition: int) -> None:
+        assert self._producer is not None
+        while True:
+            try:
+                self._producer.produce(
+                    self.outputs[out.role],
+                    out.value,
+                    key=out.key,
+                    partition=partition,
+                    headers=list(out.headers),
+                )
+                return
+            except BufferError:
+                self._producer.poll(0.05)  # the local queue is full: let deliveries drain
+
+    def _commit(self) -> None:
+        """Send the offsets and commit; on failure abort and recover, so nothing is half-applied."""
+        assert self._consumer is not None and self._producer is not None
+        offsets = [
+            TopicPartition(self.topics[role], partition, offset)
+            for partition, processor in self.processors.items()
+            for role, offset in processor.committable_offsets().items()
+            if offset >= 0
+        ]
+        try:
+            _retrying(
+                lambda: self._producer.send_offsets_to_transaction(
+                    offsets, self._consumer.consumer_group_metadata(), _KAFKA_TIMEOUT_S
+                )
+            )
+            _retrying(lambda: self._producer.commit_transaction(_KAFKA_TIMEOUT_S))
+            self.transactions_committed += 1
+        except KafkaException as exception:
+            error: KafkaError = exception.args[0]
+            log.error("transaction_failed", error=str(error), abortable=error.txn_requires_abort())
+            if error.txn_requires_abort():
+                self._producer.abort_transaction(_KAFKA_TIMEOUT_S)
+            else:
+                self._producer = self._new_producer()
+            self._recover(list(self.processors), in_rebalance=False)
+
+    # -- checkpoints ----------------------------------------------------------------------------
+
+    def _write_checkpoints(self, partitions: list[int]) -> None:
+        """Snapshots of ``partitions`` into the open transaction, at the positions it commits.
+
+        A partition whose input has not moved since its last checkpoint is skipped.
+        """
+        assert self._producer is not None
+        for partition in partitions:
+            processor = self.processors[partition]
+            if self._checkpointed.get(partition) == processor.positions:
+                continue
+            self._checkpointed[partition] = dict(processor.positions)
+            snapshot = processor.engine.snapshot()
+            checkpoint_id = write_checkpoint(
+                self._producer, self.settings.checkpoint_topic, partition, snapshot, dict(processor.positions)
+            )
+            log.info(
+                "checkpoint_written",
+                partition=partition,
+                checkpoint_id=checkpoint_id,
+                bytes=len(snapshot),
+                offsets=processor.positions,
+            )
+        self._last_checkpoint = time.monotonic()
+
+    def _checkpoint_in_own_transaction(self, partitions: list[int]) -> None:
+        assert self._producer is not None
+        self._producer.begin_transaction()
+        self._write_checkpoints(partitions)
+        self._commit()
+
+    # -- partition ownership --------------------------------------------------------------------
+
+    def _on_assign(self, consumer: Consumer, assigned: list[TopicPartition]) -> None:
+        partitions = sorted({tp.partition for tp in assigned})
+        log.info("partitions_assigned", partitions=partitions)
+        self._recover(partitions, in_rebalance=True)
+        self.ready = True
+
+    def _on_revoke(self, consumer: Consumer, revoked: list[TopicPartition]) -> None:
+        partitions = sorted({tp.partition for tp in revoked} & set(self.processors))
+        log.info("partitions_revoked", partitions=partitions)
+        if partitions and not self.stopping.is_set():
+            self._checkpoint_in_own_transaction(partitions)
+        for partition in partitions:
+            del self.processors[partition]
+        self.ready = False
+
+    def _on_lost(self, consumer: Consumer, lost: list[TopicPartition]) -> None:
+        partitions = sorted({tp.partition for tp in lost})
+        log.warning("partitions_lost", partitions=partitions)
+        for partition in partitions:
+            self.processors.pop(partition, None)
+        self.ready = False
+
+    def _recover(self, partitions: list[int], in_rebalance: bool) -> None:
+        """(Re)build the processors of ``partitions`` from committed state and point the consumer there.
+
+        Inside a rebalance callback the start offsets are set by ``assign``; outside one (after an
+        aborted transaction) the consumer already owns the partitions and is rewound with ``seek``.
+        """
+        assert self._consumer is not None and self._reader is not None
+        wanted = [TopicPartition(self.topics[role], p) for p in partitions for role in self.topics]
+        committed = self._consumer.committed(wanted, timeout=_KAFKA_TIMEOUT_S)
+        start_at: list[TopicPartition] = []
+        for partition in partitions:
+            offsets = {self.roles[tp.topic]: tp.offset for tp in committed if tp.partition == partition}
+            start = recover_partition(
+                partition=partition,
+                topics=self.topics,
+                committed=offsets,
+                reader=self._reader,
+                checkpoint_topic=self.settings.checkpoint_topic,
+                audit_topic=self.settings.audit_topic,
+                engine_config=self.engine_config,
+                chain_key=self._chain_key,
+            )
+            self.processors[partition] = PartitionProcessor(
+                partition=partition,
+                engine=start.engine,
+                chain=start.chain,
+                instance_id=self.settings.instance_id,
+                topic_names=self.topics,
+                pseudonym_key=self._pseudonym_key,
+                max_message_bytes=self.settings.max_message_bytes,
+                replay_until=start.replay_until,
+                positions=dict(start.start_offsets),
+            )
+            self._checkpointed.pop(partition, None)  # a checkpoint of an aborted transaction never happened
+            if start.checkpoint_id is not None:
+                self._checkpointed[partition] = dict(start.start_offsets)
+            start_at.extend(
+                TopicPartition(self.topics[role], partition, offset)
+                for role, offset in start.start_offsets.items()
+            )
+            log.info(
+                "partition_recovered",
+                partition=partition,
+                checkpoint_id=start.checkpoint_id,
+                start_offsets=start.start_offsets,
+                replay_until=start.replay_until,
+                chain_seq=start.chain.next_seq,
+                model_generation=start.engine.generation,
+                transactions_scored=start.engine.stats["transactions_scored"],
+                labels_learned=start.engine.model.labels_learned,
+            )
+        if in_rebalance:
+            self._consumer.assign(start_at)
+        else:
+            for tp in start_at:
+                self._consumer.seek(tp)
+
+    # -- clients --------------------------------------------------------------------------------
+
+    def _new_producer(self) -> Producer:
+        """A transactional producer; ``init_transactions`` fences any zombie with the same id."""
+        producer = Producer(
+            {
+                **self.client,
+                "transactional.id": f"{self.settings.group_id}-{self.settings.instance_id}",
+                "enable.idempotence": True,
+                "linger.ms": 5,
+                "compression.type": "zstd",
+                "message.max.bytes": 2 * 1024 * 1024,
+            }
+        )
+        producer.init_transactions(_KAFKA_TIMEOUT_S)
+        return producer
+
+    def _consumer_config(self) -> dict[str, Any]:
+        return {
+            **self.client,
+            "group.id": self.settings.group_id,
+            "partition.assignment.strategy": "range",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": 10_000,
+        }
+
+
+def _retrying(action: Any, attempts: int = 10) -> None:
+    """Run a transactional call, retrying the errors Kafka marks retriable."""
+    for attempt in range(attempts):
+        try:
+            action()
+            return
+        except KafkaException as exception:
+            if not exception.args[0].retriable() or attempt == attempts - 1:
+                raise
+            time.sleep(0.1 * (attempt + 1))

@@ -1,0 +1,123 @@
+"""What the service does with one input partition's records, with no Kafka in sight.
+
+A :class:`PartitionProcessor` owns the engine, the audit chain head and the replay bound of one
+input partition (transactions partition ``p`` and labels partition ``p``, co-partitioned by
+customer). For each input record it returns the records to produce: audit records (chained),
+the compact decision, and dead letters. The Kafka loop only moves bytes in and out.
+
+After a restart the engine is restored from a checkpoint that may be older than the committed
+offsets; the records between the two are processed again to rebuild the state, but their outputs
+were already committed, so they are dropped here (``replay_until``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import orjson
+
+from detector.audit.chain import ChainState
+from detector.audit.records import Provenance, decision_record, decision_reply, event_record, pseudonymise
+from detector.engine.engine import DetectionEngine
+from detector.engine.records import InvalidInput, decode_label, decode_transaction
+
+AUDIT, DECISIONS, DEAD_LETTER = "audit", "decisions", "dead_letter"
+TRANSACTIONS, LABELS = "transactions", "labels"
+REJECTED = "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class OutRecord:
+    """A record to produce: ``role`` names the output topic, the partition is the processor's."""
+
+    role: str
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass
+class PartitionProcessor:
+    """Engine, audit chain and replay bounds of one input partition."""
+
+    partition: int
+    engine: DetectionEngine
+    chain: ChainState
+    instance_id: str
+    topic_names: dict[str, str]  # role ("transactions", "labels") -> topic name, for provenance
+    pseudonym_key: bytes | None = None
+    max_message_bytes: int = 64 * 1024
+    replay_until: dict[str, int] = field(default_factory=dict)  # role -> first offset not yet committed
+    positions: dict[str, int] = field(default_factory=dict)  # role -> next offset to read
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def committable_offsets(self) -> dict[str, int]:
+        """Offsets to commit: never below what was committed before, even while replaying below it."""
+        return {role: max(offset, self.replay_until.get(role, -1)) for role, offset in self.positions.items()}
+
+    def process(self, role: str, offset: int, key: bytes | None, value: bytes | None) -> list[OutRecord]:
+        """Handle one input record; never raises on bad input (it becomes a dead letter)."""
+        self.positions[role] = offset + 1
+        started = time.perf_counter()
+        decision, rejection = None, None
+        try:
+            if role == TRANSACTIONS:
+                decision = self.engine.process_transaction(decode_transaction(value, self.max_message_bytes))
+            else:
+                self.engine.process_label(decode_label(value, self.max_message_bytes))
+        except InvalidInput as error:
+            rejection = error
+        elapsed_ms = 1000.0 * (time.perf_counter() - started)
+        events = self.engine.pop_events()
+        if offset < self.replay_until.get(role, -1):
+            self._count("replayed")  # already committed before the restart: state rebuilt, nothing emitted
+            return []
+
+        provenance = Provenance(self.topic_names[role], self.partition, offset, self.instance_id)
+        kind = self.engine.config.model.kind
+        outputs = [
+            OutRecord(AUDIT, b"event", orjson.dumps(self.chain.seal(event_record(event, kind, provenance))))
+            for event in events
+        ]
+        if rejection is not None:
+            outputs.extend(self._reject(rejection, provenance, key, value))
+        elif decision is not None:
+            record = self.chain.seal(decision_record(decision, provenance, elapsed_ms, self.pseudonym_key))
+            transaction_id = decision.transaction.transaction_id.encode()
+            outputs.append(OutRecord(AUDIT, record["customer_id"].encode(), orjson.dumps(record)))
+            outputs.append(OutRecord(DECISIONS, transaction_id, orjson.dumps(decision_reply(decision))))
+            self._count(f"decision_{decision.outcome}")
+        else:
+            self._count("label")
+        return outputs
+
+    def _reject(
+        self, error: InvalidInput, provenance: Provenance, key: bytes | None, value: bytes | None
+    ) -> list[OutRecord]:
+        """The original bytes to the dead-letter topic, and an audit record saying which input was refused."""
+        self._count(f"rejected_{error.reason}")
+        headers = (
+            ("dlq.reason", error.reason.encode()),
+            ("dlq.detail", error.detail.encode()[:1024]),
+            ("dlq.topic", provenance.topic.encode()),
+            ("dlq.partition", str(provenance.partition).encode()),
+            ("dlq.offset", str(provenance.offset).encode()),
+            ("dlq.instance", provenance.instance_id.encode()),
+        )
+        audit = {
+            "record_type": REJECTED,
+            "schema": 1,
+            "reason": error.reason,
+            "detail": error.detail,
+            "customer_key": pseudonymise(key.decode(errors="replace"), self.pseudonym_key) if key else None,
+            "input": provenance.as_dict(),
+            "instance_id": provenance.instance_id,
+        }
+        return [
+            OutRecord(DEAD_LETTER, key, value or b"", headers),
+            OutRecord(AUDIT, b"rejected", orjson.dumps(self.chain.seal(audit))),
+        ]
+
+    def _count(self, name: str) -> None:
+        self.counts[name] = self.counts.get(name, 0) + 1

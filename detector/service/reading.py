@@ -1,0 +1,57 @@
+"""Read one partition from an offset to its end as of now, as committed data only.
+
+Used at partition assignment, to find the latest checkpoint and the head of the audit chain. The
+end is the partition EOF under ``read_committed`` (the last stable offset), so records of an open
+or aborted transaction are never taken for the last committed one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+
+def reader_config(client: dict[str, Any], group_id: str) -> dict[str, Any]:
+    """A consumer that only reads what it is assigned: no group membership, no commits."""
+    return {
+        **client,
+        "group.id": group_id,
+        "isolation.level": "read_committed",
+        "enable.partition.eof": True,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+    }
+
+
+def read_to_end(
+    consumer: Consumer, topic: str, partition: int, start: int, timeout_s: float = 30.0
+) -> Iterator[Message]:
+    """Messages of ``topic``/``partition`` from ``start`` up to the end seen when reading began."""
+    low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s)
+    start = max(start, low)
+    if start >= high:
+        return
+    consumer.assign([TopicPartition(topic, partition, start)])
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            message = consumer.poll(0.5)
+            if message is None:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"reading {topic}[{partition}] did not reach its end in {timeout_s:.0f} s"
+                    )
+                continue
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    return
+                raise KafkaException(error)
+            yield message
+            if message.offset() >= high - 1:
+                return
+    finally:
+        consumer.unassign()

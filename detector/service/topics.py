@@ -1,0 +1,83 @@
+"""Create the service's topics when missing, and refuse to start on a layout that would break it.
+
+Transactions and labels must have the same partition count: labels are keyed by customer like the
+transactions, so label ``p`` joins transaction ``p`` only when both topics split keys the same way.
+Outputs are written to the partition of their input, so they need at least as many partitions.
+"""
+
+from __future__ import annotations
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from detector.service.settings import ConfigurationError, ServiceSettings
+
+_FOREVER = "-1"
+_TIMEOUT_S = 30.0
+
+
+class TopicLayoutError(ConfigurationError):
+    """The topics exist but cannot be used as they are; the message says what to change."""
+
+
+def topic_configs(settings: ServiceSettings) -> dict[str, dict[str, str]]:
+    """Each topic the service needs, with the settings it is created with."""
+    return {
+        settings.transactions_topic: {},
+        settings.labels_topic: {},
+        settings.decisions_topic: {},
+        settings.dead_letter_topic: {"retention.ms": str(30 * 86400 * 1000)},
+        # Append-only and kept forever: analysts replay and verify it from the first record.
+        settings.audit_topic: {
+            "cleanup.policy": "delete",
+            "retention.ms": _FOREVER,
+            "retention.bytes": _FOREVER,
+        },
+        # Only the latest snapshot of each partition matters.
+        settings.checkpoint_topic: {
+            "cleanup.policy": "compact",
+            "segment.ms": str(3600 * 1000),
+            "min.cleanable.dirty.ratio": "0.1",
+            "max.message.bytes": str(2 * 1024 * 1024),
+        },
+    }
+
+
+def ensure_topics(admin: AdminClient, settings: ServiceSettings) -> int:
+    """Create what is missing, check the layout, and return the number of input partitions.
+
+    Missing topics get as many partitions as the transactions topic when it exists already,
+    else ``FRAUD_TOPIC_PARTITIONS``.
+    """
+    wanted = topic_configs(settings)
+    existing = admin.list_topics(timeout=_TIMEOUT_S).topics
+    inputs = existing.get(settings.transactions_topic)
+    partitions = len(inputs.partitions) if inputs is not None else settings.topic_partitions
+    missing = [
+        NewTopic(name, partitions, settings.replication_factor, config=config)
+        for name, config in wanted.items()
+        if name not in existing
+    ]
+    if missing:
+        for name, future in admin.create_topics(missing, request_timeout=_TIMEOUT_S).items():
+            try:
+                future.result()
+            except KafkaException as error:
+                if "TOPIC_ALREADY_EXISTS" not in str(error):  # another instance created it first
+                    raise TopicLayoutError(f"cannot create topic {name!r}: {error}") from error
+        existing = admin.list_topics(timeout=_TIMEOUT_S).topics
+    counts = {name: len(existing[name].partitions) for name in wanted}
+    inputs = counts[settings.transactions_topic]
+    if counts[settings.labels_topic] != inputs:
+        raise TopicLayoutError(
+            f"{settings.labels_topic!r} has {counts[settings.labels_topic]} partitions and"
+            f" {settings.transactions_topic!r} {inputs}: labels join their transactions only when both"
+            " topics have the same partition count"
+        )
+    too_small = [name for name, count in counts.items() if count < inputs]
+    if too_small:
+        raise TopicLayoutError(
+            f"output topics {too_small} have fewer partitions than the {inputs} input partitions;"
+            " each input partition writes to the output partition of the same number"
+        )
+    return inputs

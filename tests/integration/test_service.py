@@ -1,0 +1,209 @@
+"""The detector service on the real broker: exactly-once audit, crash recovery, poison input, scale-out."""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import orjson
+import pytest
+
+from detector.engine.records import Label, Transaction
+from producers.config import preset
+from producers.labels import DelayDistribution
+from producers.simulator import SimulatedTransaction, simulate
+from tests.integration.service_harness import (
+    ServiceProcess,
+    ServiceTopics,
+    TopicReader,
+    audit_decisions,
+    publish,
+    wait_until,
+)
+
+pytestmark = pytest.mark.kafka
+HOUR = 3600.0
+_RECOVERY_KEYS = ("partition", "transactions_scored", "labels_learned", "replay_until")
+
+
+def simulated(transactions: int, seed: int = 5) -> list[Transaction | Label]:
+    """A short stream whose labels come within hours, so the model learns during the test."""
+    base = preset("default")
+    config = replace(
+        base,
+        seed=seed,
+        days=None,
+        max_transactions=transactions,
+        population=replace(base.population, cards=1_500, terminals=200),
+        labels=replace(
+            base.labels, fraud_delay=DelayDistribution(6 * HOUR), legit_delay=DelayDistribution(HOUR)
+        ),
+    )
+    return [item.transaction if isinstance(item, SimulatedTransaction) else item for item in simulate(config)]
+
+
+def decided(reader: TopicReader) -> int:
+    reader.drain(0.5)
+    return sum(audit_decisions(reader).values())
+
+
+def test_every_transaction_gets_exactly_one_chained_decision(kafka_bootstrap: str, tmp_path: Path) -> None:
+    topics = ServiceTopics()
+    topics.create_inputs(kafka_bootstrap, partitions=3)
+    items = simulated(10_000)
+    n_transactions = sum(isinstance(item, Transaction) for item in items)
+    publish(kafka_bootstrap, topics, items)
+
+    started = time.monotonic()
+    service = ServiceProcess(topics.env(kafka_bootstrap), tmp_path / "service.log")
+    assert _wait_for_topic(service, topics)
+    audit = TopicReader(kafka_bootstrap, topics.audit)
+    wait_until(lambda: decided(audit) >= n_transactions, 180, "all decisions")
+    elapsed = time.monotonic() - started
+    assert service.stop() == 0
+
+    audit.drain(2.0)
+    decisions = audit_decisions(audit)
+    assert len(decisions) == n_transactions == 10_000
+    assert set(decisions.values()) == {1}
+    replies = TopicReader(kafka_bootstrap, topics.decisions)
+    replies.drain(3.0)
+    assert replies.count() == n_transactions
+    print(
+        f"\n{n_transactions:,} transactions and {len(items) - n_transactions:,} labels"
+        f" decided in {elapsed:.1f} s (including start-up): {n_transactions / elapsed:,.0f} tx/s"
+    )
+
+
+def test_sigkill_at_random_points_loses_and_duplicates_nothing(kafka_bootstrap: str, tmp_path: Path) -> None:
+    topics = ServiceTopics()
+    topics.create_inputs(kafka_bootstrap, partitions=3)
+    items = simulated(8_000, seed=6)
+    n_transactions = sum(isinstance(item, Transaction) for item in items)
+    publish(kafka_bootstrap, topics, items)
+    env = topics.env(kafka_bootstrap, FRAUD_CHECKPOINT_INTERVAL_S="1", FRAUD_BATCH_SIZE="200")
+    log = tmp_path / "service.log"
+    rng = random.Random(7)
+    kills = 0
+    service = ServiceProcess(env, log)
+    assert _wait_for_topic(service, topics)
+    audit = TopicReader(kafka_bootstrap, topics.audit)
+    while kills < 4:
+        target = min(decided(audit) + rng.randrange(300, 1500), n_transactions)
+        wait_until(lambda target=target: decided(audit) >= target, 120, "progress")
+        if target >= n_transactions:
+            break
+        service.kill()
+        kills += 1
+        service = ServiceProcess(env, log)
+    wait_until(lambda: decided(audit) >= n_transactions, 180, "all decisions after the kills")
+    assert service.stop() == 0
+
+    audit.drain(2.0)
+    decisions = audit_decisions(audit)
+    assert kills >= 3
+    assert len(decisions) == n_transactions and set(decisions.values()) == {1}
+    recoveries = [event for event in service.log_events("partition_recovered") if event["checkpoint_id"]]
+    assert recoveries, "restarts must resume from a checkpoint"
+    resumed = recoveries[-3:]  # the last restart, one line per partition
+    assert all(e["transactions_scored"] > 0 and e["labels_learned"] > 0 for e in resumed), "no cold model"
+    print(
+        f"\n{kills} SIGKILLs; {len(decisions):,} decisions, each once; last recovery (partition, scored,"
+        f" labels learned, replayed up to): {[tuple(e[k] for k in _RECOVERY_KEYS) for e in resumed]}"
+    )
+
+
+def test_poison_input_is_dead_lettered_with_its_reason(kafka_bootstrap: str, tmp_path: Path) -> None:
+    topics = ServiceTopics()
+    topics.create_inputs(kafka_bootstrap, partitions=3)
+    items: list = simulated(2_000, seed=8)
+    valid = [item for item in items if isinstance(item, Transaction)]
+    poison = [
+        (b"k1", b"{not json"),
+        (b"k2", orjson.dumps({"transaction_id": "p-missing", "customer_id": "c"})),
+        (
+            b"k3",
+            b'{"transaction_id": "p-nan", "timestamp": "2026-01-01T00:00:00Z", "customer_id": "c",'
+            b' "terminal_id": "m", "amount": NaN}',
+        ),
+        (b"k4", b'{"pad": "' + b"x" * 200_000 + b'"}'),
+        (valid[10].customer_id.encode(), valid[10].to_json()),  # a duplicate transaction id
+        (None, None),
+    ]
+    expected_reasons = {
+        "bad_json",
+        "missing_field",
+        "oversized_payload",
+        "duplicate_transaction",
+        "empty_payload",
+    }
+    mixed = items[:1000] + poison + items[1000:]
+    publish(kafka_bootstrap, topics, mixed)
+
+    service = ServiceProcess(topics.env(kafka_bootstrap), tmp_path / "service.log")
+    assert _wait_for_topic(service, topics)
+    audit = TopicReader(kafka_bootstrap, topics.audit)
+    wait_until(lambda: decided(audit) >= len(valid), 120, "decisions for every valid transaction")
+    dead = TopicReader(kafka_bootstrap, topics.dead_letter)
+    wait_until(lambda: (dead.drain(0.5), dead.count())[1] >= len(poison), 60, "dead letters")
+    assert service.alive()
+    assert service.stop() == 0
+
+    reasons = [
+        dict(headers)["dlq.reason"].decode() for records in dead.records.values() for _, _, headers in records
+    ]
+    assert len(reasons) == len(poison)
+    assert set(reasons) == expected_reasons
+    assert sorted(reasons).count("bad_json") == 2  # the broken text and the NaN literal
+    originals = {value for records in dead.records.values() for _, value, _ in records}
+    assert b"{not json" in originals  # the original bytes, untouched
+    assert set(audit_decisions(audit)) == {tx.transaction_id for tx in valid}
+
+
+def test_two_instances_split_the_partitions_and_decide_each_transaction_once(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    topics = ServiceTopics()
+    topics.create_inputs(kafka_bootstrap, partitions=4)
+    items = simulated(6_000, seed=9)
+    n_transactions = sum(isinstance(item, Transaction) for item in items)
+    first = ServiceProcess(topics.env(kafka_bootstrap, "a"), tmp_path / "a.log")
+    second = ServiceProcess(topics.env(kafka_bootstrap, "b"), tmp_path / "b.log")
+    assert _wait_for_topic(first, topics)
+    wait_until(
+        lambda: _owned(first) and _owned(second) and len(_owned(first) | _owned(second)) == 4,
+        90,
+        "a 2-way split",
+    )
+    publish(kafka_bootstrap, topics, items)
+    audit = TopicReader(kafka_bootstrap, topics.audit)
+    wait_until(lambda: decided(audit) >= n_transactions, 180, "all decisions")
+    owned = (_owned(first), _owned(second))
+    assert first.stop() == 0 and second.stop() == 0
+
+    audit.drain(2.0)
+    decisions = audit_decisions(audit)
+    assert len(decisions) == n_transactions and set(decisions.values()) == {1}
+    writers = {
+        orjson.loads(value)["instance_id"] for records in audit.records.values() for _, value, _ in records
+    }
+    assert writers == {"a", "b"}
+    assert not owned[0] & owned[1]
+    print(
+        f"\npartitions owned: a={sorted(owned[0])} b={sorted(owned[1])};"
+        f" {n_transactions:,} decisions, each once"
+    )
+
+
+def _owned(service: ServiceProcess) -> set[int]:
+    """The partitions a service holds according to its latest assignment log line."""
+    assigned = service.log_events("partitions_assigned")
+    return set(assigned[-1]["partitions"]) if assigned else set()
+
+
+def _wait_for_topic(service: ServiceProcess, topics: ServiceTopics) -> bool:
+    """The service creates its output topics at start; wait for that before reading them."""
+    wait_until(lambda: bool(service.log_events("topics_ready")) or not service.alive(), 60, "topics")
+    return service.alive()
