@@ -32,6 +32,8 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> int:
+    merged = {**(read_env_file(args.env_file) if args.env_file else {}), **environ}
+    settings = ServiceSettings.from_env(merged)
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
@@ -42,8 +44,6 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> in
     from detector.service.engine_setup import engine_config_for
     from detector.service.logs import configure_logging
 
-    merged = {**(read_env_file(args.env_file) if args.env_file else {}), **environ}
-    settings = ServiceSettings.from_env(merged)
     engine_config = engine_config_for(settings)
     configure_logging(settings.log_level)
     log = structlog.get_logger("detector")
