@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from detector.engine.outputs import Decision, EngineEvent
@@ -85,17 +85,20 @@ def event_record(event: EngineEvent, model_kind: str, provenance: Provenance) ->
     }
 
 
-def decision_reply(decision: Decision) -> dict[str, Any]:
-    """The compact record the payment system reads back from the decisions topic."""
+def decision_reply(decision: Decision, event_time: str) -> dict[str, Any]:
+    """The compact record the payment system reads back from the decisions topic.
+
+    ``event_time`` is the audit record's, passed in so the timestamp is formatted once.
+    """
     return {
         "transaction_id": decision.transaction.transaction_id,
         "decision": decision.outcome,
         "score": round(decision.score, 6),
         "reason_codes": list(decision.reason_codes),
         "model_generation": decision.model_generation,
-        "event_time": decision.transaction.timestamp,
+        "event_time": event_time,
     }
 
 
 def _now() -> str:
-    return datetime.now(tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return format_timestamp(round(time.time(), 3))

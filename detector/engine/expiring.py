@@ -69,6 +69,8 @@ class ExpiringStore(Generic[V]):
 
     def evict(self, now: float) -> int:
         """Drop the entries last touched before ``now - ttl``; returns how many went."""
+        if now < self._next_sweep:  # checked here too: this runs several times per transaction
+            return 0
         return sum(1 for _ in self.pop_expired(now))
 
     def pop_expired(self, now: float) -> Iterator[tuple[str, V]]:

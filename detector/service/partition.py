@@ -86,7 +86,11 @@ class PartitionProcessor:
             record = self.chain.seal(decision_record(decision, provenance, elapsed_ms, self.pseudonym_key))
             transaction_id = decision.transaction.transaction_id.encode()
             outputs.append(OutRecord(AUDIT, record["customer_id"].encode(), orjson.dumps(record)))
-            outputs.append(OutRecord(DECISIONS, transaction_id, orjson.dumps(decision_reply(decision))))
+            outputs.append(
+                OutRecord(
+                    DECISIONS, transaction_id, orjson.dumps(decision_reply(decision, record["event_time"]))
+                )
+            )
             self._count(f"decision_{decision.outcome}")
         else:
             self._count("label")

@@ -1,0 +1,167 @@
+"""Benchmark 6: where the time goes per transaction, stage by stage, on one stream.
+
+Each stage is timed on its own over the same events, in memory, then the whole per-partition
+service logic (``PartitionProcessor``), and finally the full service on the real broker. The
+Kafka share is the service time minus the in-memory processor time: consuming, producing,
+committing transactions, and the broker competing for the same cores.
+
+Stages (microseconds per transaction; label costs are included where labels are processed):
+
+* decode: JSON bytes to typed records, transactions and labels;
+* features: the feature extractor's transform and update;
+* model: the River pipeline's predict and learn (learning once per label);
+* engine: the whole engine (features, model, label join, drift), on decoded records;
+* audit encoding: audit record, hash chain, JSON, compact reply;
+* processor: decode + engine + audit together, as the service runs them, without Kafka;
+* service: the full service on Kafka (exactly-once, audit), readiness to last commit.
+
+    python bench/profile_bench.py --transactions 30000
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import (
+    RunningService,
+    create_input_topics,
+    kafka_broker,
+    publish,
+    service_settings,
+    simulated_stream,
+)
+from report import print_table, write_json
+
+from detector.audit.chain import ChainState
+from detector.audit.records import Provenance, decision_record, decision_reply
+from detector.engine.config import EngineConfig
+from detector.engine.engine import DetectionEngine
+from detector.engine.features import FeatureExtractor
+from detector.engine.model import FraudModel
+from detector.engine.records import Label, Transaction, decode_label, decode_transaction
+from detector.service.partition import LABELS, TRANSACTIONS, PartitionProcessor
+
+
+def timed(action: object) -> float:
+    started = time.perf_counter()
+    action()  # type: ignore[operator]
+    return time.perf_counter() - started
+
+
+def stage_times(items: list[Transaction | Label], config: EngineConfig) -> tuple[dict[str, float], list]:
+    """Seconds per stage over the whole stream, and the engine's decisions (for the audit stage)."""
+    payloads = [(isinstance(item, Transaction), item.to_json()) for item in items]
+    transactions = [item for item in items if isinstance(item, Transaction)]
+    labels = {item.transaction_id: item.is_fraud for item in items if isinstance(item, Label)}
+    times: dict[str, float] = {}
+
+    times["decode"] = timed(lambda: [decode_transaction(p) if tx else decode_label(p) for tx, p in payloads])
+
+    extractor = FeatureExtractor(config.features)
+    vectors: list[dict[str, float]] = []
+
+    def features() -> None:
+        for tx in transactions:
+            vectors.append(extractor.transform_one(tx))
+            extractor.learn_one(tx)
+
+    times["features"] = timed(features)
+
+    model = FraudModel(config.model)
+
+    def modelling() -> None:
+        for tx, x in zip(transactions, vectors, strict=True):
+            model.predict_proba_one(x)
+            if tx.transaction_id in labels:
+                model.learn_one(x, labels[tx.transaction_id])
+
+    times["model"] = timed(modelling)
+
+    engine = DetectionEngine(config)
+    decisions = []
+
+    def run_engine() -> None:
+        for item in items:
+            if isinstance(item, Transaction):
+                decisions.append(engine.process_transaction(item))
+            else:
+                engine.process_label(item)
+            engine.pop_events()
+
+    times["engine"] = timed(run_engine)
+
+    chain = ChainState(partition=0)
+    provenance = Provenance("transactions", 0, 0, "bench")
+
+    def audit() -> None:
+        for decision in decisions:
+            record = chain.seal(decision_record(decision, provenance, 0.1))
+            orjson.dumps(record)
+            orjson.dumps(decision_reply(decision, record["event_time"]))
+
+    times["audit encoding"] = timed(audit)
+
+    processor = PartitionProcessor(
+        partition=0,
+        engine=DetectionEngine(config),
+        chain=ChainState(partition=0),
+        instance_id="bench",
+        topic_names={TRANSACTIONS: "transactions", LABELS: "labels"},
+    )
+    times["processor"] = timed(
+        lambda: [
+            processor.process(TRANSACTIONS if tx else LABELS, offset, None, payload)
+            for offset, (tx, payload) in enumerate(payloads)
+        ]
+    )
+    return times, decisions
+
+
+def service_time(items: list[Transaction | Label], config: EngineConfig) -> float:
+    with kafka_broker() as bootstrap:
+        settings = service_settings(bootstrap, checkpoint_interval_s=60.0)
+        create_input_topics(settings, partitions=1)  # one partition: one processor, as in memory
+        publish(settings, items)
+        with RunningService(settings, config) as running:
+            running.wait_ready()
+            started = time.perf_counter()
+            running.wait_decisions(sum(isinstance(item, Transaction) for item in items))
+            return time.perf_counter() - started
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--transactions", type=int, default=30_000)
+    parser.add_argument("--cards", type=int, default=5_000)
+    parser.add_argument("--no-kafka", action="store_true", help="in-memory stages only")
+    parser.add_argument("--json", default="out/bench/profile.json")
+    args = parser.parse_args(argv)
+
+    items = simulated_stream(args.transactions, args.cards)
+    n_transactions = sum(isinstance(item, Transaction) for item in items)
+    config = EngineConfig()
+    times, _ = stage_times(items, config)
+    if not args.no_kafka:
+        times["service (Kafka)"] = service_time(items, config)
+        times["Kafka share"] = times["service (Kafka)"] - times["processor"]
+    total = times.get("service (Kafka)", times["processor"])
+    rows = [
+        {"stage": stage, "us/tx": 1e6 * seconds / n_transactions, "share of total": seconds / total}
+        for stage, seconds in times.items()
+    ]
+    print(f"{n_transactions:,} transactions, {len(items) - n_transactions:,} labels, logistic regression")
+    print_table("time per transaction by stage", rows)
+    write_json(args.json, "profile", rows, transactions=n_transactions)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""Benchmark 2: the same stream through the bare engine and through the full service, in one run.
+
+The stream is published to a real broker first (not timed). Then the bare engine processes it in
+memory, and the service (exactly-once on, audit on, in a thread of this process) consumes it from
+Kafka; the service is timed from readiness to the commit of the transaction holding the last
+decision. The ratio of the two rates is the figure to watch: absolute rates depend on the machine,
+and on this one the broker shares the two cores with the service.
+
+    python bench/service_bench.py --transactions 50000
+    python bench/service_bench.py --transactions 20000 --profile out/bench/service.prof
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import (
+    RunningService,
+    create_input_topics,
+    kafka_broker,
+    publish,
+    service_settings,
+    simulated_stream,
+)
+from report import print_table, write_json
+
+from detector.engine import MODEL_KINDS
+from detector.engine.config import EngineConfig
+from detector.engine.engine import DetectionEngine
+from detector.engine.model import ModelConfig
+from detector.engine.records import Label, Transaction
+
+
+def engine_rate(items: list[Transaction | Label], config: EngineConfig) -> float:
+    engine = DetectionEngine(config)
+    started = time.perf_counter()
+    for item in items:
+        if isinstance(item, Transaction):
+            engine.process_transaction(item)
+        else:
+            engine.process_label(item)
+        engine.pop_events()
+    return sum(isinstance(item, Transaction) for item in items) / (time.perf_counter() - started)
+
+
+def service_rate(
+    bootstrap: str,
+    items: list[Transaction | Label],
+    config: EngineConfig,
+    partitions: int,
+    profile: str | None,
+) -> float:
+    settings = service_settings(bootstrap, checkpoint_interval_s=30.0)
+    create_input_topics(settings, partitions)
+    publish(settings, items)
+    n_transactions = sum(isinstance(item, Transaction) for item in items)
+    profiler = cProfile.Profile() if profile else None
+    with RunningService(settings, config, profiler) as running:
+        running.wait_ready()
+        started = time.perf_counter()
+        running.wait_decisions(n_transactions)
+        elapsed = time.perf_counter() - started
+    if profiler and profile:
+        Path(profile).parent.mkdir(parents=True, exist_ok=True)
+        profiler.dump_stats(profile)
+        print(f"profile written to {profile} (python -m pstats {profile})")
+    return n_transactions / elapsed
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--transactions", type=int, default=50_000)
+    parser.add_argument("--cards", type=int, default=5_000)
+    parser.add_argument("--partitions", type=int, default=3)
+    parser.add_argument("--models", nargs="+", default=["logistic_regression"], choices=MODEL_KINDS)
+    parser.add_argument("--profile", help="write a cProfile of the service's consuming thread to this file")
+    parser.add_argument("--json", default="out/bench/service.json")
+    args = parser.parse_args(argv)
+
+    items = simulated_stream(args.transactions, args.cards)
+    n_transactions = sum(isinstance(item, Transaction) for item in items)
+    print(f"stream: {n_transactions:,} transactions, {len(items) - n_transactions:,} labels")
+    rows = []
+    with kafka_broker() as bootstrap:
+        for kind in args.models:
+            config = EngineConfig(model=ModelConfig(kind=kind))
+            bare = engine_rate(items, config)
+            served = service_rate(bootstrap, items, config, args.partitions, args.profile)
+            rows.append({"model": kind, "engine tx/s": bare, "service tx/s": served, "ratio": served / bare})
+            print_table(f"service against bare engine, {kind}", rows[-1:])
+    print_table("service (Kafka, exactly-once, audit) against the bare engine, same events, same run", rows)
+    write_json(args.json, "service", rows, transactions=n_transactions, partitions=args.partitions)
+
+
+if __name__ == "__main__":
+    main()
