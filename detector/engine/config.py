@@ -35,6 +35,11 @@ class EngineConfig:
     max_pending: int = 5_000_000
     max_queued_labels: int = 1_000_000
     top_reasons: int = 3
+    # Event-time tolerance: a transaction more than ``max_future_skew`` ahead of the watermark does not
+    # move it unless ``future_confirmations`` in a row do; one ``max_lateness`` behind it is flagged.
+    max_future_skew: float = DAY  # a partition silent for a day is rare; a clock off by months is not
+    future_confirmations: int = 3
+    max_lateness: float = 3600.0
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> EngineConfig:

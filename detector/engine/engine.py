@@ -8,6 +8,14 @@ label stamped ``T`` waits in a queue until a transaction later than ``T`` arrive
 transaction up to ``T`` has been scored before the model learns from it, at any replay speed. A
 label that arrives after the watermark has passed it is applied at once and counted as late.
 
+Skewed clocks: a transaction stamped more than ``max_future_skew`` ahead of the watermark is scored
+and flagged ``skew:future_event_time`` but does not move the watermark, so one bad clock cannot
+release every queued label or expire all state; only when ``future_confirmations`` transactions in
+a row are that far ahead is the jump taken as real (a partition silent for a long time).
+A transaction more than ``max_lateness`` behind the watermark is scored against the current state
+(which may already hold labels from after its time) and flagged ``late:event_time``.
+Both are counted; neither is refused, because a payment always needs a decision.
+
 >>> from detector.engine.records import Label, Transaction
 >>> engine = DetectionEngine()
 >>> decision = engine.process_transaction(Transaction("t1", 1_700_000_000.0, "card", "term", 25.0))
@@ -58,6 +66,7 @@ class DetectionEngine:
         self.pending = PendingScores(config.label_horizon, config.max_pending)
         self.label_queue = LabelQueue()
         self.watermark = float("-inf")
+        self._future_streak = 0  # consecutive transactions too far ahead of the watermark
         self.stats: Counter[str] = Counter()
         self._events: list[EngineEvent] = []
 
@@ -70,15 +79,14 @@ class DetectionEngine:
             raise InvalidInput(
                 "duplicate_transaction", f"transaction_id {tx.transaction_id!r} was already scored"
             )
-        if tx.event_time < self.watermark:
-            self.stats["transactions_out_of_order"] += 1
-        self._advance(tx.event_time)
+        flags = self._check_event_time(tx.event_time)
 
         features = self.extractor.transform_one(tx)
         score = self.model.predict_proba_one(features)
         policy = self.config.policy
         facts = {**tx.to_dict(), **features} if policy.rules else features
         outcome, reasons = policy.decide(facts, score)
+        reasons.extend(flags)
         top_features: tuple[tuple[str, float], ...] = ()
         if score >= policy.review_threshold:
             top_features = tuple(self.model.contributions(features, self.config.top_reasons))
@@ -173,6 +181,23 @@ class DetectionEngine:
         }
 
     # -- internals ----------------------------------------------------------------------------
+
+    def _check_event_time(self, event_time: float) -> list[str]:
+        """Advance the watermark within the skew tolerance; reason codes for an odd timestamp."""
+        config, watermark = self.config, self.watermark
+        if event_time > watermark + config.max_future_skew and watermark > float("-inf"):
+            self._future_streak += 1
+            if self._future_streak < config.future_confirmations:
+                self.stats["transactions_future_skew"] += 1
+                return ["skew:future_event_time"]
+        self._future_streak = 0
+        if event_time < watermark - config.max_lateness:
+            self.stats["transactions_too_late"] += 1
+            return ["late:event_time"]
+        if event_time < watermark:
+            self.stats["transactions_out_of_order"] += 1
+        self._advance(event_time)
+        return []
 
     def _advance(self, event_time: float) -> None:
         """Move the watermark forward, releasing the labels it passes and expiring old state."""

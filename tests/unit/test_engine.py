@@ -141,3 +141,35 @@ def test_restored_snapshot_continues_exactly_like_the_original(kind: str) -> Non
 def test_restore_refuses_foreign_bytes() -> None:
     with pytest.raises(ValueError, match="not an engine snapshot"):
         DetectionEngine.restore(b"\x80\x04K\x01.")
+
+
+def test_a_far_future_timestamp_cannot_release_queued_labels_or_expire_state() -> None:
+    engine = DetectionEngine()
+    engine.process_transaction(tx(0, T0))
+    engine.process_label(Label("t0", "card", True, T0 + 3 * 86400))
+    rogue = engine.process_transaction(tx(1, T0 + 365 * 86400))  # a clock a year ahead
+    assert "skew:future_event_time" in rogue.reason_codes
+    assert engine.watermark == T0  # not moved
+    assert engine.model.labels_learned == 0 and len(engine.pending) == 2
+    normal = engine.process_transaction(tx(2, T0 + 60))
+    assert normal.reason_codes == () and engine.stats["transactions_future_skew"] == 1
+
+
+def test_late_transactions_are_still_decided_and_flagged_beyond_the_tolerance() -> None:
+    engine = DetectionEngine()
+    engine.process_transaction(tx(0, T0 + 7200))
+    slightly = engine.process_transaction(tx(1, T0 + 7200 - 600))
+    very = engine.process_transaction(tx(2, T0))
+    assert slightly.reason_codes == () and engine.stats["transactions_out_of_order"] == 1
+    assert very.reason_codes == ("late:event_time",) and engine.stats["transactions_too_late"] == 1
+    assert engine.watermark == T0 + 7200
+
+
+def test_a_real_jump_in_time_is_caught_up_without_flagging_normal_gaps() -> None:
+    engine = DetectionEngine()
+    engine.process_transaction(tx(0, T0))
+    overnight = engine.process_transaction(tx(1, T0 + 10 * 3600))
+    assert overnight.reason_codes == () and engine.watermark == T0 + 10 * 3600
+    after_silence = [engine.process_transaction(tx(i, T0 + 4 * 86400 + i)) for i in range(2, 5)]
+    assert [d.reason_codes for d in after_silence] == [("skew:future_event_time",)] * 2 + [()]
+    assert engine.watermark == T0 + 4 * 86400 + 4  # the third in a row confirms the jump
