@@ -25,6 +25,7 @@ from detector.engine.records import Transaction
 from detector.engine.windows import SlidingWindow
 
 HOUR = 3600.0
+_CENT = 0.01  # floor of a mean amount used as a divisor: a card of tiny amounts must not give inf
 DAY = 86400.0
 _NIGHT_HOURS = 6  # 00:00-05:59 UTC counts as night
 # 1970-01-01 was a Thursday: day number + 3 gives Monday = 0.
@@ -176,7 +177,7 @@ def _amount_profile(
     variance = max(total_sq / count - mean * mean, 0.0)
     spread = math.sqrt(variance) + max(mean * 0.1, 1.0)  # a floor, so a card with constant amounts stays sane
     return {
-        f"card_amount_ratio_{window}": amount / mean if mean > 0 else 1.0,
+        f"card_amount_ratio_{window}": amount / max(mean, _CENT),
         f"card_amount_zscore_{window}": (amount - mean) / spread,
     }
 

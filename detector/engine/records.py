@@ -25,6 +25,8 @@ import orjson
 
 MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_ID_LENGTH = 128
+# Above any real payment, and far enough from float overflow that sums of squares stay finite.
+MAX_AMOUNT = 1e12
 # Event times outside this range are rejected: they are typos or attacks, and would poison windows.
 MIN_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC).timestamp()
 MAX_EVENT_TIME = datetime(2100, 1, 1, tzinfo=UTC).timestamp()
@@ -192,8 +194,10 @@ def _amount(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidInput("bad_amount", f"'amount' must be a number, got {_kind(value)}")
     amount = float(value)
-    if not math.isfinite(amount) or amount < 0:
-        raise InvalidInput("bad_amount", f"'amount' must be finite and >= 0, got {value!r}")
+    if not math.isfinite(amount) or not 0 <= amount <= MAX_AMOUNT:
+        raise InvalidInput(
+            "bad_amount", f"'amount' must be finite, >= 0 and <= {MAX_AMOUNT:g}, got {value!r}"
+        )
     return amount
 
 

@@ -59,6 +59,7 @@ def test_timestamps_with_offsets_and_fractions_are_normalised_to_utc() -> None:
         (encode(amount="12"), "bad_amount"),
         (encode(amount=True), "bad_amount"),
         (encode(amount=-0.01), "bad_amount"),
+        (encode(amount=1e13), "bad_amount"),
         (b'{"amount": 1e400}', "bad_json"),
         (encode(amount=None), "bad_amount"),
         (encode(timestamp="2018-04-01 00:00:31"), "bad_timestamp"),
