@@ -13,6 +13,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from detector.service.settings import ConfigurationError, ServiceSettings
 
 _FOREVER = "-1"
+_TWO_MB = str(2 * 1024 * 1024)
 _TIMEOUT_S = 30.0
 
 
@@ -26,7 +27,8 @@ def topic_configs(settings: ServiceSettings) -> dict[str, dict[str, str]]:
         settings.transactions_topic: {},
         settings.labels_topic: {},
         settings.decisions_topic: {},
-        settings.dead_letter_topic: {"retention.ms": str(30 * 86400 * 1000)},
+        # Room for an input that was at the broker's default 1 MB limit, plus the reason headers.
+        settings.dead_letter_topic: {"retention.ms": str(30 * 86400 * 1000), "max.message.bytes": _TWO_MB},
         # Append-only and kept forever: analysts replay and verify it from the first record.
         settings.audit_topic: {
             "cleanup.policy": "delete",
@@ -38,7 +40,7 @@ def topic_configs(settings: ServiceSettings) -> dict[str, dict[str, str]]:
             "cleanup.policy": "compact",
             "segment.ms": str(3600 * 1000),
             "min.cleanable.dirty.ratio": "0.1",
-            "max.message.bytes": str(2 * 1024 * 1024),
+            "max.message.bytes": _TWO_MB,
         },
     }
 
