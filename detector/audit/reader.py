@@ -18,7 +18,9 @@ import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
+import orjson
 from confluent_kafka import (
     OFFSET_END,
     TIMESTAMP_NOT_AVAILABLE,
@@ -59,6 +61,15 @@ def consumer_config(client: Mapping[str, str]) -> dict[str, str | bool]:
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
     }
+
+
+def decode_record(value: bytes | None) -> dict[str, Any] | None:
+    """The audit record in ``value``, None if it is not a JSON object."""
+    try:
+        record = orjson.loads(value) if value is not None else None
+    except orjson.JSONDecodeError:
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def progress_wanted(quiet: bool) -> bool:
@@ -107,7 +118,12 @@ class TopicReader:
         self._consumer.assign([TopicPartition(self.topic, p, starts[p]) for p in sorted(pending)])
         total = None if follow else sum(ends[p] - starts[p] for p in pending)
         bar = tqdm(
-            total=total, unit=" offsets", disable=not progress, file=sys.stderr, dynamic_ncols=True, leave=False
+            total=total,
+            unit=" offsets",
+            disable=not progress,
+            file=sys.stderr,
+            dynamic_ncols=True,
+            leave=False,
         )
         positions = dict(starts)
 
@@ -121,26 +137,27 @@ class TopicReader:
             self._consumer.pause([TopicPartition(self.topic, partition)])
 
         try:
-            last_seen = time.monotonic()
+            last_seen, last_error = time.monotonic(), None
             while pending:
-                batch = self._consumer.consume(_BATCH, timeout=0.5)
-                if batch:
-                    last_seen = time.monotonic()
-                elif not follow and time.monotonic() - last_seen > self.idle_timeout_s:
+                if not follow and time.monotonic() - last_seen > self.idle_timeout_s:
                     raise ReadError(
                         f"{self.topic}: partitions {sorted(pending)} did not reach their end after"
-                        f" {self.idle_timeout_s:.0f} s without data"
+                        f" {self.idle_timeout_s:.0f} s without data (last client error: {last_error})"
                     )
-                for message in batch:
-                    partition = message.partition()
+                for message in self._consumer.consume(_BATCH, timeout=0.5):
+                    partition, error = message.partition(), message.error()
+                    if error is not None and error.code() != KafkaError._PARTITION_EOF:
+                        if error.fatal():
+                            raise KafkaException(error)
+                        last_error = error  # informational: the client reconnects and retries by itself
+                        continue
+                    last_seen = time.monotonic()
                     if partition not in pending:
                         continue  # already finished: past the end captured at start
-                    if _is_eof(message):
+                    if error is not None or (not follow and message.offset() >= ends[partition]):
+                        # EOF (caught up with the committed data), or past the end captured at start.
                         if not follow:
                             finish(partition)
-                        continue
-                    if not follow and message.offset() >= ends[partition]:
-                        finish(partition)
                         continue
                     advance(partition, message.offset() + 1)
                     yield _topic_message(message)
@@ -165,16 +182,9 @@ class TopicReader:
         wanted = [TopicPartition(self.topic, p, start_ms) for p in self.partitions]
         found = self._consumer.offsets_for_times(wanted, timeout=_TIMEOUT_S)
         # No record at or after the time: start at the end (nothing to read unless following).
-        return {tp.partition: ends[tp.partition] if tp.offset in (-1, OFFSET_END) else tp.offset for tp in found}
-
-
-def _is_eof(message: Message) -> bool:
-    error = message.error()
-    if error is None:
-        return False
-    if error.code() == KafkaError._PARTITION_EOF:
-        return True
-    raise KafkaException(error)
+        return {
+            tp.partition: ends[tp.partition] if tp.offset in (-1, OFFSET_END) else tp.offset for tp in found
+        }
 
 
 def _topic_message(message: Message) -> TopicMessage:

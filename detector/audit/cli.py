@@ -1,0 +1,284 @@
+"""``fraud-detector audit replay | verify | report``: the audit trail for analysts and auditors.
+
+Each command reads the audit topic as committed data only, assigning partitions itself (no consumer
+group, no commits), so it never disturbs the detector or another reader. Exit codes: 0 done (verify:
+every chain intact), 1 verify found a problem, 2 the command could not run (bad option, Kafka or
+file error), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime
+from functools import wraps
+from pathlib import Path
+
+from confluent_kafka import KafkaException
+
+from detector.audit.metrics import Labels, collect, read_labels
+from detector.audit.reader import ReadError, TopicReader, progress_wanted
+from detector.audit.replay import CsvSink, JsonlSink, RecordFilter, RecordSink, customer_ids, replay
+from detector.audit.report import build_report, write_report
+from detector.audit.verify import ChainVerifier, load_heads, save_heads
+from detector.engine.records import InvalidInput, format_timestamp, parse_timestamp
+from detector.kafka_config import client_config, parse_settings
+
+EXIT_BROKEN, EXIT_FAILED, EXIT_INTERRUPTED = 1, 2, 130
+Handler = Callable[[argparse.Namespace], int]
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``audit`` with its subcommands; each sets ``func(args) -> exit code``."""
+    audit = subparsers.add_parser("audit", help="replay, verify and report on the audit trail")
+    commands = audit.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
+    common = _common_options()
+
+    def command(name: str, handler: Handler, summary: str, description: str) -> argparse.ArgumentParser:
+        parser = commands.add_parser(name, parents=[common], help=summary, description=description)
+        parser.set_defaults(func=_guarded(handler))
+        return parser
+
+    _replay_options(
+        command(
+            "replay",
+            replay_command,
+            "write selected audit records as JSONL or CSV",
+            "Write the audit records that match every filter given, in topic order within each"
+            " partition. JSONL lines are the records exactly as written.",
+        )
+    )
+    _verify_options(
+        command(
+            "verify",
+            verify_command,
+            "recompute every partition's hash chain; exit 1 at the first break",
+            "Check that every audit record is intact, in sequence and none is missing, and report"
+            " the first problem of each partition exactly. A pass cannot show that records were cut"
+            " off the end: save the heads (--save-head) and check against them later (--head).",
+        )
+    )
+    _report_options(
+        command(
+            "report",
+            report_command,
+            "HTML report of alerts, precision, scores, drift and latency",
+            "Join the decisions with their labels and write report.html with its PNG figures into a"
+            " directory.",
+        )
+    )
+
+
+def _replay_options(parser: argparse.ArgumentParser) -> None:
+    _add_time_filters(parser)
+    selection = parser.add_argument_group("filters (repeat an option to allow several values)")
+    selection.add_argument("--customer", action="append", default=[], help="customer (card) id")
+    selection.add_argument("--transaction-id", action="append", default=[])
+    selection.add_argument("--decision", action="append", default=[], choices=("approve", "review", "block"))
+    selection.add_argument(
+        "--record-type", action="append", default=[], help="decision, drift_detected, model_swapped, ..."
+    )
+    selection.add_argument("--generation", action="append", default=[], type=int, help="model generation")
+    parser.add_argument(
+        "--pseudonym-key-env",
+        default="FRAUD_PSEUDONYM_KEY",
+        metavar="NAME",
+        help="environment variable with the detector's pseudonym key, so --customer also finds"
+        " pseudonymised ids (default: FRAUD_PSEUDONYM_KEY)",
+    )
+    parser.add_argument(
+        "--start-time",
+        type=_moment,
+        metavar="TIME",
+        help="skip records written to Kafka before TIME (write time, not event time): faster reads"
+        " of a long topic",
+    )
+    parser.add_argument(
+        "--follow", action="store_true", help="keep reading new records until interrupted (Ctrl-C)"
+    )
+    parser.add_argument("--output", default="-", help="file to write (default: - for stdout)")
+    parser.add_argument(
+        "--format", choices=("jsonl", "csv"), help="default: csv for an --output ending in .csv, else jsonl"
+    )
+
+
+def _verify_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--hmac-key-env",
+        default="FRAUD_AUDIT_HMAC_KEY",
+        metavar="NAME",
+        help="environment variable with the detector's chain key, if it uses one"
+        " (default: FRAUD_AUDIT_HMAC_KEY)",
+    )
+    parser.add_argument(
+        "--head",
+        type=Path,
+        help="heads saved by an earlier --save-head: fail if the chains no longer reach them",
+    )
+    parser.add_argument(
+        "--save-head", type=Path, help="after a pass, write each partition's last seq and hash to this file"
+    )
+
+
+def _report_options(parser: argparse.ArgumentParser) -> None:
+    _add_time_filters(parser)
+    parser.add_argument("--out", type=Path, required=True, help="directory for report.html and PNGs")
+    labels = parser.add_mutually_exclusive_group()
+    labels.add_argument(
+        "--labels-topic",
+        default=os.environ.get("FRAUD_LABELS_TOPIC") or "labels",
+        help="topic with the labels (default: $FRAUD_LABELS_TOPIC, else labels)",
+    )
+    labels.add_argument("--labels-file", type=Path, help="read the labels from this JSONL file instead")
+    parser.add_argument("--k", type=int, default=100, help="cards a day for card precision@k (default: 100)")
+
+
+def replay_command(args: argparse.Namespace) -> int:
+    key = os.environ.get(args.pseudonym_key_env, "").encode() or None
+    keep = RecordFilter(
+        since=args.since,
+        until=args.until,
+        customers=customer_ids(args.customer, key),
+        transaction_ids=frozenset(args.transaction_id),
+        decisions=frozenset(args.decision),
+        record_types=frozenset(args.record_type),
+        generations=frozenset(args.generation),
+    )
+    start_ms = None if args.start_time is None else round(args.start_time * 1000)
+    with _sink(args) as sink, TopicReader(_client(args), args.topic) as reader:
+        try:
+            counts = replay(reader.messages(start_ms, args.follow, progress_wanted(args.quiet)), keep, sink)
+        except KeyboardInterrupt:
+            return 0 if args.follow else EXIT_INTERRUPTED  # Ctrl-C is how a follow ends
+    print(f"replay: {counts.read:,} records read, {counts.written:,} written", file=sys.stderr)
+    if counts.unreadable:
+        print(
+            f"replay: {counts.unreadable:,} records were not JSON objects (run audit verify)", file=sys.stderr
+        )
+    return 0
+
+
+def verify_command(args: argparse.Namespace) -> int:
+    key = os.environ.get(args.hmac_key_env, "").encode() or None
+    expected = load_heads(args.head) if args.head else None
+    with TopicReader(_client(args), args.topic) as reader:
+        verifier = ChainVerifier(key, reader.partitions, expected)
+        for message in reader.messages(progress=progress_wanted(args.quiet)):
+            verifier.add(message.partition, message.offset, message.value)
+    result = verifier.result()
+    digest = f"HMAC-SHA256 with the key in ${args.hmac_key_env}" if key else "SHA-256, no key"
+    print(f"topic {args.topic}, chain digest {digest}")
+    print("\n".join(result.summary_lines()))
+    if expected is not None:
+        print(f"checked against the heads in {args.head}")
+    if not result.ok:
+        return EXIT_BROKEN
+    if args.save_head:
+        save_heads(args.save_head, args.topic, result)
+        print(f"heads saved to {args.save_head}: keep it where the audit topic's writers cannot change it")
+    return 0
+
+
+def report_command(args: argparse.Namespace) -> int:
+    client = _client(args)
+    keep = RecordFilter(since=args.since, until=args.until)
+    with TopicReader(client, args.topic) as reader:
+        collection = collect(reader.messages(progress=progress_wanted(args.quiet)), keep)
+    labels = _labels(args, client)
+    sources = {
+        "audit topic": args.topic,
+        "labels": f"file {args.labels_file}" if args.labels_file else f"topic {args.labels_topic}",
+        "event time": _period(args.since, args.until),
+    }
+    path = write_report(build_report(collection, labels, args.k), args.out, sources)
+    print(f"report written to {path}")
+    return 0
+
+
+def _labels(args: argparse.Namespace, client: dict[str, str]) -> Labels:
+    if args.labels_file:
+        with args.labels_file.open("rb") as lines:
+            return read_labels(line for line in lines if line.strip())
+    with TopicReader(client, args.labels_topic) as reader:
+        return read_labels(m.value for m in reader.messages(progress=progress_wanted(args.quiet)))
+
+
+def _common_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    kafka = common.add_argument_group("Kafka")
+    kafka.add_argument("--bootstrap-servers", help="default: $KAFKA_BOOTSTRAP_SERVERS, else localhost:9092")
+    kafka.add_argument(
+        "--kafka-config",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any librdkafka consumer setting, repeatable; security settings also come from"
+        " KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD,"
+        " KAFKA_SSL_CA_LOCATION",
+    )
+    kafka.add_argument(
+        "--topic",
+        default=os.environ.get("FRAUD_AUDIT_TOPIC") or "fraud.audit",
+        help="audit topic (default: $FRAUD_AUDIT_TOPIC, else fraud.audit)",
+    )
+    common.add_argument("--quiet", action="store_true", help="no progress bar (none when not on a TTY)")
+    return common
+
+
+def _add_time_filters(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "event time (TIME: RFC 3339 with an offset, or a date for UTC midnight)"
+    )
+    group.add_argument("--since", type=_moment, metavar="TIME", help="records at or after TIME")
+    group.add_argument("--until", type=_moment, metavar="TIME", help="records before TIME")
+
+
+def _moment(text: str) -> float:
+    """RFC 3339 with an offset, or a plain date meaning midnight UTC, as epoch seconds."""
+    try:
+        if len(text) == 10:
+            return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
+        return parse_timestamp(text, "time")
+    except (ValueError, InvalidInput) as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _period(since: float | None, until: float | None) -> str:
+    if since is None and until is None:
+        return "all"
+    start = format_timestamp(since) if since is not None else "the first record"
+    end = f"before {format_timestamp(until)}" if until is not None else "the last record"
+    return f"from {start} to {end}"
+
+
+def _client(args: argparse.Namespace) -> dict[str, str]:
+    return client_config(args.bootstrap_servers, parse_settings(args.kafka_config))
+
+
+@contextmanager
+def _sink(args: argparse.Namespace) -> Iterator[RecordSink]:
+    csv_format = args.format == "csv" or (args.format is None and args.output.endswith(".csv"))
+    with ExitStack() as stack:
+        stream = sys.stdout.buffer if args.output == "-" else stack.enter_context(open(args.output, "wb"))
+        yield (CsvSink if csv_format else JsonlSink)(stream, flush_each=args.follow)
+        stream.flush()
+
+
+def _guarded(handler: Handler) -> Handler:
+    """Problems a user can fix become one line on stderr and exit code 2, not a traceback."""
+
+    @wraps(handler)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except (ReadError, KafkaException, OSError, ValueError) as error:
+            print(f"fraud-detector audit {args.audit_command}: {error}", file=sys.stderr)
+            return EXIT_FAILED
+        except KeyboardInterrupt:
+            print(f"fraud-detector audit {args.audit_command}: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+
+    return run

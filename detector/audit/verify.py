@@ -1,0 +1,225 @@
+"""Check the audit hash chains: each record intact, in sequence, none missing, written by the detector.
+
+Each audit partition is one chain (see :mod:`detector.audit.chain`). Records are checked in offset
+order; offsets themselves may jump (transaction markers take offsets), only ``chain.seq`` counts.
+The first problem in each partition is reported at its exact position, as one of:
+
+* ``altered``: the hash does not match the content (a field was changed);
+* ``missing``: the sequence jumps ahead and the skipped records are nowhere later in the partition;
+* ``reordered``: a record is out of sequence (the expected one comes later, or the links disagree);
+* ``foreign``: not an audit record of this partition (no chain, chained for another partition, not
+  JSON, or, with an HMAC key, sealed with a plain SHA-256 instead of the key).
+
+Records after the first problem of a partition are counted but not verified: one break makes every
+later link meaningless.
+
+What a pass proves: every record read is byte for byte what was sealed, in the order sealed, with
+none removed between the first and the last one read; with an HMAC key, also that each record was
+sealed by a holder of the key. What it cannot prove on its own: that nothing was cut off the end
+(a chain with its last records removed is still a valid, shorter chain), nor, without a key, that
+the whole chain was not rewritten by someone who recomputed every hash. Both need an anchor kept
+outside the topic: save the heads (last ``seq`` and ``hash`` of each partition) after a run and
+give them to whoever checks later; a later run with those heads fails if any partition ends before
+its saved head or holds a different record there.
+
+>>> from detector.audit.chain import ChainState
+>>> chain = ChainState(partition=0)
+>>> values = [orjson.dumps(chain.seal({"record_type": "decision", "n": n})) for n in range(3)]
+>>> verify_messages([(0, 10, values[0]), (0, 12, values[2])]).breaks[0].describe()
+'partition 0, offset 12, seq 1: missing: seq 1 is not in the partition (found seq 2 here)'
+>>> verify_messages([(0, 10, values[0]), (0, 12, values[1]), (0, 14, values[2])]).ok
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from detector.audit.chain import GENESIS, canonical, digest, verify_record
+from detector.audit.reader import decode_record
+
+ALTERED, MISSING, REORDERED, FOREIGN = "altered", "missing", "reordered", "foreign"
+TRUNCATED, REWRITTEN = "truncated", "rewritten"  # only against saved heads
+
+
+@dataclass(frozen=True)
+class Head:
+    """The last record of a partition's chain: what a later verification must still find."""
+
+    seq: int
+    hash: str
+
+
+@dataclass(frozen=True)
+class Break:
+    """The first problem in a partition: where (``offset`` None: past the last record) and what."""
+
+    partition: int
+    offset: int | None
+    seq: int  # the position in the chain: the sequence number expected there
+    problem: str
+    detail: str
+
+    def describe(self) -> str:
+        where = "after the last record" if self.offset is None else f"offset {self.offset}"
+        return f"partition {self.partition}, {where}, seq {self.seq}: {self.problem}: {self.detail}"
+
+
+@dataclass
+class PartitionChain:
+    """Progress through one partition's chain."""
+
+    partition: int
+    records: int = 0  # read, including any after the first break
+    verified: int = 0  # in sequence and intact, before the first break
+    head: Head | None = None
+    broken: Break | None = None
+    skipped: tuple[int, int] | None = None  # (expected, found) after a jump ahead, until found later
+
+    def next_seq(self) -> int:
+        return 0 if self.head is None else self.head.seq + 1
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The outcome for every partition seen or expected."""
+
+    chains: dict[int, PartitionChain]
+
+    @property
+    def breaks(self) -> list[Break]:
+        return [c.broken for _, c in sorted(self.chains.items()) if c.broken is not None]
+
+    @property
+    def ok(self) -> bool:
+        return not self.breaks
+
+    @property
+    def verified(self) -> int:
+        return sum(c.verified for c in self.chains.values())
+
+    def heads(self) -> dict[int, Head]:
+        return {p: c.head for p, c in self.chains.items() if c.head is not None}
+
+    def summary_lines(self) -> list[str]:
+        lines = []
+        for partition, chain in sorted(self.chains.items()):
+            head = f", head seq {chain.head.seq} {chain.head.hash}" if chain.head else ""
+            unverified = chain.records - chain.verified
+            after = f", {unverified} from the break on not verified" if unverified else ""
+            lines.append(f"partition {partition}: {chain.verified} records verified{after}{head}")
+        lines.append(f"total: {self.verified} records verified in {len(self.chains)} partitions")
+        lines.extend(f"BROKEN {b.describe()}" for b in self.breaks)
+        return lines
+
+
+class ChainVerifier:
+    """Feed records in offset order per partition with :meth:`add`; read :meth:`result` at the end."""
+
+    def __init__(
+        self,
+        key: bytes | None = None,
+        partitions: Iterable[int] = (),
+        expected_heads: Mapping[int, Head] | None = None,
+    ) -> None:
+        self.key = key or None
+        self.expected_heads = dict(expected_heads or {})
+        self._chains = {p: PartitionChain(p) for p in (*partitions, *self.expected_heads)}
+
+    def add(self, partition: int, offset: int, value: bytes | None) -> None:
+        chain = self._chains.setdefault(partition, PartitionChain(partition))
+        chain.records += 1
+        record = decode_record(value)
+        if chain.broken is not None:
+            _look_for_skipped(chain, offset, record)
+            return
+        expected_seq = chain.next_seq()
+        problem = self._problem(chain, record)
+        if problem is not None:
+            kind, _, detail = problem.partition(": ")
+            if kind == MISSING:
+                found = record["chain"]["seq"]
+                detail = f"seq {_span(expected_seq, found - 1)} not in the partition (found seq {found} here)"
+                chain.skipped = (expected_seq, found)
+            chain.broken = Break(partition, offset, expected_seq, kind, detail)
+            return
+        chain.head = Head(expected_seq, record["chain"]["hash"])
+        chain.verified += 1
+        anchor = self.expected_heads.get(partition)
+        if anchor is not None and anchor.seq == expected_seq and anchor.hash != chain.head.hash:
+            detail = f"the saved head has hash {anchor.hash}, this record {chain.head.hash}"
+            chain.broken = Break(partition, offset, expected_seq, REWRITTEN, detail)
+
+    def result(self) -> Verification:
+        for partition, anchor in self.expected_heads.items():
+            chain = self._chains[partition]
+            reached = chain.head.seq if chain.head else -1
+            if chain.broken is None and reached < anchor.seq:
+                detail = f"the chain ends at seq {reached}; the saved head is seq {anchor.seq}"
+                chain.broken = Break(partition, None, reached + 1, TRUNCATED, detail)
+        return Verification(dict(self._chains))
+
+    def _problem(self, chain: PartitionChain, record: Any) -> str | None:
+        if record is None:
+            return f"{FOREIGN}: not a JSON object"
+        expected_prev = chain.head.hash if chain.head else GENESIS
+        problem = verify_record(record, chain.next_seq(), expected_prev, self.key, chain.partition)
+        if problem is None or not problem.startswith(ALTERED):
+            return problem
+        if self.key and record["chain"]["hash"] == digest(canonical(record)):
+            return f"{FOREIGN}: sealed with a plain SHA-256, not the audit HMAC key"
+        if not self.key and chain.head is None:
+            return f"{problem} (or the chain uses an HMAC key: give verify the detector's key)"
+        return problem
+
+
+def verify_messages(
+    messages: Iterable[tuple[int, int, bytes | None]],
+    key: bytes | None = None,
+    partitions: Iterable[int] = (),
+    expected_heads: Mapping[int, Head] | None = None,
+) -> Verification:
+    """Verify ``(partition, offset, value)`` triples, e.g. a topic read back or a copy held in memory."""
+    verifier = ChainVerifier(key, partitions, expected_heads)
+    for partition, offset, value in messages:
+        verifier.add(partition, offset, value)
+    return verifier.result()
+
+
+def save_heads(path: Path, topic: str, verification: Verification) -> None:
+    """Write the heads as JSON, to be kept where the audit topic's writers cannot change it."""
+    heads = {str(p): {"seq": h.seq, "hash": h.hash} for p, h in sorted(verification.heads().items())}
+    path.write_bytes(orjson.dumps({"topic": topic, "heads": heads}, option=orjson.OPT_INDENT_2))
+
+
+def load_heads(path: Path) -> dict[int, Head]:
+    """The heads written by :func:`save_heads`; ValueError if the file is not such a file."""
+    try:
+        body = orjson.loads(path.read_bytes())
+        return {int(p): Head(int(h["seq"]), str(h["hash"])) for p, h in body["heads"].items()}
+    except (KeyError, TypeError, AttributeError, ValueError) as error:
+        raise ValueError(f"{path} is not a heads file written by verify --save-head ({error!r})") from None
+
+
+def _look_for_skipped(chain: PartitionChain, offset: int, record: Any) -> None:
+    """A skipped record found later means the partition is out of order, not incomplete."""
+    if chain.broken is None or chain.skipped is None or _seq(record) != chain.skipped[0]:
+        return
+    seq, found = chain.skipped
+    detail = f"seq {seq} comes later, at offset {offset} (found seq {found} here)"
+    chain.broken = replace(chain.broken, problem=REORDERED, detail=detail)
+    chain.skipped = None
+
+
+def _seq(record: Any) -> Any:
+    chain = record.get("chain") if isinstance(record, dict) else None
+    return chain.get("seq") if isinstance(chain, dict) else None
+
+
+def _span(first: int, last: int) -> str:
+    return f"{first} is" if first == last else f"{first} to {last} are"

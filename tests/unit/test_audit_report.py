@@ -1,0 +1,186 @@
+"""The report's numbers on a small case worked out by hand, and a page whose figures really open.
+
+Three days, four cards (A-D), eleven decisions, two of them never labelled. Expected values are
+computed in the comments from the definitions, not with the code under test.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import orjson
+import pytest
+from PIL import Image
+
+from detector.audit.metrics import (
+    REALTIME_MAX_MEDIAN_LAG_S,
+    collect,
+    generation_steps,
+    read_labels,
+    write_lag,
+)
+from detector.audit.reader import TopicMessage
+from detector.audit.replay import RecordFilter
+from detector.audit.report import LATENCY_PNG, SCORES_PNG, TIMELINE_PNG, build_report, write_report
+from detector.engine.records import Label, format_timestamp
+
+DAY1 = datetime(2026, 3, 1, tzinfo=UTC).timestamp()
+HOUR = 3600.0
+# (transaction, day index, card, score, decision, label: True fraud / False legitimate / None unlabelled)
+DECISIONS = [
+    ("t1", 0, "A", 0.95, "block", True),
+    ("t2", 0, "B", 0.60, "review", False),
+    ("t3", 0, "C", 0.10, "approve", False),
+    ("t4", 0, "D", 0.55, "review", None),
+    ("t5", 1, "A", 0.20, "approve", True),
+    ("t6", 1, "B", 0.80, "block", True),
+    ("t7", 1, "C", 0.70, "review", False),
+    ("t8", 1, "D", 0.30, "approve", False),
+    ("t9", 2, "A", 0.90, "block", None),
+    ("t10", 2, "B", 0.40, "approve", False),
+    ("t11", 2, "C", 0.10, "approve", False),
+]
+K = 2  # card precision@2: the day's two highest-scoring cards
+
+
+def decision(n: int) -> dict:
+    """The audit record of ``DECISIONS[n]``, an hour after the previous one of its day."""
+    tx, day, card, score, outcome, _ = DECISIONS[n]
+    return {
+        "record_type": "decision",
+        "schema": 1,
+        "transaction_id": tx,
+        "event_time": format_timestamp(DAY1 + day * 86400 + (n + 1) * HOUR),
+        "customer_id": card,
+        "decision": outcome,
+        "score": score,
+        "thresholds": {"review": 0.5, "block": 0.9},
+        "model": {"kind": "logistic_regression", "generation": 1 if day == 0 else 2},
+        "processing_ms": float(n + 1),  # 1 .. 11 ms
+    }
+
+
+def swap_event() -> dict:
+    return {
+        "record_type": "model_swapped",
+        "schema": 1,
+        "event_time": format_timestamp(DAY1 + 86400 + 0.5 * HOUR),
+        "model": {"kind": "logistic_regression", "generation": 2},
+        "detail": {"auc_gain": 0.05},
+    }
+
+
+def messages(lag_s: float = 0.2) -> list[TopicMessage]:
+    """Everything in partition 0, stamped by Kafka ``lag_s`` after the event time."""
+    records = [decision(n) for n in range(len(DECISIONS))]
+    records.insert(4, swap_event())
+    records.append({"record_type": "rejected", "schema": 1, "reason": "bad_json"})  # no event time
+    return [
+        TopicMessage(0, offset, round(1000 * (_time(record) + lag_s)), b"k", orjson.dumps(record))
+        for offset, record in enumerate(records)
+    ] + [TopicMessage(0, 99, None, None, b"not json")]
+
+
+def _time(record: dict) -> float:
+    return datetime.fromisoformat(record["event_time"]).timestamp() if "event_time" in record else DAY1
+
+
+def labels() -> list[bytes]:
+    values = [
+        Label(tx, card, fraud, DAY1 + 10 * 86400).to_json()
+        for tx, _, card, _, _, fraud in DECISIONS
+        if fraud is not None
+    ]
+    # An earlier, wrong label for t1 arriving last: the later label time wins, not the arrival order.
+    values.append(Label("t1", "A", False, DAY1 + 5 * 86400).to_json())
+    values.append(b'{"transaction_id": "t2"}')  # unusable
+    return values
+
+
+def test_daily_numbers_match_a_hand_computation() -> None:
+    report = build_report(collect(messages(), RecordFilter()), read_labels(labels()), k=K)
+    day1, day2, day3 = report.days
+    assert [d.day for d in report.days] == [date(2026, 3, 1), date(2026, 3, 2), date(2026, 3, 3)]
+    # Day 1: alerts t1 (block), t2, t4 (review); t4 unlabelled. Labelled alerts t1 (fraud), t2.
+    assert (day1.transactions, day1.reviews, day1.blocks, day1.labelled, day1.frauds) == (4, 2, 1, 3, 1)
+    assert (day1.labelled_alerts, day1.fraud_alerts, day1.alert_precision) == (2, 1, 0.5)
+    # Top 2 labelled cards: A 0.95 (fraud), B 0.60 -> 1/2. Ranking F, L, L -> AP 1.
+    assert (day1.card_precision, day1.average_precision) == (0.5, 1.0)
+    # Day 2: alerts t6 (block, fraud), t7 (review, legit); top cards B 0.8 (fraud), C 0.7 -> 1/2;
+    # ranking F (.8), L (.7), L (.3), F (.2): AP = (1/1 + 2/4) / 2.
+    assert (day2.alerts, day2.labelled_alerts, day2.fraud_alerts, day2.alert_precision) == (2, 2, 1, 0.5)
+    assert (day2.card_precision, day2.average_precision) == (0.5, 0.75)
+    # Day 3: the only alert (t9) is unlabelled; no fraud among the labelled; top cards B, C -> 0.
+    assert (day3.alerts, day3.labelled, day3.labelled_alerts) == (1, 2, 0)
+    assert math.isnan(day3.alert_precision) and math.isnan(day3.average_precision)
+    assert day3.card_precision == 0.0
+
+    overall = report.overall
+    assert (overall.transactions, overall.labelled, overall.frauds, overall.alerts) == (11, 9, 3, 6)
+    assert overall.alert_precision == 2 / 4
+    assert overall.card_precision == pytest.approx((0.5 + 0.5 + 0.0) / 3)
+    # All labelled, by score: .95 F, .8 F, .7, .6, .4, .3, .2 F, .1, .1 -> (1 + 1 + 3/7) / 3.
+    assert overall.average_precision == pytest.approx((1 + 1 + 3 / 7) / 3)
+    assert report.labels.invalid == 1
+    assert report.collection.unreadable == 1
+    assert report.collection.record_types == {"decision": 11, "model_swapped": 1, "rejected": 1}
+
+
+def test_score_histogram_latency_and_generations() -> None:
+    report = build_report(collect(messages(), RecordFilter()), read_labels(labels()), k=K)
+    histogram = report.histogram
+    assert len(histogram.edges) == 21 and histogram.edges[0] == 0 and histogram.edges[-1] == 1
+    # Frauds scored 0.95, 0.80, 0.20; legitimate 0.60, 0.10, 0.70, 0.30, 0.40, 0.10.
+    assert {i: int(n) for i, n in enumerate(histogram.fraud) if n} == {19: 1, 16: 1, 4: 1}
+    assert {i: int(n) for i, n in enumerate(histogram.legitimate) if n} == {12: 1, 2: 2, 14: 1, 6: 1, 8: 1}
+    assert report.processing is not None
+    assert (report.processing.count, report.processing.p50, report.processing.max) == (11, 6.0, 11.0)
+    steps = generation_steps(report.joined)
+    assert [g for _, g in steps[0]] == [1, 2, 2]
+    assert steps[0][1][0] == DAY1 + 86400 + 5 * HOUR  # first generation-2 decision (t5)
+    assert [(e.kind, e.generation) for e in report.collection.events] == [("model_swapped", 2)]
+
+
+def test_event_to_write_lag_is_a_latency_only_when_event_times_are_real_time() -> None:
+    live = write_lag(build_report(collect(messages(0.25), RecordFilter()), read_labels([])).joined)
+    assert live is not None and live.realtime and live.summary.p50 == pytest.approx(0.25, abs=1e-3)
+    replayed = write_lag(build_report(collect(messages(400 * 86400), RecordFilter()), read_labels([])).joined)
+    assert replayed is not None and not replayed.realtime
+    assert replayed.summary.p50 > REALTIME_MAX_MEDIAN_LAG_S
+
+
+def test_an_event_time_window_keeps_only_its_days() -> None:
+    keep = RecordFilter(since=DAY1 + 86400, until=DAY1 + 2 * 86400)
+    report = build_report(collect(messages(), keep), read_labels(labels()), k=K)
+    assert [d.day for d in report.days] == [date(2026, 3, 2)]
+    assert report.overall.transactions == 4
+    assert report.collection.record_types == {"decision": 4, "model_swapped": 1}
+
+
+def test_page_has_the_tables_and_figures_that_open(tmp_path: Path) -> None:
+    report = build_report(collect(messages(), RecordFilter()), read_labels(labels()), k=K)
+    page = write_report(report, tmp_path / "report", {"audit topic": "fraud.audit", "labels": "file x"})
+    text = page.read_text()
+    assert "unlabelled" in text and "fraud.audit" in text
+    assert "<td>2026-03-02</td><td>4</td><td>1</td><td>1</td><td>4 (100.0%)</td>" in text
+    assert "is not a latency" not in text  # Kafka stamped 0.2 s after event time: real time
+    images = re.findall(r'<img src="([^"]+)"', text)
+    assert sorted(images) == sorted([TIMELINE_PNG, SCORES_PNG, LATENCY_PNG])
+    for name in images:
+        with Image.open(page.parent / name) as image:
+            image.load()
+            assert image.format == "PNG"
+            assert image.width >= 800 and image.height >= 400
+            colours = image.convert("RGB").getcolors(maxcolors=1 << 24)
+        assert len(colours) > 20  # drawn, not a blank canvas
+    assert sorted(p.name for p in page.parent.iterdir()) == sorted([*images, "report.html"])
+
+
+def test_a_report_without_decisions_says_so(tmp_path: Path) -> None:
+    report = build_report(collect([], RecordFilter()), read_labels([]))
+    text = write_report(report, tmp_path, {"audit topic": "empty"}).read_text()
+    assert "No decisions matched" in text
+    assert not list(tmp_path.glob("*.png"))
