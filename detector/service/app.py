@@ -25,6 +25,8 @@ from confluent_kafka.admin import AdminClient
 from detector.engine.config import EngineConfig
 from detector.kafka_config import client_config
 from detector.service.checkpoints import write_checkpoint
+from detector.service.health import serving
+from detector.service.metrics import ServiceMetrics
 from detector.service.partition import (
     AUDIT,
     DEAD_LETTER,
@@ -69,6 +71,7 @@ class DetectorService:
         self.ready = False
         self.heartbeat = time.monotonic()
         self.transactions_committed = 0
+        self.metrics = ServiceMetrics()
         self._last_checkpoint = time.monotonic()
         self._pseudonym_key = settings.pseudonym_key.encode() or None
         self._chain_key = settings.audit_hmac_key.encode() or None
@@ -79,20 +82,26 @@ class DetectorService:
     # -- lifecycle ------------------------------------------------------------------------------
 
     def run(self) -> None:
-        """Run until :meth:`stop` (or SIGTERM / SIGINT), then checkpoint and leave the group."""
-        partitions = ensure_topics(AdminClient(self.client), self.settings)
-        log.info("topics_ready", input_partitions=partitions)
-        self._producer = self._new_producer()
-        self._reader = Consumer(reader_config(self.client, f"{self.settings.group_id}-reader"))
-        self._consumer = Consumer(self._consumer_config())
-        self._consumer.subscribe(
-            list(self.roles), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
-        )
-        try:
-            while not self.stopping.is_set():
-                self._run_batch()
-        finally:
-            self._shutdown()
+        """Run until :meth:`stop` (or SIGTERM / SIGINT), then checkpoint and leave the group.
+
+        Metrics and health are served from before the first connection to after the last.
+        """
+        with serving(
+            self.settings.metrics_port, self.metrics.registry, lambda: self.heartbeat, lambda: self.ready
+        ):
+            partitions = ensure_topics(AdminClient(self.client), self.settings)
+            log.info("topics_ready", input_partitions=partitions)
+            self._producer = self._new_producer()
+            self._reader = Consumer(reader_config(self.client, f"{self.settings.group_id}-reader"))
+            self._consumer = Consumer(self._consumer_config())
+            self._consumer.subscribe(
+                list(self.roles), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+            )
+            try:
+                while not self.stopping.is_set():
+                    self._run_batch()
+            finally:
+                self._shutdown()
 
     def stop(self) -> None:
         self.stopping.set()
@@ -117,10 +126,12 @@ class DetectorService:
         assert self._consumer is not None and self._producer is not None
         messages = self._consumer.consume(self.settings.batch_size, self.settings.batch_timeout_ms / 1000.0)
         self.heartbeat = time.monotonic()
+        self.metrics.update_lag(self._consumer, self.processors, self.topics)
         checkpoint_due = time.monotonic() - self._last_checkpoint >= self.settings.checkpoint_interval_s
         if not messages and not (checkpoint_due and self.processors):
             return
         self._producer.begin_transaction()
+        self.metrics.began()
         for message in messages:
             self._handle(message)
         if checkpoint_due:
@@ -138,8 +149,10 @@ class DetectorService:
         if processor is None:  # a straggler from a partition revoked in this very poll
             return
         role = self.roles[message.topic()]
-        for out in processor.process(role, message.offset(), message.key(), message.value()):
+        outputs = processor.process(role, message.offset(), message.key(), message.value())
+        for out in outputs:
             self._produce(out, message.partition())
+        self.metrics.consumed_record(role, message, emitted=bool(outputs))
 
     def _produce(self, out: OutRecord, partition: int) -> None:
         assert self._producer is not None
@@ -165,6 +178,7 @@ class DetectorService:
             for role, offset in processor.committable_offsets().items()
             if offset >= 0
         ]
+        commit_started = time.perf_counter()
         try:
             _retrying(
                 lambda: self._producer.send_offsets_to_transaction(
@@ -173,9 +187,11 @@ class DetectorService:
             )
             _retrying(lambda: self._producer.commit_transaction(_KAFKA_TIMEOUT_S))
             self.transactions_committed += 1
+            self.metrics.committed(self.processors, commit_started)
         except KafkaException as exception:
             error: KafkaError = exception.args[0]
             log.error("transaction_failed", error=str(error), abortable=error.txn_requires_abort())
+            self.metrics.aborted()
             if error.txn_requires_abort():
                 self._producer.abort_transaction(_KAFKA_TIMEOUT_S)
             else:
@@ -211,6 +227,7 @@ class DetectorService:
     def _checkpoint_in_own_transaction(self, partitions: list[int]) -> None:
         assert self._producer is not None
         self._producer.begin_transaction()
+        self.metrics.began()
         self._write_checkpoints(partitions)
         self._commit()
 
@@ -229,6 +246,7 @@ class DetectorService:
             self._checkpoint_in_own_transaction(partitions)
         for partition in partitions:
             del self.processors[partition]
+        self.metrics.forget(partitions)
         self.ready = False
 
     def _on_lost(self, consumer: Consumer, lost: list[TopicPartition]) -> None:
@@ -236,6 +254,7 @@ class DetectorService:
         log.warning("partitions_lost", partitions=partitions)
         for partition in partitions:
             self.processors.pop(partition, None)
+        self.metrics.forget(partitions)
         self.ready = False
 
     def _recover(self, partitions: list[int], in_rebalance: bool) -> None:

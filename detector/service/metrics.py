@@ -1,0 +1,274 @@
+"""Prometheus metrics of one detector instance, counted only for what its Kafka transactions committed.
+
+Two kinds of numbers, each from the source that is exact for it:
+
+* What this process emitted (decisions, dead letters, labels accepted, records consumed) comes from
+  :attr:`PartitionProcessor.counts` and the consumed messages, and is added to the counters only
+  once the Kafka transaction holding those outputs has committed. An aborted transaction's records
+  are processed again after recovery and counted then; records replayed after a restart (their
+  outputs were committed before it) are counted as replayed, never as decisions.
+* What a partition's engine has seen over its whole life (labels joined, late, unknown, expired;
+  drift and model events) comes from :attr:`DetectionEngine.stats`, which checkpoints carry across
+  restarts and replay rebuilds exactly. These are exported as the engine's own totals, copied at
+  each commit, so they never count a replayed record twice and never go back after an abort.
+  Engine state sizes and the model generation are copied at the same moment.
+
+Each instance has its own :class:`CollectorRegistry`, so several services can run in one process.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from collections import Counter as Tally
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, Message, TopicPartition
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
+
+from detector.service.partition import TRANSACTIONS, PartitionProcessor
+
+# Engine stats exported as per-partition counters: stat -> (metric name without _total, help).
+ENGINE_COUNTERS = {
+    "labels_queued": ("fraud_labels_queued", "labels held until event time passed them"),
+    "labels_late": ("fraud_labels_late", "labels that came after event time had passed them"),
+    "labels_learned": ("fraud_labels_joined", "labels joined to their scored transaction and learned"),
+    "labels_unknown": ("fraud_labels_unknown", "labels for a transaction never scored or already expired"),
+    "labels_duplicate": ("fraud_labels_duplicate", "second labels for an already labelled transaction"),
+    "labels_invalid": ("fraud_labels_invalid", "labels that contradicted their transaction when applied"),
+    "pending_expired": ("fraud_labels_expired", "scored transactions whose label never came in time"),
+    "transactions_out_of_order": ("fraud_transactions_out_of_order", "transactions older than the watermark"),
+    "transactions_future_skew": ("fraud_transactions_future_skew", "transactions far ahead of the watermark"),
+    "transactions_too_late": ("fraud_transactions_too_late", "transactions far behind the watermark"),
+}
+_EVENT_PREFIX = "events_"
+STATE_KINDS = ("cards", "terminals", "pending_scores", "queued_labels")
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, float("inf"))
+LAG_INTERVAL_S = 1.0
+
+
+@dataclass(frozen=True)
+class EngineTotals:
+    """A partition's engine figures as of its last commit."""
+
+    stats: dict[str, int]
+    gauges: dict[str, Any]
+
+
+@dataclass
+class _Pending:
+    """What the open Kafka transaction holds, to be counted once it commits."""
+
+    consumed: Tally[tuple[str, int]] = field(default_factory=Tally)
+    timestamps: list[float] = field(default_factory=list)  # seconds, of the transactions decided
+
+
+class ServiceMetrics(Collector):
+    """The metrics one :class:`~detector.service.app.DetectorService` records; served from ``registry``."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        registry = self.registry
+        self.consumed = Counter(
+            "fraud_records_consumed",
+            "input records read in committed transactions, replays after a restart included",
+            ["input", "partition"],
+            registry=registry,
+        )
+        self.replayed = Counter(
+            "fraud_records_replayed",
+            "input records processed again after a restart to rebuild state, with no output",
+            ["partition"],
+            registry=registry,
+        )
+        self.decisions = Counter(
+            "fraud_decisions", "decisions committed, by outcome", ["outcome", "partition"], registry=registry
+        )
+        self.dead_letters = Counter(
+            "fraud_dead_letters",
+            "input refused and dead-lettered, by reason",
+            ["reason", "partition"],
+            registry=registry,
+        )
+        self.labels_received = Counter(
+            "fraud_labels_received", "valid labels accepted", ["partition"], registry=registry
+        )
+        self.transactions = Counter(
+            "fraud_kafka_transactions", "Kafka transactions, by result", ["result"], registry=registry
+        )
+        self.batch_seconds = Histogram(
+            "fraud_batch_duration_seconds",
+            "from the start of a Kafka transaction to its commit: processing and commit",
+            registry=registry,
+        )
+        self.commit_seconds = Histogram(
+            "fraud_commit_duration_seconds",
+            "sending the input offsets and committing the Kafka transaction",
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "fraud_end_to_end_latency_seconds",
+            "from a transaction's Kafka timestamp to the commit of its decision or dead letter",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        registry.register(self)
+        self._pending = _Pending()
+        self._began = time.perf_counter()
+        self._counted: dict[int, tuple[PartitionProcessor, dict[str, int]]] = {}  # partition -> counts seen
+        self._engines: dict[int, EngineTotals] = {}
+        self._lag: dict[tuple[str, int], int] = {}
+        self._lag_updated = float("-inf")
+
+    # -- the transactional loop -----------------------------------------------------------------
+
+    def began(self) -> None:
+        self._began = time.perf_counter()
+
+    def consumed_record(self, role: str, message: Message, emitted: bool) -> None:
+        """One input record in the open transaction; ``emitted`` when it produced outputs (no replay)."""
+        self._pending.consumed[(role, message.partition())] += 1
+        if emitted and role == TRANSACTIONS:
+            kind, milliseconds = message.timestamp()
+            if kind != TIMESTAMP_NOT_AVAILABLE:
+                self._pending.timestamps.append(milliseconds / 1000.0)
+
+    def committed(self, processors: Mapping[int, PartitionProcessor], commit_started: float) -> None:
+        """Count the committed transaction's records and copy each engine's totals."""
+        now, wall = time.perf_counter(), time.time()
+        self.transactions.labels("committed").inc()
+        self.batch_seconds.observe(now - self._began)
+        self.commit_seconds.observe(now - commit_started)
+        for timestamp in self._pending.timestamps:
+            self.latency.observe(max(wall - timestamp, 0.0))
+        for (role, partition), count in self._pending.consumed.items():
+            self.consumed.labels(role, str(partition)).inc(count)
+        self._pending = _Pending()
+        for partition, processor in processors.items():
+            self._count_outputs(partition, processor)
+            engine = processor.engine
+            self._engines[partition] = EngineTotals(dict(engine.stats), engine.gauges())
+
+    def aborted(self) -> None:
+        """The open transaction's records will be processed again after recovery: count them then."""
+        self.transactions.labels("aborted").inc()
+        self._pending = _Pending()
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        """Partitions this instance no longer owns stop being reported here."""
+        for partition in partitions:
+            self._counted.pop(partition, None)
+            self._engines.pop(partition, None)
+            for key in [key for key in self._lag if key[1] == partition]:
+                del self._lag[key]
+
+    def update_lag(
+        self, consumer: Consumer, processors: Mapping[int, PartitionProcessor], topics: Mapping[str, str]
+    ) -> None:
+        """Records behind the high watermark per input partition, at most once a second.
+
+        The watermarks are those the consumer's last fetch brought back, so this costs no request.
+        """
+        if time.monotonic() - self._lag_updated < LAG_INTERVAL_S:
+            return
+        self._lag_updated = time.monotonic()
+        for partition, processor in processors.items():
+            for role, position in processor.positions.items():
+                watermarks = consumer.get_watermark_offsets(
+                    TopicPartition(topics[role], partition), cached=True
+                )
+                if watermarks is not None and watermarks[1] >= 0:
+                    self._lag[(role, partition)] = max(watermarks[1] - position, 0)
+
+    def _count_outputs(self, partition: int, processor: PartitionProcessor) -> None:
+        """Add what ``processor`` counted since the last commit; a new processor counts from zero."""
+        previous, seen = self._counted.get(partition, (None, {}))
+        if previous is not processor:
+            seen = {}
+        label = str(partition)
+        for name, count in processor.counts.items():
+            added = count - seen.get(name, 0)
+            if added <= 0:
+                continue
+            kind, _, detail = name.partition("_")
+            if kind == "decision":
+                self.decisions.labels(detail, label).inc(added)
+            elif kind == "rejected":
+                self.dead_letters.labels(detail, label).inc(added)
+            elif name == "label":
+                self.labels_received.labels(label).inc(added)
+            elif name == "replayed":
+                self.replayed.labels(label).inc(added)
+        self._counted[partition] = (processor, dict(processor.counts))
+
+    # -- exposition (called from the HTTP server's thread) --------------------------------------
+
+    def collect(self) -> Iterator[Metric]:
+        """Engine totals, state sizes and lag of the partitions owned now."""
+        engines = list(self._engines.items())
+        counters = {
+            stat: CounterMetricFamily(name, f"{meaning} (partition lifetime)", labels=["partition"])
+            for stat, (name, meaning) in ENGINE_COUNTERS.items()
+        }
+        events = CounterMetricFamily(
+            "fraud_engine_events",
+            "drift signals and model changes, by kind (partition lifetime)",
+            labels=["kind", "partition"],
+        )
+        state = GaugeMetricFamily(
+            "fraud_engine_state_entries",
+            "entries held in engine state, by kind",
+            labels=["kind", "partition"],
+        )
+        generation = GaugeMetricFamily(
+            "fraud_model_generation", "model in force: 1, plus one per swap or reset", labels=["partition"]
+        )
+        learned = GaugeMetricFamily(
+            "fraud_model_labels_learned", "labels the model in force has learned", labels=["partition"]
+        )
+        for partition, totals in engines:
+            label = str(partition)
+            for stat, family in counters.items():
+                family.add_metric([label], totals.stats.get(stat, 0))
+            for stat, count in totals.stats.items():
+                if stat.startswith(_EVENT_PREFIX):
+                    events.add_metric([stat.removeprefix(_EVENT_PREFIX), label], count)
+            for kind in STATE_KINDS:
+                state.add_metric([kind, label], totals.gauges[kind])
+            generation.add_metric([label], totals.gauges["model_generation"])
+            learned.add_metric([label], totals.gauges["labels_learned"])
+        lag = GaugeMetricFamily(
+            "fraud_consumer_lag", "input records not yet read, by input", labels=["input", "partition"]
+        )
+        for (role, partition), behind in list(self._lag.items()):
+            lag.add_metric([role, str(partition)], behind)
+        yield from counters.values()
+        yield from (events, state, generation, learned, lag)
+
+
+@dataclass(frozen=True)
+class MetricsPage:
+    """A ``/metrics`` page read back, for the demo's progress line and the tests' checks."""
+
+    samples: tuple[Sample, ...]
+
+    def total(self, name: str, **labels: str) -> float:
+        """The sum of ``name``'s samples whose labels include ``labels``."""
+        return sum(
+            sample.value
+            for sample in self.samples
+            if sample.name == name and labels.items() <= sample.labels.items()
+        )
+
+
+def scrape(url: str, timeout: float = 5.0) -> MetricsPage:
+    """Read a metrics page (raises :class:`OSError` when nothing answers)."""
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        text = response.read().decode()
+    return MetricsPage(tuple(s for family in text_string_to_metric_families(text) for s in family.samples))

@@ -1,0 +1,143 @@
+"""The service's metrics and health endpoints on the real broker: the counters agree with what was sent."""
+
+from __future__ import annotations
+
+import socket
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import orjson
+import pytest
+from confluent_kafka import Consumer
+
+from detector.engine.records import Label, Transaction
+from detector.service.metrics import MetricsPage, scrape
+from tests.integration.service_harness import ServiceProcess, ServiceTopics, publish, wait_until
+from tests.integration.test_service import simulated
+
+pytestmark = pytest.mark.kafka
+LABEL_COUNTERS = ("joined", "unknown", "duplicate", "invalid")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def status(url: str) -> int | None:
+    """The HTTP status, or None while nothing listens."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except OSError:
+        return None
+
+
+def group_holder(bootstrap: str, topics: ServiceTopics) -> Consumer:
+    """A member of the service's group with another assignment strategy: until it leaves, the
+    coordinator refuses the service's join, so the service stays unassigned (and must be unready)."""
+    holder = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": topics.env(bootstrap)["FRAUD_GROUP_ID"],
+            "partition.assignment.strategy": "roundrobin",
+        }
+    )
+    holder.subscribe([topics.transactions])
+    wait_until(lambda: (holder.poll(0.2), bool(holder.assignment()))[1], 60, "the holder's assignment")
+    return holder
+
+
+def refused_join(service: ServiceProcess) -> bool:
+    return any(
+        "INCONSISTENT_GROUP_PROTOCOL" in event["error"] for event in service.log_events("consume_error")
+    )
+
+
+def stream_with_odd_input() -> tuple[list, int, dict[str, int], int]:
+    """(items, valid transactions, poison by expected reason, labels) for a short simulated stream."""
+    items: list = simulated(3_000, seed=11)
+    valid = [item for item in items if isinstance(item, Transaction)]
+    labels = [item for item in items[:1_000] if isinstance(item, Label)]
+    early = valid[20]
+    odd_labels = [
+        Label("never-scored", early.customer_id, False, early.event_time + 1),
+        labels[0],  # the same label twice
+    ]
+    poison = [
+        (b"k1", b"{not json"),
+        (b"k2", orjson.dumps({"transaction_id": "p-missing", "customer_id": "c"})),
+        (None, None),
+        (early.customer_id.encode(), early.to_json()),  # a transaction id already scored
+    ]
+    reasons = {"bad_json": 1, "missing_field": 1, "empty_payload": 1, "duplicate_transaction": 1}
+    mixed = items[:1_000] + odd_labels + poison + items[1_000:]
+    n_labels = sum(isinstance(item, Label) for item in mixed)
+    return mixed, len(valid), reasons, n_labels
+
+
+def test_counters_agree_with_what_went_through_and_health_follows_the_lifecycle(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    topics = ServiceTopics()
+    topics.create_inputs(kafka_bootstrap, partitions=3)
+    items, n_valid, reasons, n_labels = stream_with_odd_input()
+    n_poison = sum(reasons.values())
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    holder = group_holder(kafka_bootstrap, topics)
+    service = ServiceProcess(topics.env(kafka_bootstrap, FRAUD_METRICS_PORT=str(port)), tmp_path / "s.log")
+    try:
+        wait_until(lambda: status(f"{base}/healthz") == 200 or not service.alive(), 60, "the health server")
+        wait_until(lambda: refused_join(service) or not service.alive(), 60, "a refused group join")
+        assert status(f"{base}/readyz") == 503  # connected and alive, but without partitions
+        assert status(f"{base}/healthz") == 200
+    finally:
+        holder.close()
+    wait_until(lambda: status(f"{base}/readyz") == 200, 60, "readiness once the group is free")
+    assert service.log_events("partitions_assigned")
+
+    publish(kafka_bootstrap, topics, items)
+    during = scrape(f"{base}/metrics")
+    assert during.total("fraud_decisions_total") <= n_valid
+    assert during.total("fraud_records_consumed_total") <= len(items)
+
+    def settled() -> bool:
+        page = scrape(f"{base}/metrics")
+        counted = page.total("fraud_decisions_total"), page.total("fraud_labels_received_total")
+        return counted >= (n_valid, n_labels)
+
+    wait_until(settled, 120, "every record counted")
+    wait_until(lambda: scrape(f"{base}/metrics").total("fraud_consumer_lag") == 0, 10, "no lag")
+    page = scrape(f"{base}/metrics")
+    assert status(f"{base}/healthz") == 200 and status(f"{base}/readyz") == 200
+    assert service.stop() == 0
+    assert status(f"{base}/healthz") is None  # stopped with the service
+
+    assert page.total("fraud_decisions_total") == n_valid
+    assert page.total("fraud_records_consumed_total", input="transactions") == n_valid + n_poison
+    assert page.total("fraud_end_to_end_latency_seconds_count") == n_valid + n_poison
+    assert {reason: page.total("fraud_dead_letters_total", reason=reason) for reason in reasons} == reasons
+    assert page.total("fraud_dead_letters_total") == n_poison
+    assert page.total("fraud_records_replayed_total") == 0
+    assert_labels_consistent(page, n_labels)
+    partitions = {s.labels["partition"] for s in page.samples if s.name == "fraud_model_generation"}
+    assert partitions == {"0", "1", "2"}
+    assert page.total("fraud_kafka_transactions_total", result="aborted") == 0
+
+
+def assert_labels_consistent(page: MetricsPage, n_labels: int) -> None:
+    """Every label is queued or late; every applied one is joined, unknown, duplicate or invalid."""
+    assert page.total("fraud_records_consumed_total", input="labels") == n_labels
+    assert page.total("fraud_labels_received_total") == n_labels
+    assert page.total("fraud_labels_queued_total") + page.total("fraud_labels_late_total") == n_labels
+    applied = sum(page.total(f"fraud_labels_{name}_total") for name in LABEL_COUNTERS)
+    waiting = page.total("fraud_engine_state_entries", kind="queued_labels")
+    assert applied + waiting == n_labels
+    assert page.total("fraud_labels_unknown_total") == 1
+    assert page.total("fraud_labels_duplicate_total") == 1
+    assert page.total("fraud_labels_joined_total") > n_labels / 2

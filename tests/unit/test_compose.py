@@ -1,0 +1,152 @@
+"""docker-compose.yml, the Dockerfile and deploy/ agree with the code they deploy (no Docker needed)."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from detector.cli import build_parser
+from detector.kafka_config import ENVIRONMENT_SETTINGS
+from detector.service.health import LIVENESS_PATH, METRICS_PATH
+from detector.service.metrics import ServiceMetrics
+from detector.service.settings import ServiceSettings
+from producers import simulate_cli
+
+ROOT = Path(__file__).resolve().parents[2]
+APP_SERVICES = ("detector", "simulator")  # the services that run this project's code
+SETTING_NAMES = {spec.metadata["env"] for spec in dataclasses.fields(ServiceSettings)}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, Any]:
+    return compose["services"]
+
+
+def env(service: dict[str, Any]) -> dict[str, str]:
+    """The service's environment with ``${NAME:-default}`` resolved to its default, as with no .env."""
+    return {
+        name: re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(value))
+        for name, value in (service.get("environment") or {}).items()
+    }
+
+
+def detector_settings(services: dict[str, Any]) -> ServiceSettings:
+    return ServiceSettings.from_env(env(services["detector"]))
+
+
+def test_every_service_is_there_and_starts_in_order(services: dict[str, Any]) -> None:
+    assert set(services) == {"kafka", "topics", "detector", "simulator", "prometheus"}
+    assert services["kafka"]["image"].startswith("apache/kafka:4.")
+    assert services["detector"]["depends_on"]["kafka"]["condition"] == "service_healthy"
+    for name in APP_SERVICES:
+        assert services[name]["build"] == "."
+        assert services[name]["depends_on"]["topics"]["condition"] == "service_completed_successfully"
+    assert "healthcheck" in services["kafka"]
+
+
+def test_app_variables_are_real_settings_with_valid_values(services: dict[str, Any]) -> None:
+    known = SETTING_NAMES | set(ENVIRONMENT_SETTINGS)
+    for name in APP_SERVICES:
+        used = {key for key in env(services[name]) if key.startswith(("FRAUD_", "KAFKA_"))}
+        assert used <= known, f"{name}: unknown variables {sorted(used - known)}"
+    settings = detector_settings(services)  # raises on any invalid value
+    assert settings.bootstrap_servers == env(services["simulator"])["KAFKA_BOOTSTRAP_SERVERS"]
+    assert settings.instance_id != ServiceSettings.from_env({}).instance_id, "instance ids must be stable"
+
+
+def test_single_node_kafka_can_host_transactions_and_is_reachable_from_both_sides(
+    services: dict[str, Any],
+) -> None:
+    broker = env(services["kafka"])
+    for setting in (
+        "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR",
+        "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR",
+        "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR",
+    ):
+        assert broker[setting] == "1", setting
+    assert "controller" in broker["KAFKA_PROCESS_ROLES"] and "broker" in broker["KAFKA_PROCESS_ROLES"]
+    advertised = dict(item.split("://") for item in broker["KAFKA_ADVERTISED_LISTENERS"].split(","))
+    in_network = detector_settings(services).bootstrap_servers
+    assert in_network in advertised.values(), "the detector's bootstrap must be an advertised listener"
+    host_ports = [mapping.split(":")[0] for mapping in services["kafka"]["ports"]]
+    assert [f"localhost:{port}" for port in host_ports] == [
+        address for address in advertised.values() if address.startswith("localhost:")
+    ]
+
+
+def test_topics_are_named_alike_by_the_setup_the_simulator_and_the_detector(
+    services: dict[str, Any],
+) -> None:
+    settings = detector_settings(services)
+    setup = env(services["topics"])
+    assert (setup["TRANSACTIONS_TOPIC"], setup["LABELS_TOPIC"]) == (
+        settings.transactions_topic,
+        settings.labels_topic,
+    )
+    assert int(setup["PARTITIONS"]) == settings.topic_partitions
+    script = services["topics"]["command"][0]
+    assert "kafka-topics.sh" in script and "--create" in script
+    for reference in ("$$TRANSACTIONS_TOPIC", "$$LABELS_TOPIC", '--partitions "$$PARTITIONS"'):
+        assert reference in script
+    command = services["simulator"]["command"]
+    assert command[0] == "fraud-simulate"
+    args = simulate_cli.build_parser().parse_args(command[1:])  # exits on an unknown option
+    assert args.preset == "drift"
+    assert (args.transactions_topic, args.labels_topic) == (
+        settings.transactions_topic,
+        settings.labels_topic,
+    )
+
+
+def test_prometheus_scrapes_the_port_and_path_the_detector_serves(services: dict[str, Any]) -> None:
+    settings = detector_settings(services)
+    assert f"{settings.metrics_port}:{settings.metrics_port}" in services["detector"]["ports"]
+    prometheus = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
+    (job,) = prometheus["scrape_configs"]
+    assert job["metrics_path"] == METRICS_PATH
+    assert job["static_configs"][0]["targets"] == [f"detector:{settings.metrics_port}"]
+    mounts = dict(volume.split(":")[:2] for volume in services["prometheus"]["volumes"])
+    assert mounts["./deploy/prometheus.yml"] == "/etc/prometheus/prometheus.yml"
+    for rule_file in prometheus["rule_files"]:
+        (source,) = [source for source, target in mounts.items() if target == rule_file]
+        assert (ROOT / source).is_file()
+
+
+def test_alert_rules_use_only_metrics_the_service_exports() -> None:
+    exported = {family.name for family in ServiceMetrics().registry.collect()} | {"up"}
+    rules = yaml.safe_load((ROOT / "deploy" / "alerts.yml").read_text())
+    expressions = [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
+    used = {
+        re.sub(r"_(total|bucket|count|sum)$", "", name)
+        for expression in expressions
+        for name in re.findall(r"\b(?:fraud_\w+|up)\b", expression)
+    }
+    assert used and used <= exported, sorted(used - exported)
+
+
+def test_dockerfile_runs_the_service_unprivileged_with_a_liveness_check(services: dict[str, Any]) -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    instructions = re.findall(r"^([A-Z]+)\s+((?:[^\n]*\\\n)*[^\n]*)", dockerfile, flags=re.MULTILINE)
+    values: dict[str, list[str]] = {}
+    for keyword, argument in instructions:
+        values.setdefault(keyword, []).append(argument)
+    assert values["FROM"] == ["python:3.11-slim"]
+    assert values["USER"] and values["USER"][-1] not in ("root", "0")
+    (healthcheck,) = values["HEALTHCHECK"]
+    assert f"${{FRAUD_METRICS_PORT}}{LIVENESS_PATH}'" in healthcheck
+    assert f"ENV FRAUD_METRICS_PORT={detector_settings(services).metrics_port}" in dockerfile
+    (cmd,) = values["CMD"]
+    command = shlex.split(cmd.strip("[]").replace(",", " "))
+    assert command[0] == "fraud-detector"
+    assert build_parser().parse_args(command[1:]).command == "run"

@@ -1,0 +1,137 @@
+"""Service metrics count what committed, once: aborted batches and replays are not decisions."""
+
+from __future__ import annotations
+
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from confluent_kafka import TIMESTAMP_CREATE_TIME, Message
+from prometheus_client.parser import text_string_to_metric_families
+
+from detector.audit.chain import ChainState
+from detector.engine.engine import DetectionEngine
+from detector.engine.records import Label, Transaction
+from detector.service.health import HealthServer
+from detector.service.metrics import MetricsPage, ServiceMetrics
+from detector.service.partition import LABELS, TRANSACTIONS, PartitionProcessor
+
+T0 = 1_700_000_000.0
+
+
+def new_processor(engine: DetectionEngine | None = None, **kwargs: object) -> PartitionProcessor:
+    return PartitionProcessor(
+        partition=1,
+        engine=engine or DetectionEngine(),
+        chain=ChainState(partition=1),
+        instance_id="test",
+        topic_names={TRANSACTIONS: "tx", LABELS: "labels"},
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def feed(
+    metrics: ServiceMetrics, processor: PartitionProcessor, role: str, offset: int, value: bytes
+) -> None:
+    """What the service loop does with one consumed record."""
+    outputs = processor.process(role, offset, b"card", value)
+    message = Message(
+        topic=role, partition=1, offset=offset, value=value, timestamp=(TIMESTAMP_CREATE_TIME, 1_000)
+    )
+    metrics.consumed_record(role, message, emitted=bool(outputs))
+
+
+def tx(i: int) -> bytes:
+    return Transaction(f"t{i}", T0 + 60 * i, "card", "m", 10.0).to_json()
+
+
+def label(i: int) -> bytes:
+    return Label(f"t{i}", "card", False, T0 + 60 * i + 30).to_json()
+
+
+def page(metrics: ServiceMetrics) -> MetricsPage:
+    return MetricsPage(tuple(sample for family in metrics.registry.collect() for sample in family.samples))
+
+
+def value(metrics: ServiceMetrics, name: str, **labels: str) -> float:
+    return page(metrics).total(name, **labels)
+
+
+def test_only_committed_records_count_and_an_aborted_batch_counts_when_processed_again() -> None:
+    metrics = ServiceMetrics()
+    processor = new_processor()
+    metrics.began()
+    for i in range(3):
+        feed(metrics, processor, TRANSACTIONS, i, tx(i))
+    feed(metrics, processor, LABELS, 0, label(0))
+    feed(metrics, processor, TRANSACTIONS, 3, b"{broken")
+    metrics.committed({1: processor}, 0.0)
+    assert value(metrics, "fraud_decisions_total", outcome="approve", partition="1") == 3
+    assert value(metrics, "fraud_dead_letters_total", reason="bad_json", partition="1") == 1
+    assert value(metrics, "fraud_records_consumed_total", input=TRANSACTIONS, partition="1") == 4
+    assert value(metrics, "fraud_labels_received_total", partition="1") == 1
+    assert value(metrics, "fraud_end_to_end_latency_seconds_count") == 4
+
+    metrics.began()
+    feed(metrics, processor, TRANSACTIONS, 4, tx(4))
+    metrics.aborted()
+    recovered = new_processor()  # the service rebuilds the processor from committed state
+    metrics.began()
+    feed(metrics, recovered, TRANSACTIONS, 4, tx(4))
+    metrics.committed({1: recovered}, 0.0)
+    assert value(metrics, "fraud_decisions_total", outcome="approve", partition="1") == 4
+    assert value(metrics, "fraud_records_consumed_total", input=TRANSACTIONS, partition="1") == 5
+    assert value(metrics, "fraud_kafka_transactions_total", result="aborted") == 1
+
+
+def test_replayed_records_are_not_decisions_and_engine_totals_are_the_engines_own() -> None:
+    metrics = ServiceMetrics()
+    before = new_processor()
+    for i in range(4):
+        before.process(TRANSACTIONS, i, b"card", tx(i))
+    snapshot = before.engine.snapshot()  # a checkpoint at offset 4; offsets 4..5 were committed later
+    restarted = new_processor(DetectionEngine.restore(snapshot), replay_until={TRANSACTIONS: 6})
+    metrics.began()
+    for i in range(4, 8):
+        feed(metrics, restarted, TRANSACTIONS, i, tx(i))
+    feed(metrics, restarted, LABELS, 0, label(1))
+    metrics.committed({1: restarted}, 0.0)
+    assert value(metrics, "fraud_decisions_total", outcome="approve", partition="1") == 2
+    assert value(metrics, "fraud_records_replayed_total", partition="1") == 2
+    assert value(metrics, "fraud_end_to_end_latency_seconds_count") == 2
+    assert value(metrics, "fraud_labels_late_total", partition="1") == 1
+    assert value(metrics, "fraud_labels_joined_total", partition="1") == 1
+    assert value(metrics, "fraud_engine_state_entries", kind="pending_scores", partition="1") == 7
+    assert value(metrics, "fraud_model_generation", partition="1") == 1
+
+    metrics.forget([1])
+    reported = {sample.name for sample in page(metrics).samples if sample.labels.get("partition") == "1"}
+    assert "fraud_model_generation" not in reported and "fraud_labels_late_total" not in reported
+    assert "fraud_decisions_total" in reported  # what this process emitted stays counted
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, ""
+
+
+@pytest.mark.parametrize(("age", "ready", "expected"), [(0.0, True, (200, 200)), (500.0, False, (503, 503))])
+def test_health_endpoints_answer_from_the_heartbeat_and_the_ready_flag(
+    age: float, ready: bool, expected: tuple[int, int]
+) -> None:
+    metrics = ServiceMetrics()
+    server = HealthServer(0, metrics.registry, lambda: time.monotonic() - age, lambda: ready)
+    server.start()
+    try:
+        base = f"http://127.0.0.1:{server.port}"
+        assert (get(f"{base}/healthz")[0], get(f"{base}/readyz")[0]) == expected
+        status, text = get(f"{base}/metrics")
+        names = {family.name for family in text_string_to_metric_families(text)}
+        assert status == 200 and {"fraud_decisions", "fraud_end_to_end_latency_seconds"} <= names
+        assert get(f"{base}/nothing")[0] == 404
+    finally:
+        server.stop()
