@@ -54,6 +54,12 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> in
     return 0
 
 
+def demo(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> int:
+    from detector.demo import run_demo
+
+    return run_demo(args.duration, args.output, args.seed, dict(environ))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fraud-detector", description="Streaming payment-fraud detection on Kafka."
@@ -62,6 +68,19 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser = commands.add_parser("run", help="run the detector service (settings from the environment)")
     run_parser.add_argument("--env-file", type=Path, help="KEY=VALUE file; the environment overrides it")
     run_parser.set_defaults(func=run)
+    demo_parser = commands.add_parser(
+        "demo",
+        help="local Kafka, simulator with drift and the detector for a couple of minutes, then a report",
+    )
+    demo_parser.add_argument(
+        "--duration",
+        type=float,
+        default=90.0,
+        help="seconds of streaming (default 90: long enough to pass the drift on day 30)",
+    )
+    demo_parser.add_argument("--output", type=Path, default=Path("out/demo"), help="summary, log and report")
+    demo_parser.add_argument("--seed", type=int, default=7, help="simulation seed (same seed, same stream)")
+    demo_parser.set_defaults(func=demo)
     settings_parser = commands.add_parser("settings", help="print the settings table (markdown)")
     settings_parser.set_defaults(func=lambda _: print(settings_table()) or 0)
     return parser
