@@ -17,6 +17,8 @@ from threading import Thread
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from detector.service.settings import ConfigurationError
+
 METRICS_PATH, LIVENESS_PATH, READINESS_PATH = "/metrics", "/healthz", "/readyz"
 # Longer than anything the loop legitimately blocks on: start-up and recovery wait up to 30 s per Kafka
 # call, and a commit retries. A loop silent for this long is stuck, and a restart is the remedy.
@@ -82,7 +84,10 @@ def serving(
     if port == 0:
         yield None
         return
-    server = HealthServer(port, registry, heartbeat, ready)
+    try:
+        server = HealthServer(port, registry, heartbeat, ready)
+    except OSError as error:
+        raise ConfigurationError(f"FRAUD_METRICS_PORT {port}: cannot listen there: {error}") from error
     server.start()
     try:
         yield server

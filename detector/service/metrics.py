@@ -66,7 +66,7 @@ class _Pending:
     """What the open Kafka transaction holds, to be counted once it commits."""
 
     consumed: Tally[tuple[str, int]] = field(default_factory=Tally)
-    timestamps: list[float] = field(default_factory=list)  # seconds, of the transactions decided
+    timestamps: list[float] = field(default_factory=list)  # Kafka times (s) of the transactions answered
 
 
 class ServiceMetrics(Collector):
