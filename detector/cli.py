@@ -60,6 +60,16 @@ def demo(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> i
     return run_demo(args.duration, args.output, args.seed, dict(environ))
 
 
+def audit(arguments: list[str]) -> int:
+    """The audit tools, imported only when used (they bring in matplotlib and the Kafka client)."""
+    from detector.audit.cli import register
+
+    parser = argparse.ArgumentParser(prog="fraud-detector")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["audit", *arguments])
+    return args.func(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fraud-detector", description="Streaming payment-fraud detection on Kafka."
@@ -81,12 +91,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo_parser.add_argument("--output", type=Path, default=Path("out/demo"), help="summary, log and report")
     demo_parser.add_argument("--seed", type=int, default=7, help="simulation seed (same seed, same stream)")
     demo_parser.set_defaults(func=demo)
+    audit_parser = commands.add_parser(
+        "audit", help="replay, verify or report on the audit trail (audit --help)", add_help=False
+    )
+    audit_parser.add_argument("arguments", nargs=argparse.REMAINDER)  # parsed by audit()
     settings_parser = commands.add_parser("settings", help="print the settings table (markdown)")
     settings_parser.set_defaults(func=lambda _: print(settings_table()) or 0)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["audit"]:
+        return audit(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -67,6 +67,7 @@ class DetectorService:
         }
         self.processors: dict[int, PartitionProcessor] = {}
         self._checkpointed: dict[int, dict[str, int]] = {}  # partition -> positions of its last checkpoint
+        self._labels_paused: set[int] = set()  # partitions whose labels wait for their transactions
         self.stopping = stopping or threading.Event()
         self.ready = False
         self.heartbeat = time.monotonic()
@@ -134,6 +135,7 @@ class DetectorService:
         self.metrics.began()
         for message in messages:
             self._handle(message)
+        self._hold_labels_ahead_of_transactions()
         if checkpoint_due:
             self._write_checkpoints(list(self.processors))
         self._commit()
@@ -153,6 +155,26 @@ class DetectorService:
         for out in outputs:
             self._produce(out, message.partition())
         self.metrics.consumed_record(role, message, emitted=bool(outputs))
+
+    def _hold_labels_ahead_of_transactions(self) -> None:
+        """Pause a partition's labels while too many wait for event time; resume once they drain.
+
+        Labels read far ahead of their transactions wait in the engine's queue, which refuses
+        labels beyond ``max_queued_labels``. Pausing at half of it keeps every label.
+        """
+        assert self._consumer is not None
+        limit = self.engine_config.max_queued_labels
+        for partition, processor in self.processors.items():
+            queued = len(processor.engine.label_queue)
+            labels = [TopicPartition(self.settings.labels_topic, partition)]
+            if queued >= limit // 2 and partition not in self._labels_paused:
+                self._consumer.pause(labels)
+                self._labels_paused.add(partition)
+                log.info("labels_paused", partition=partition, queued=queued)
+            elif queued <= limit // 4 and partition in self._labels_paused:
+                self._consumer.resume(labels)
+                self._labels_paused.discard(partition)
+                log.info("labels_resumed", partition=partition, queued=queued)
 
     def _produce(self, out: OutRecord, partition: int) -> None:
         assert self._producer is not None
@@ -246,6 +268,7 @@ class DetectorService:
             self._checkpoint_in_own_transaction(partitions)
         for partition in partitions:
             del self.processors[partition]
+            self._labels_paused.discard(partition)
         self.metrics.forget(partitions)
         self.ready = False
 
@@ -254,6 +277,7 @@ class DetectorService:
         log.warning("partitions_lost", partitions=partitions)
         for partition in partitions:
             self.processors.pop(partition, None)
+            self._labels_paused.discard(partition)
         self.metrics.forget(partitions)
         self.ready = False
 
@@ -291,6 +315,7 @@ class DetectorService:
                 positions=dict(start.start_offsets),
             )
             self._checkpointed.pop(partition, None)  # a checkpoint of an aborted transaction never happened
+            self._labels_paused.discard(partition)
             if start.checkpoint_id is not None:
                 self._checkpointed[partition] = dict(start.start_offsets)
             start_at.extend(
@@ -309,8 +334,9 @@ class DetectorService:
                 labels_learned=start.engine.model.labels_learned,
             )
         if in_rebalance:
-            self._consumer.assign(start_at)
+            self._consumer.assign(start_at)  # assigning also clears any pause
         else:
+            self._consumer.resume(start_at)
             for tp in start_at:
                 self._consumer.seek(tp)
 

@@ -26,11 +26,36 @@ def reader_config(client: dict[str, Any], group_id: str) -> dict[str, Any]:
     }
 
 
+# What a partition answers while its topic is being created or its leader elected.
+_LEADERLESS = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._TRANSPORT,
+        KafkaError._TIMED_OUT,
+    }
+)
+
+
+def watermarks(consumer: Consumer, topic: str, partition: int, timeout_s: float = 30.0) -> tuple[int, int]:
+    """(low, high) offsets, retrying while the partition has no leader yet (a topic just created)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s)
+        except KafkaException as exception:
+            error = exception.args[0]
+            if not (error.retriable() or error.code() in _LEADERLESS) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def read_to_end(
     consumer: Consumer, topic: str, partition: int, start: int, timeout_s: float = 30.0
 ) -> Iterator[Message]:
     """Messages of ``topic``/``partition`` from ``start`` up to the end seen when reading began."""
-    low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s)
+    low, high = watermarks(consumer, topic, partition, timeout_s)
     start = max(start, low)
     if start >= high:
         return

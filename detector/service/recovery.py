@@ -17,13 +17,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import orjson
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer
 
 from detector.audit.chain import ChainState
 from detector.engine.config import EngineConfig
 from detector.engine.engine import DetectionEngine
 from detector.service.checkpoints import load_checkpoint
-from detector.service.reading import read_to_end
+from detector.service.reading import read_to_end, watermarks
 
 _TIMEOUT_S = 30.0
 
@@ -53,7 +53,7 @@ def recover_partition(
     checkpoint = load_checkpoint(reader, checkpoint_topic, partition)
     starts: dict[str, int] = {}
     for role, topic in topics.items():
-        low, _ = reader.get_watermark_offsets(TopicPartition(topic, partition), timeout=_TIMEOUT_S)
+        low, _ = watermarks(reader, topic, partition, _TIMEOUT_S)
         if checkpoint is not None and role in checkpoint.offsets:
             starts[role] = max(checkpoint.offsets[role], low)
         else:
@@ -71,7 +71,7 @@ def recover_partition(
 
 def read_chain_head(reader: Consumer, topic: str, partition: int, key: bytes | None) -> ChainState:
     """The chain state after the last committed audit record of ``partition`` (genesis if none)."""
-    low, high = reader.get_watermark_offsets(TopicPartition(topic, partition), timeout=_TIMEOUT_S)
+    low, high = watermarks(reader, topic, partition, _TIMEOUT_S)
     span = 64
     while True:
         start = max(low, high - span)

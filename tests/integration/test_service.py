@@ -207,3 +207,26 @@ def _wait_for_topic(service: ServiceProcess, topics: ServiceTopics) -> bool:
     """The service creates its output topics at start; wait for that before reading them."""
     wait_until(lambda: bool(service.log_events("topics_ready")) or not service.alive(), 60, "topics")
     return service.alive()
+
+
+def test_a_labels_backlog_is_held_back_not_refused(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """Labels published before their transactions wait (the partition pauses) instead of overflowing."""
+    topics = ServiceTopics()
+    topics.create_inputs(kafka_bootstrap, partitions=1)
+    items = simulated(3_000, seed=10)
+    labels = [item for item in items if isinstance(item, Label)]
+    transactions = [item for item in items if isinstance(item, Transaction)]
+    publish(kafka_bootstrap, topics, labels + transactions)  # the whole backlog of labels first
+    engine_config = tmp_path / "engine.json"
+    engine_config.write_bytes(orjson.dumps({"max_queued_labels": 400}))
+    env = topics.env(kafka_bootstrap, FRAUD_ENGINE_CONFIG=str(engine_config), FRAUD_BATCH_SIZE="100")
+    service = ServiceProcess(env, tmp_path / "service.log")
+    assert _wait_for_topic(service, topics)
+    audit = TopicReader(kafka_bootstrap, topics.audit)
+    wait_until(lambda: decided(audit) >= len(transactions), 120, "all decisions")
+    assert service.stop() == 0
+    dead = TopicReader(kafka_bootstrap, topics.dead_letter)
+    dead.drain(2.0)
+    assert dead.count() == 0, "no label may be refused for a full queue"
+    assert service.log_events("labels_paused") and service.log_events("labels_resumed")
+    print(f"\n{len(labels):,} labels ahead of {len(transactions):,} transactions: held back, none refused")
