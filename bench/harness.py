@@ -1,36 +1,59 @@
-"""What the Kafka benchmarks share: a broker, topics, a simulated stream, and an in-process service."""
+"""What the Kafka benchmarks share: a broker, topics, a simulated stream, the service in-process or as
+child processes, a read_committed reader of the decisions topic, and CPU time of processes."""
 
 from __future__ import annotations
 
 import cProfile
+import dataclasses
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
+from pathlib import Path
+from typing import NamedTuple
 
-from confluent_kafka import Producer
+import orjson
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from detector.engine.config import EngineConfig
 from detector.engine.records import Label, Transaction
 from detector.service.app import DetectorService
 from detector.service.settings import ServiceSettings
+from detector.service.topics import topic_configs
 from devbroker import LocalKafka
 from producers.config import preset
 from producers.simulator import SimulatedTransaction, simulate
 
 
+class Broker(NamedTuple):
+    """Where the broker answers, and its pid when this run started it (else its CPU is not ours to read)."""
+
+    bootstrap: str
+    pid: int | None
+
+
+@contextmanager
+def kafka_broker_process() -> Iterator[Broker]:
+    """``KAFKA_BOOTSTRAP_SERVERS`` if set, else a local broker, stopped at the end even on error."""
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        yield Broker(os.environ["KAFKA_BOOTSTRAP_SERVERS"], None)
+        return
+    with LocalKafka() as broker:
+        yield Broker(broker.bootstrap_servers, broker.pid)
+
+
 @contextmanager
 def kafka_broker() -> Iterator[str]:
     """``KAFKA_BOOTSTRAP_SERVERS`` if set, else a local broker for the duration of the benchmark."""
-    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
-        yield os.environ["KAFKA_BOOTSTRAP_SERVERS"]
-        return
-    with LocalKafka() as broker:
-        yield broker.bootstrap_servers
+    with kafka_broker_process() as broker:
+        yield broker.bootstrap
 
 
 def simulated_stream(transactions: int, cards: int, seed: int = 1) -> list[Transaction | Label]:
@@ -64,6 +87,35 @@ def create_input_topics(settings: ServiceSettings, partitions: int) -> None:
     topics = [NewTopic(name, partitions, 1) for name in (settings.transactions_topic, settings.labels_topic)]
     for future in admin.create_topics(topics).values():
         future.result()
+
+
+def create_service_topics(settings: ServiceSettings, partitions: int, timeout: float = 60.0) -> None:
+    """Every topic the service uses, as it would create them, and a wait until each partition answers.
+
+    A service that creates its own topics reads them at once, and a broker that has not finished
+    creating them fails it (an unknown topic, or NOT_LEADER_FOR_PARTITION): the service exits.
+    Creating them beforehand keeps that start-up race out of the measurements.
+    """
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+    configs = topic_configs(settings)
+    new = [NewTopic(name, partitions, 1, config=config) for name, config in configs.items()]
+    for future in admin.create_topics(new).values():
+        future.result()
+    probe = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": "bench-probe"})
+    deadline = time.monotonic() + timeout
+    try:
+        for topic in configs:
+            for partition in range(partitions):
+                while True:
+                    try:
+                        probe.get_watermark_offsets(TopicPartition(topic, partition), timeout=5)
+                        break
+                    except KafkaException:
+                        if time.monotonic() > deadline:
+                            raise
+                        time.sleep(0.1)
+    finally:
+        probe.close()
 
 
 def publish(settings: ServiceSettings, items: list[Transaction | Label]) -> None:
@@ -126,3 +178,167 @@ class RunningService:
         committed = self.service.transactions_committed
         while self.service.transactions_committed <= committed:
             time.sleep(0.005)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far, from ``/proc/<pid>/stat`` (threads included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_sample(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds so far of each named process, and of the whole machine (every core) as "machine"."""
+    sample = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    busy = sum(fields) - fields[3] - fields[4]  # all but idle and iowait
+    sample["machine"] = busy / os.sysconf("SC_CLK_TCK")
+    return sample
+
+
+def cpu_used(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """CPU seconds between two samples of each process, and of everything else on the machine
+    ("others": other people's work on the same cores, the noise of the measurement)."""
+    used = {name: after[name] - before[name] for name in before if name != "machine"}
+    used["others"] = after["machine"] - before["machine"] - sum(used.values())
+    return used
+
+
+def settings_env(settings: ServiceSettings) -> dict[str, str]:
+    """The environment that makes ``fraud-detector run`` use exactly ``settings``."""
+    return {spec.metadata["env"]: str(getattr(settings, spec.name)) for spec in dataclasses.fields(settings)}
+
+
+class ServiceProcess:
+    """``python -m detector.cli run`` as a child process: its own interpreter and GIL, as deployed.
+
+    Its JSON log goes to ``log_path``; partition assignment and recovery are read back from it.
+    """
+
+    def __init__(self, settings: ServiceSettings, log_path: Path) -> None:
+        self.log_path = log_path
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "detector.cli", "run"],
+                env={**os.environ, **settings_env(settings)},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def __enter__(self) -> ServiceProcess:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def events(self, name: str | None = None) -> list[dict]:
+        """Log entries so far, all of them or those whose ``event`` is ``name``."""
+        entries = []
+        for line in self.log_path.read_bytes().splitlines():
+            try:
+                entry = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(entry, dict) and (name is None or entry.get("event") == name):
+                entries.append(entry)
+        return entries
+
+    def ready_partitions(self) -> set[int]:
+        """Partitions assigned to this instance and recovered since, as its log tells."""
+        owned: set[int] = set()
+        recovering: set[int] = set()
+        for entry in self.events():
+            event = entry.get("event")
+            if event == "partitions_assigned":
+                owned = set(entry["partitions"])
+                recovering = set(owned)
+            elif event in ("partitions_revoked", "partitions_lost"):
+                owned -= set(entry["partitions"])
+            elif event == "partition_recovered":
+                recovering.discard(entry["partition"])
+        return owned - recovering
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """SIGTERM (checkpoint, leave the group) and wait; SIGKILL only if it does not end in time."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def wait_until_assigned(services: Sequence[ServiceProcess], partitions: int, timeout: float = 120.0) -> None:
+    """Until the instances own every input partition between them, each once, all recovered, and each
+    instance owns some (with no more instances than partitions), so no rebalance is still to come."""
+    deadline = time.monotonic() + timeout
+    while True:
+        owned = [service.ready_partitions() for service in services]
+        if (
+            all(owned)
+            and sum(map(len, owned)) == partitions
+            and set().union(*owned) == set(range(partitions))
+        ):
+            return
+        if time.monotonic() > deadline or any(service.process.poll() is not None for service in services):
+            raise RuntimeError(f"the service instances did not take all {partitions} partitions: {owned}")
+        time.sleep(0.1)
+
+
+class DecisionReader:
+    """Reads the decisions topic as a payment system would (read_committed), noting when each arrived.
+
+    ``received`` maps the record key (the transaction id) to the wall time (``time.time()``) of its
+    first arrival, and ``created`` to the record's Kafka timestamp (CreateTime: when the service
+    produced it inside its transaction), both in seconds, so the two can be compared.
+    """
+
+    def __init__(self, settings: ServiceSettings) -> None:
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": settings.bootstrap_servers,
+                "group.id": f"bench-reader-{uuid.uuid4().hex[:8]}",
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+            }
+        )
+        topic = settings.decisions_topic
+        partitions = self._consumer.list_topics(topic, timeout=30).topics[topic].partitions
+        self._consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        self.received: dict[bytes, float] = {}
+        self.created: dict[bytes, float] = {}
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._read, name="decision-reader", daemon=True)
+
+    def __enter__(self) -> DecisionReader:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stopping.set()
+        self._thread.join(30)
+        self._consumer.close()
+
+    def _read(self) -> None:
+        received, created = self.received, self.created
+        while not self._stopping.is_set():
+            messages = self._consumer.consume(1000, 0.05)
+            arrived = time.time()  # one reading per fetch: its records became readable together
+            for message in messages:
+                if message.error() is None and message.key() not in received:
+                    received[message.key()] = arrived
+                    created[message.key()] = message.timestamp()[1] / 1000.0
+
+    def wait_for(self, count: int, timeout: float) -> bool:
+        """Whether ``count`` distinct decisions arrived within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while len(self.received) < count:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
