@@ -70,9 +70,15 @@ class ServiceTopics:
 
 
 def publish(
-    bootstrap: str, topics: ServiceTopics, items: Iterable[Transaction | Label | tuple[bytes | None, bytes]]
+    bootstrap: str,
+    topics: ServiceTopics,
+    items: Iterable[Transaction | Label | tuple[bytes | None, bytes | None]],
+    raw_topic: str | None = None,
 ) -> int:
-    """Publish in order: transactions and labels keyed by customer; raw (key, value) pairs as transactions."""
+    """Publish in order: transactions and labels keyed by customer; raw (key, value) pairs to ``raw_topic``.
+
+    ``raw_topic`` defaults to the transactions topic.
+    """
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 20})
     failures: list[str] = []
 
@@ -87,7 +93,7 @@ def publish(
         elif isinstance(item, Label):
             topic, key, value = topics.labels, item.customer_id.encode(), item.to_json()
         else:
-            topic, (key, value) = topics.transactions, item
+            topic, (key, value) = raw_topic or topics.transactions, item
         producer.produce(topic, value, key=key, on_delivery=delivered)
         producer.poll(0)
         count += 1
