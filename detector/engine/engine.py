@@ -34,6 +34,7 @@ from __future__ import annotations
 import pickle
 from array import array
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 from detector.engine import outputs
@@ -49,6 +50,7 @@ from detector.engine.records import InvalidInput, Label, Transaction
 
 _SNAPSHOT_MAGIC = b"fraud-engine/1\n"
 STABLE = "stable"
+FUTURE_SKEW, TOO_LATE = "skew:future_event_time", "late:event_time"
 
 
 class DetectionEngine:
@@ -80,8 +82,13 @@ class DetectionEngine:
                 "duplicate_transaction", f"transaction_id {tx.transaction_id!r} was already scored"
             )
         flags = self._check_event_time(tx.event_time)
+        # State is stamped no later than the tolerance allows: an entry stamped in 2099 would sit at
+        # the old end of an expiring store forever and stop everything behind it from expiring.
+        state_tx = (
+            tx if not flags or flags[0] != FUTURE_SKEW else replace(tx, event_time=self._latest_trusted())
+        )
 
-        features = self.extractor.transform_one(tx)
+        features = self.extractor.transform_one(state_tx)
         score = self.model.predict_proba_one(features)
         policy = self.config.policy
         facts = {**tx.to_dict(), **features} if policy.rules else features
@@ -92,11 +99,11 @@ class DetectionEngine:
             top_features = tuple(self.model.contributions(features, self.config.top_reasons))
             reasons.extend(f"feature:{name}" for name, _ in top_features)
 
-        self.extractor.learn_one(tx)
+        self.extractor.learn_one(state_tx)
         self.pending.add(
             tx.transaction_id,
             PendingScore(
-                event_time=tx.event_time,
+                event_time=state_tx.event_time,
                 customer_id=tx.customer_id,
                 terminal_id=tx.terminal_id,
                 score=score,
@@ -189,15 +196,18 @@ class DetectionEngine:
             self._future_streak += 1
             if self._future_streak < config.future_confirmations:
                 self.stats["transactions_future_skew"] += 1
-                return ["skew:future_event_time"]
+                return [FUTURE_SKEW]
         self._future_streak = 0
         if event_time < watermark - config.max_lateness:
             self.stats["transactions_too_late"] += 1
-            return ["late:event_time"]
+            return [TOO_LATE]
         if event_time < watermark:
             self.stats["transactions_out_of_order"] += 1
         self._advance(event_time)
         return []
+
+    def _latest_trusted(self) -> float:
+        return self.watermark + self.config.max_future_skew
 
     def _advance(self, event_time: float) -> None:
         """Move the watermark forward, releasing the labels it passes and expiring old state."""

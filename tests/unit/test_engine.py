@@ -173,3 +173,13 @@ def test_a_real_jump_in_time_is_caught_up_without_flagging_normal_gaps() -> None
     after_silence = [engine.process_transaction(tx(i, T0 + 4 * 86400 + i)) for i in range(2, 5)]
     assert [d.reason_codes for d in after_silence] == [("skew:future_event_time",)] * 2 + [()]
     assert engine.watermark == T0 + 4 * 86400 + 4  # the third in a row confirms the jump
+
+
+def test_a_far_future_transaction_does_not_stop_old_state_from_expiring() -> None:
+    engine = DetectionEngine(EngineConfig(label_horizon=86400.0))
+    engine.process_transaction(tx(0, T0))
+    engine.process_transaction(Transaction("future", T0 + 60 * 365 * 86400.0, "bad-clock", "m", 1.0))
+    for day in range(1, 40):  # normal traffic for weeks: all but the last days' state must expire
+        engine.process_transaction(tx(day, T0 + day * 86400.0, card=f"c{day}"))
+    assert len(engine.pending) <= 3
+    assert "bad-clock" not in engine.extractor.cards and len(engine.extractor.cards) <= 32
