@@ -92,9 +92,8 @@ def create_input_topics(settings: ServiceSettings, partitions: int) -> None:
 def create_service_topics(settings: ServiceSettings, partitions: int, timeout: float = 60.0) -> None:
     """Every topic the service uses, as it would create them, and a wait until each partition answers.
 
-    A service that creates its own topics reads them at once, and a broker that has not finished
-    creating them fails it (an unknown topic, or NOT_LEADER_FOR_PARTITION): the service exits.
-    Creating them beforehand keeps that start-up race out of the measurements.
+    A service that creates its own topics reads them at once, while the broker may still be creating
+    them or electing their leaders; creating them beforehand keeps that start-up out of every run.
     """
     admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
     configs = topic_configs(settings)
@@ -220,7 +219,7 @@ class ServiceProcess:
         with log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "detector.cli", "run"],
-                env={**os.environ, **settings_env(settings)},
+                env={**os.environ, **settings_env(settings), "PYTHONUNBUFFERED": "1"},  # its log is read live
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )

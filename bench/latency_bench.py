@@ -23,8 +23,8 @@ the same machine: the noise; from /proc/stat minus the processes above). The lat
 the decision's Kafka timestamp (CreateTime, set when the service produced it inside its
 transaction): "to output" is waiting for the batch and scoring, "output->read" is the commit and
 the reader's fetch. Runs are shorter than the service's 60 s checkpoint interval, so no periodic
-checkpoint falls inside them. A first, discarded run warms the
-broker's JIT, so it does not weigh on whichever setting runs first.
+checkpoint falls inside them. A first, discarded run warms the broker's JIT, so it does not weigh
+on whichever setting runs first.
 
 The runs: every ``--rates`` at ``--batch-timeout-ms``, then every ``--compare-timeouts-ms`` at
 ``--compare-rate``, so the commit interval's trade is read at one rate in one run: a short batch

@@ -19,10 +19,11 @@ broker (when this run started it; with KAFKA_BOOTSTRAP_SERVERS its pid is unknow
 on the same machine, the noise of the measurement.
 The ceiling printed at the end is the rate at which the services and the broker would need every
 core of this machine: on 2 cores shared by the broker and the instances, a second instance can
-only help while the first leaves a core idle.
+only help while the first leaves a core idle (one instance scores a batch, then waits for its
+commit: the CPU it leaves idle while it waits is what a second instance can use).
 
     python bench/scale_bench.py
-    python bench/scale_bench.py --transactions 40000 --partitions 4 --rounds 1
+    python bench/scale_bench.py --transactions 80000 --partitions 4 --rounds 1
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--transactions", type=int, default=20_000)
+    parser.add_argument("--transactions", type=int, default=40_000)
     parser.add_argument("--cards", type=int, default=5_000)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=2, help="1: runs 1, 2; 2: runs 1, 2, 2, 1")
