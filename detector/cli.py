@@ -7,6 +7,7 @@ handlers are installed, so a SIGTERM that arrives during start-up still ends the
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import os
 import signal
 import sys
@@ -37,6 +38,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> in
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 <pid>`: where is it stuck?
 
     import structlog
 

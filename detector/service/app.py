@@ -38,11 +38,13 @@ from detector.service.partition import (
 )
 from detector.service.reading import reader_config
 from detector.service.recovery import recover_partition
-from detector.service.settings import ServiceSettings
+from detector.service.settings import ConfigurationError, ServiceSettings
 from detector.service.topics import ensure_topics
 
 log = structlog.get_logger("detector.service")
 _KAFKA_TIMEOUT_S = 30.0
+_COMMIT_TIMEOUT_S = 10.0  # bounds how long a stop request waits behind a commit to a vanished broker
+_STALLED_AFTER_S = 5.0
 
 
 class DetectorService:
@@ -69,7 +71,9 @@ class DetectorService:
         self._checkpointed: dict[int, dict[str, int]] = {}  # partition -> positions of its last checkpoint
         self._labels_paused: set[int] = set()  # partitions whose labels wait for their transactions
         self.stopping = stopping or threading.Event()
-        self.ready = False
+        self._assigned = False  # owns partitions and holds their state
+        self._brokers_down = False  # the clients report no broker reachable
+        self._progress = time.monotonic()  # last time a consume or a commit returned
         self.heartbeat = time.monotonic()
         self.transactions_committed = 0
         self.metrics = ServiceMetrics()
@@ -90,7 +94,7 @@ class DetectorService:
         with serving(
             self.settings.metrics_port, self.metrics.registry, lambda: self.heartbeat, lambda: self.ready
         ):
-            partitions = ensure_topics(AdminClient(self.client), self.settings)
+            partitions = ensure_topics(self._connected_admin(), self.settings)
             log.info("topics_ready", input_partitions=partitions)
             self._producer = self._new_producer()
             self._reader = Consumer(reader_config(self.client, f"{self.settings.group_id}-reader"))
@@ -100,18 +104,58 @@ class DetectorService:
             )
             try:
                 while not self.stopping.is_set():
-                    self._run_batch()
+                    try:
+                        self._run_batch()
+                    except KafkaException as exception:  # fatal ones too: a new producer is the remedy
+                        self._resynchronise(exception)
             finally:
                 self._shutdown()
+
+    def _connected_admin(self) -> AdminClient:
+        """An admin client once a broker answers; refused credentials or TLS end the start at once.
+
+        Without this check a wrong password surfaces only after a 30 s metadata timeout, as a
+        transport failure that does not say why.
+        """
+        refused: list[KafkaError] = []
+
+        def on_error(error: KafkaError) -> None:
+            if error.code() in (KafkaError._AUTHENTICATION, KafkaError._SSL):
+                refused.append(error)
+
+        admin = AdminClient({**self.client, "error_cb": on_error})
+        deadline = time.monotonic() + _KAFKA_TIMEOUT_S
+        while True:
+            try:
+                admin.list_topics(timeout=1.0)
+                return admin
+            except KafkaException as exception:
+                admin.poll(0)
+                if refused:
+                    raise ConfigurationError(f"Kafka refused the connection: {refused[0].str()}") from None
+                if time.monotonic() > deadline:
+                    where = self.settings.bootstrap_servers
+                    reason = exception.args[0].str()
+                    raise ConfigurationError(f"no Kafka broker answered at {where}: {reason}") from None
+
+    @property
+    def ready(self) -> bool:
+        """What ``/readyz`` reports: owns partitions, the brokers answer, and the loop is not stuck
+        in a Kafka call (a commit waiting on a vanished broker blocks for its whole timeout)."""
+        return (
+            self._assigned and not self._brokers_down and time.monotonic() - self._progress < _STALLED_AFTER_S
+        )
 
     def stop(self) -> None:
         self.stopping.set()
 
     def _shutdown(self) -> None:
-        self.ready = False
+        self._assigned = False
         try:
             if self.processors:
                 self._checkpoint_in_own_transaction(list(self.processors))
+        except KafkaException as error:  # e.g. stopping while the broker is away: the last checkpoint stands
+            log.warning("final_checkpoint_skipped", error=str(error))
         finally:
             if self._consumer is not None:
                 self._consumer.close()  # leaves the group at once, so partitions move without waiting
@@ -126,7 +170,7 @@ class DetectorService:
     def _run_batch(self) -> None:
         assert self._consumer is not None and self._producer is not None
         messages = self._consumer.consume(self.settings.batch_size, self.settings.batch_timeout_ms / 1000.0)
-        self.heartbeat = time.monotonic()
+        self.heartbeat = self._progress = time.monotonic()
         self.metrics.update_lag(self._consumer, self.processors, self.topics)
         checkpoint_due = time.monotonic() - self._last_checkpoint >= self.settings.checkpoint_interval_s
         if not messages and not (checkpoint_due and self.processors):
@@ -155,6 +199,35 @@ class DetectorService:
         for out in outputs:
             self._produce(out, message.partition())
         self.metrics.consumed_record(role, message, emitted=bool(outputs))
+
+    def _resynchronise(self, cause: KafkaException) -> None:
+        """After a Kafka failure (e.g. the broker went away): start again from what was committed.
+
+        A new transactional producer fences the old one and aborts its open transaction; every
+        partition is then recovered from its checkpoint and committed offsets. Until that succeeds
+        (the broker answers again) the instance is not ready, and retries with a growing pause.
+        """
+        log.warning("kafka_failure", error=str(cause))
+        self._brokers_down = True
+        delay = 0.5
+        while not self.stopping.is_set():
+            self.heartbeat = time.monotonic()  # waiting for Kafka is alive, not stuck
+            try:
+                self._producer = self._new_producer()
+                self._recover(list(self.processors), in_rebalance=False)
+                self._brokers_down = False
+                log.info("kafka_resynchronised", partitions=sorted(self.processors))
+                return
+            except KafkaException as exception:
+                log.warning("kafka_unavailable", error=str(exception), retry_in_s=delay)
+                self.stopping.wait(delay)
+                delay = min(2 * delay, 10.0)
+
+    def _on_client_error(self, error: KafkaError) -> None:
+        """librdkafka's error callback: readiness drops while no broker can be reached."""
+        if error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
+            self._brokers_down = True
+        log.warning("kafka_client_error", error=str(error))
 
     def _hold_labels_ahead_of_transactions(self) -> None:
         """Pause a partition's labels while too many wait for event time; resume once they drain.
@@ -192,7 +265,7 @@ class DetectorService:
                 self._producer.poll(0.05)  # the local queue is full: let deliveries drain
 
     def _commit(self) -> None:
-        """Send the offsets and commit; on failure abort and recover, so nothing is half-applied."""
+        """Send the offsets and commit; a failure leaves the transaction to :meth:`_resynchronise`."""
         assert self._consumer is not None and self._producer is not None
         offsets = [
             TopicPartition(self.topics[role], partition, offset)
@@ -204,21 +277,19 @@ class DetectorService:
         try:
             _retrying(
                 lambda: self._producer.send_offsets_to_transaction(
-                    offsets, self._consumer.consumer_group_metadata(), _KAFKA_TIMEOUT_S
+                    offsets, self._consumer.consumer_group_metadata(), _COMMIT_TIMEOUT_S
                 )
             )
-            _retrying(lambda: self._producer.commit_transaction(_KAFKA_TIMEOUT_S))
+            _retrying(lambda: self._producer.commit_transaction(_COMMIT_TIMEOUT_S))
             self.transactions_committed += 1
+            self._brokers_down = False
+            self._progress = time.monotonic()
             self.metrics.committed(self.processors, commit_started)
         except KafkaException as exception:
             error: KafkaError = exception.args[0]
             log.error("transaction_failed", error=str(error), abortable=error.txn_requires_abort())
             self.metrics.aborted()
-            if error.txn_requires_abort():
-                self._producer.abort_transaction(_KAFKA_TIMEOUT_S)
-            else:
-                self._producer = self._new_producer()
-            self._recover(list(self.processors), in_rebalance=False)
+            raise  # _resynchronise: a new producer aborts this transaction and state is rebuilt
 
     # -- checkpoints ----------------------------------------------------------------------------
 
@@ -259,7 +330,7 @@ class DetectorService:
         partitions = sorted({tp.partition for tp in assigned})
         log.info("partitions_assigned", partitions=partitions)
         self._recover(partitions, in_rebalance=True)
-        self.ready = True
+        self._assigned = True
 
     def _on_revoke(self, consumer: Consumer, revoked: list[TopicPartition]) -> None:
         partitions = sorted({tp.partition for tp in revoked} & set(self.processors))
@@ -270,7 +341,7 @@ class DetectorService:
             del self.processors[partition]
             self._labels_paused.discard(partition)
         self.metrics.forget(partitions)
-        self.ready = False
+        self._assigned = False
 
     def _on_lost(self, consumer: Consumer, lost: list[TopicPartition]) -> None:
         partitions = sorted({tp.partition for tp in lost})
@@ -279,7 +350,7 @@ class DetectorService:
             self.processors.pop(partition, None)
             self._labels_paused.discard(partition)
         self.metrics.forget(partitions)
-        self.ready = False
+        self._assigned = False
 
     def _recover(self, partitions: list[int], in_rebalance: bool) -> None:
         """(Re)build the processors of ``partitions`` from committed state and point the consumer there.
@@ -352,6 +423,10 @@ class DetectorService:
                 "linger.ms": 5,
                 "compression.type": "zstd",
                 "message.max.bytes": 2 * 1024 * 1024,
+                # A transaction stranded by a vanished broker is given up after this (the default 60 s
+                # blocked the loop, and a stop request, for a minute after the broker was back).
+                "transaction.timeout.ms": 15_000,
+                "error_cb": self._on_client_error,
             }
         )
         producer.init_transactions(_KAFKA_TIMEOUT_S)
@@ -367,10 +442,11 @@ class DetectorService:
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
             "session.timeout.ms": 10_000,
+            "error_cb": self._on_client_error,
         }
 
 
-def _retrying(action: Any, attempts: int = 10) -> None:
+def _retrying(action: Any, attempts: int = 3) -> None:
     """Run a transactional call, retrying the errors Kafka marks retriable."""
     for attempt in range(attempts):
         try:

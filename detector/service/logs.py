@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import orjson
 import structlog
 
 
 def configure_logging(level: str = "info") -> None:
+    # One line per event, written at once: a log held in a block buffer dies with a killed process.
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

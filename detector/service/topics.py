@@ -7,6 +7,8 @@ Outputs are written to the partition of their input, so they need at least as ma
 
 from __future__ import annotations
 
+import time
+
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -45,6 +47,30 @@ def topic_configs(settings: ServiceSettings) -> dict[str, dict[str, str]]:
     }
 
 
+def _wait_for_leaders(admin: AdminClient, names: list[str]) -> dict:
+    """Topic metadata once every topic is listed with a leader for each partition.
+
+    Creation returns before the new topics show in metadata, and before their leaders are elected.
+    """
+    deadline = time.monotonic() + _TIMEOUT_S
+    while True:
+        topics = admin.list_topics(timeout=_TIMEOUT_S).topics
+        if all(
+            name in topics
+            and topics[name].partitions
+            and all(p.leader >= 0 for p in topics[name].partitions.values())
+            for name in names
+        ):
+            return topics
+        if time.monotonic() > deadline:
+            raise TopicLayoutError(f"topics {names} have no leaders {_TIMEOUT_S:.0f} s after creation")
+        time.sleep(0.2)
+
+
+def _has_leaders(partitions: dict) -> bool:
+    return bool(partitions) and all(partition.leader >= 0 for partition in partitions.values())
+
+
 def ensure_topics(admin: AdminClient, settings: ServiceSettings) -> int:
     """Create what is missing, check the layout, and return the number of input partitions.
 
@@ -67,7 +93,7 @@ def ensure_topics(admin: AdminClient, settings: ServiceSettings) -> int:
             except KafkaException as error:
                 if "TOPIC_ALREADY_EXISTS" not in str(error):  # another instance created it first
                     raise TopicLayoutError(f"cannot create topic {name!r}: {error}") from error
-        existing = admin.list_topics(timeout=_TIMEOUT_S).topics
+        existing = _wait_for_leaders(admin, list(wanted))
     counts = {name: len(existing[name].partitions) for name in wanted}
     inputs = counts[settings.transactions_topic]
     if counts[settings.labels_topic] != inputs:

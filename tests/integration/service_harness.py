@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -124,6 +127,10 @@ class ServiceProcess:
             self.process.send_signal(signal.SIGTERM)
         try:
             return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()  # never leave a service behind; the test fails on the timeout
+            self.process.wait(30)
+            raise
         finally:
             self._log.close()
 
@@ -192,6 +199,23 @@ def audit_decisions(reader: TopicReader) -> Counter[str]:
             if record["record_type"] == "decision":
                 decisions[record["transaction_id"]] += 1
     return decisions
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def http_status(url: str) -> int | None:
+    """The HTTP status, or None while nothing listens."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except OSError:
+        return None
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:

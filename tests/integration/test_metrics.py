@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import orjson
@@ -13,28 +10,18 @@ from confluent_kafka import Consumer
 
 from detector.engine.records import Label, Transaction
 from detector.service.metrics import MetricsPage, scrape
-from tests.integration.service_harness import ServiceProcess, ServiceTopics, publish, wait_until
+from tests.integration.service_harness import (
+    ServiceProcess,
+    ServiceTopics,
+    free_port,
+    http_status,
+    publish,
+    wait_until,
+)
 from tests.integration.test_service import simulated
 
 pytestmark = pytest.mark.kafka
 LABEL_COUNTERS = ("joined", "unknown", "duplicate", "invalid")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def status(url: str) -> int | None:
-    """The HTTP status, or None while nothing listens."""
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status
-    except urllib.error.HTTPError as error:
-        return error.code
-    except OSError:
-        return None
 
 
 def group_holder(bootstrap: str, topics: ServiceTopics) -> Consumer:
@@ -92,13 +79,15 @@ def test_counters_agree_with_what_went_through_and_health_follows_the_lifecycle(
     holder = group_holder(kafka_bootstrap, topics)
     service = ServiceProcess(topics.env(kafka_bootstrap, FRAUD_METRICS_PORT=str(port)), tmp_path / "s.log")
     try:
-        wait_until(lambda: status(f"{base}/healthz") == 200 or not service.alive(), 60, "the health server")
+        wait_until(
+            lambda: http_status(f"{base}/healthz") == 200 or not service.alive(), 60, "the health server"
+        )
         wait_until(lambda: refused_join(service) or not service.alive(), 60, "a refused group join")
-        assert status(f"{base}/readyz") == 503  # connected and alive, but without partitions
-        assert status(f"{base}/healthz") == 200
+        assert http_status(f"{base}/readyz") == 503  # connected and alive, but without partitions
+        assert http_status(f"{base}/healthz") == 200
     finally:
         holder.close()
-    wait_until(lambda: status(f"{base}/readyz") == 200, 60, "readiness once the group is free")
+    wait_until(lambda: http_status(f"{base}/readyz") == 200, 60, "readiness once the group is free")
     assert service.log_events("partitions_assigned")
 
     publish(kafka_bootstrap, topics, items)
@@ -114,9 +103,9 @@ def test_counters_agree_with_what_went_through_and_health_follows_the_lifecycle(
     wait_until(settled, 120, "every record counted")
     wait_until(lambda: scrape(f"{base}/metrics").total("fraud_consumer_lag") == 0, 10, "no lag")
     page = scrape(f"{base}/metrics")
-    assert status(f"{base}/healthz") == 200 and status(f"{base}/readyz") == 200
+    assert http_status(f"{base}/healthz") == 200 and http_status(f"{base}/readyz") == 200
     assert service.stop() == 0
-    assert status(f"{base}/healthz") is None  # stopped with the service
+    assert http_status(f"{base}/healthz") is None  # stopped with the service
 
     assert page.total("fraud_decisions_total") == n_valid
     assert page.total("fraud_records_consumed_total", input="transactions") == n_valid + n_poison
