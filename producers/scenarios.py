@@ -129,6 +129,14 @@ class Scenario(ABC, Generic[ConfigT]):
     def _random_terminals(self, n: int, rng: np.random.Generator) -> np.ndarray:
         return rng.integers(0, self.population.config.terminals, n)
 
+    def _episodes(
+        self, starts: int, transactions: tuple[int, int], rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """For ``starts`` episodes on random cards: each transaction's episode index and its card."""
+        counts = _integers(transactions, starts, rng)
+        episode = np.repeat(np.arange(starts), counts)
+        return episode, self._random_cards(starts, rng)[episode]
+
 
 def _integers(bounds: tuple[int, int], n: int, rng: np.random.Generator) -> np.ndarray:
     return rng.integers(bounds[0], bounds[1] + 1, n)
@@ -244,9 +252,7 @@ class AccountTakeover(Scenario[AccountTakeoverConfig]):
 
     def start(self, times: np.ndarray, rng: np.random.Generator) -> Batch:
         c = self.config
-        counts = _integers(c.transactions, len(times), rng)
-        episode = np.repeat(np.arange(len(times)), counts)
-        cards = self._random_cards(len(times), rng)[episode]
+        episode, cards = self._episodes(len(times), c.transactions, rng)
         return Batch.of(
             times[episode] + rng.uniform(0, c.duration, len(episode)),
             cards,
@@ -264,9 +270,7 @@ class HighAmount(Scenario[HighAmountConfig]):
 
     def start(self, times: np.ndarray, rng: np.random.Generator) -> Batch:
         c = self.config
-        counts = _integers(c.transactions, len(times), rng)
-        episode = np.repeat(np.arange(len(times)), counts)
-        cards = self._random_cards(len(times), rng)[episode]
+        episode, cards = self._episodes(len(times), c.transactions, rng)
         return Batch.of(
             times[episode] + rng.uniform(0, c.within, len(episode)),
             cards,
