@@ -13,7 +13,7 @@ from detector.engine.records import Label, Transaction
 from detector.kafka_config import client_config, parse_settings
 from producers.pacing import EventTimePacer, Pacer, RatePacer, Unpaced
 from producers.publishing import Progress, print_summary, progress_enabled, publish
-from producers.sinks import DeliveryReport, JsonlSink, KafkaSink, Sink
+from producers.sinks import ConnectionRefused, DeliveryReport, JsonlSink, KafkaSink, Sink
 
 log = logging.getLogger("producers")
 
@@ -115,7 +115,7 @@ def run(
     code = 0
     try:
         publish(events, sink, make_pacer(args), Progress(progress_enabled(args.quiet)))
-    except stop_on as error:
+    except (ConnectionRefused, *stop_on) as error:
         log.error("%s", error)
         code = EXIT_FAILED
     except KeyboardInterrupt:

@@ -8,6 +8,7 @@ report or is counted as failed with the reason.
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +32,10 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
 }
 _LOGGED_FAILURES = 10
 _POLL_EVERY = 1000  # produce calls between serving delivery reports; polling on each one costs time
+
+
+class ConnectionRefused(RuntimeError):
+    """The brokers refused our credentials or TLS: nothing can be delivered, so stop at once."""
 
 
 @dataclass
@@ -68,7 +73,8 @@ class KafkaSink:
         self.flush_timeout = flush_timeout
         self.report = DeliveryReport()
         self._unpolled = 0
-        self._producer = producer_factory({**PRODUCER_DEFAULTS, "error_cb": _log_client_error, **config})
+        self._refusal: str | None = None
+        self._producer = producer_factory({**PRODUCER_DEFAULTS, "error_cb": self._on_client_error, **config})
 
     def send_transaction(self, transaction: Transaction) -> None:
         self._produce(self.transactions_topic, transaction.customer_id, transaction.to_json())
@@ -77,12 +83,22 @@ class KafkaSink:
         self._produce(self.labels_topic, label.customer_id, label.to_json())
 
     def close(self) -> DeliveryReport:
-        remaining = self._producer.flush(self.flush_timeout)
+        """Flush in short slices, so a refusal (bad credentials) ends the wait at once."""
+        deadline = time.monotonic() + self.flush_timeout
+        while (remaining := self._producer.flush(1.0)) and self._refusal is None:
+            if time.monotonic() > deadline:
+                self._fail(f"not delivered within the flush timeout of {self.flush_timeout:g}s", remaining)
+                return self.report
         if remaining:
-            self._fail(f"not delivered within the flush timeout of {self.flush_timeout:g}s", remaining)
+            # Refused: waiting would only retry until message.timeout.ms. Undelivered messages are
+            # purged, and each is still reported as failed by its delivery report.
+            self._producer.purge()
+            self._producer.flush(5.0)
         return self.report
 
     def _produce(self, topic: str, key: str, value: bytes) -> None:
+        if self._refusal is not None:
+            raise ConnectionRefused(f"Kafka refused the connection: {self._refusal}")
         while True:
             try:
                 self._producer.produce(topic, value, key.encode(), on_delivery=self._on_delivery)
@@ -104,14 +120,15 @@ class KafkaSink:
         else:
             self._fail(f"{error.name()}: {error.str()}")
 
+    def _on_client_error(self, error: KafkaError) -> None:
+        if error.code() in (KafkaError._AUTHENTICATION, KafkaError._SSL):
+            self._refusal = error.str()
+        log.warning("kafka client: %s", error.str())
+
     def _fail(self, reason: str, count: int = 1) -> None:
         if self.report.failed < _LOGGED_FAILURES:
             log.error("delivery failed: %s", reason)
         self.report.failures[reason] += count
-
-
-def _log_client_error(error: KafkaError) -> None:
-    log.warning("kafka client: %s", error.str())
 
 
 class JsonlSink:

@@ -185,12 +185,6 @@ def test_detector_with_a_wrong_password_fails_fast_and_says_why(
     assert _names_authentication(output)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=(AssertionError, pytest.fail.Exception),
-    reason="producers: librdkafka retries a refused SASL login until message.timeout.ms (120 s), so"
-    " fraud-simulate logs a warning every 0.3 s and exits 1 only after two minutes",
-)
 def test_simulator_with_a_wrong_password_fails_fast_and_says_why(
     secure_broker: SecureBroker, tmp_path: Path
 ) -> None:

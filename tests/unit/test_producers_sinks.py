@@ -11,7 +11,7 @@ from confluent_kafka import KafkaError, KafkaException
 
 from detector.engine.records import Label, Transaction, decode_label, decode_transaction
 from detector.kafka_config import client_config, parse_settings
-from producers.sinks import JsonlSink, KafkaSink
+from producers.sinks import ConnectionRefused, JsonlSink, KafkaSink
 
 TX = Transaction("t1", 1_767_225_600.0, "c1", "m1", 12.5, "EUR")
 LABEL = Label("t1", "c1", True, 1_767_312_000.0)
@@ -61,13 +61,18 @@ class FakeProducer:
         self.poll(0)
         return self.stuck
 
+    def purge(self) -> None:
+        self.purged, self.stuck = self.stuck, 0
+
 
 def sink_with(producer: FakeProducer) -> KafkaSink:
     def factory(config: dict[str, Any]) -> FakeProducer:
         producer.config = config
         return producer
 
-    return KafkaSink({"bootstrap.servers": "b:9092", "linger.ms": 5}, "tx", "lb", producer_factory=factory)
+    # A short flush timeout: the fake's flush returns at once, so the sink's slices would spin until it.
+    config = {"bootstrap.servers": "b:9092", "linger.ms": 5}
+    return KafkaSink(config, "tx", "lb", flush_timeout=0.3, producer_factory=factory)
 
 
 def test_messages_are_keyed_by_customer_and_counted_per_topic() -> None:
@@ -110,7 +115,7 @@ def test_failures_are_counted_with_their_reason() -> None:
     assert report.delivered == {"tx": 1}
     assert report.failed == 4
     reasons = dict(report.failures)
-    assert reasons.pop("not delivered within the flush timeout of 300s") == 2
+    assert reasons.pop("not delivered within the flush timeout of 0.3s") == 2
     assert sorted(reasons.values()) == [1, 1]
     assert any("_MSG_TIMED_OUT" in reason for reason in reasons)
     assert any("too large" in reason.lower() for reason in reasons)
@@ -155,3 +160,15 @@ def test_settings_are_key_value_pairs() -> None:
     assert parse_settings(["acks=all", "sasl.password=a=b"]) == {"acks": "all", "sasl.password": "a=b"}
     with pytest.raises(ValueError, match="key=value"):
         parse_settings(["acks"])
+
+
+def test_a_refused_login_stops_at_once_and_reports_what_was_not_delivered() -> None:
+    producer = FakeProducer({})
+    sink = sink_with(producer)
+    sink.send_transaction(TX)
+    producer.stuck = 1
+    producer.config["error_cb"](KafkaError(KafkaError._AUTHENTICATION, "Invalid username or password"))
+    with pytest.raises(ConnectionRefused, match="Invalid username or password"):
+        sink.send_transaction(TX)
+    sink.close()  # the refusal ends the flush at once, and what was queued is purged
+    assert producer.purged == 1
