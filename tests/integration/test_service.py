@@ -25,7 +25,6 @@ from tests.integration.service_harness import (
 
 pytestmark = pytest.mark.kafka
 HOUR = 3600.0
-_RECOVERY_KEYS = ("partition", "transactions_scored", "labels_learned", "replay_until")
 
 
 def simulated(transactions: int, seed: int = 5) -> list[Transaction | Label]:
@@ -107,11 +106,15 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(kafka_bootstrap: 
     assert len(decisions) == n_transactions and set(decisions.values()) == {1}
     recoveries = [event for event in service.log_events("partition_recovered") if event["checkpoint_id"]]
     assert recoveries, "restarts must resume from a checkpoint"
-    resumed = recoveries[-3:]  # the last restart, one line per partition
-    assert all(e["transactions_scored"] > 0 and e["labels_learned"] > 0 for e in resumed), "no cold model"
+    learned: dict[int, list[int]] = {}
+    for event in recoveries:
+        learned.setdefault(event["partition"], []).append(event["labels_learned"])
+    # Warm restarts: a partition's restored model never falls back below what an earlier restore had.
+    assert all(counts == sorted(counts) for counts in learned.values()), learned
+    assert max(max(counts) for counts in learned.values()) > 0, "no restore brought back a trained model"
     print(
-        f"\n{kills} SIGKILLs; {len(decisions):,} decisions, each once; last recovery (partition, scored,"
-        f" labels learned, replayed up to): {[tuple(e[k] for k in _RECOVERY_KEYS) for e in resumed]}"
+        f"\n{kills} SIGKILLs; {len(decisions):,} decisions, each once;"
+        f" labels learned by the restored model at each restart, per partition: {learned}"
     )
 
 
