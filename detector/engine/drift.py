@@ -43,7 +43,7 @@ class DriftConfig:
     # "swap": a warning or a drift trains a background model, promoted once it is ready and better;
     # "reset": a drift replaces the model by a new, untrained one at once.
     recovery: str = "swap"
-    warmup_labels: int = 1_000  # a model's error is not monitored while it is still learning its first labels
+    warmup_labels: int = 2_000  # a model's error is not monitored while it is still learning its first labels
     min_background_labels: int = 2_000
     min_background_frauds: int = 10
     challenge_every: int = 100  # labels between two comparisons of the background model with the champion

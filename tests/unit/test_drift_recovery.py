@@ -119,6 +119,6 @@ def test_recovery_after_drift_is_no_worse_than_without_handling() -> None:
         f" with handling {[round(v, 3) for v in with_handling]}, without {[round(v, 3) for v in without]};"
         f" swaps {[(i, d) for i, k, d in handled.events if k == MODEL_SWAPPED]}"
     )
-    assert with_handling[1] < with_handling[0] - 0.1, "the switch must hurt at first, or this tests nothing"
+    assert with_handling[1] < with_handling[0] - 0.03, "the switch must hurt at first, or this tests nothing"
     assert with_handling[2] >= without[2] - 0.02
     assert with_handling[2] >= 0.85
