@@ -25,6 +25,7 @@ from confluent_kafka.admin import AdminClient
 from detector.engine.config import EngineConfig
 from detector.kafka_config import client_config
 from detector.service.checkpoints import write_checkpoint
+from detector.service.collector import collect_after_batch, collect_everything
 from detector.service.health import serving
 from detector.service.metrics import ServiceMetrics
 from detector.service.partition import (
@@ -78,6 +79,7 @@ class DetectorService:
         self.transactions_committed = 0
         self.metrics = ServiceMetrics()
         self._last_checkpoint = time.monotonic()
+        collect_everything()  # the loop pauses for the snapshots anyway
         self._pseudonym_key = settings.pseudonym_key.encode() or None
         self._chain_key = settings.audit_hmac_key.encode() or None
         self._consumer: Consumer | None = None
@@ -183,6 +185,7 @@ class DetectorService:
         if checkpoint_due:
             self._write_checkpoints(list(self.processors))
         self._commit()
+        collect_after_batch()
 
     def _handle(self, message: Message) -> None:
         error = message.error()
@@ -316,6 +319,7 @@ class DetectorService:
                 offsets=processor.positions,
             )
         self._last_checkpoint = time.monotonic()
+        collect_everything()  # the loop pauses for the snapshots anyway
 
     def _checkpoint_in_own_transaction(self, partitions: list[int]) -> None:
         assert self._producer is not None
@@ -404,6 +408,7 @@ class DetectorService:
                 transactions_scored=start.engine.stats["transactions_scored"],
                 labels_learned=start.engine.model.labels_learned,
             )
+        collect_everything()  # the restored state is frozen at once, not walked by later collections
         if in_rebalance:
             self._consumer.assign(start_at)  # assigning also clears any pause
         else:
@@ -426,6 +431,11 @@ class DetectorService:
                 # A transaction stranded by a vanished broker is given up after this (the default 60 s
                 # blocked the loop, and a stop request, for a minute after the broker was back).
                 "transaction.timeout.ms": 15_000,
+                # The coordinator answers CONCURRENT_TRANSACTIONS to the next transaction's first
+                # request while it still writes the last one's commit markers (a few ms); the default
+                # 100 ms back-off then added about 100 ms to every commit, and to every decision's
+                # latency (bench/latency_bench.py).
+                "retry.backoff.ms": 5,
                 "error_cb": self._on_client_error,
             }
         )

@@ -65,7 +65,7 @@ class ServiceSettings:
     )
     batch_size: int = _setting("FRAUD_BATCH_SIZE", 500, "most input records per Kafka transaction", minimum=1)
     batch_timeout_ms: int = _setting(
-        "FRAUD_BATCH_TIMEOUT_MS", 100, "longest wait to fill a batch: bounds decision latency", minimum=1
+        "FRAUD_BATCH_TIMEOUT_MS", 20, "longest wait to fill a batch: bounds decision latency", minimum=1
     )
     checkpoint_interval_s: float = _setting(
         "FRAUD_CHECKPOINT_INTERVAL_S", 60.0, "seconds between engine snapshots", minimum=0.001
