@@ -26,6 +26,7 @@ from detector.engine.config import EngineConfig
 from detector.kafka_config import client_config
 from detector.service.checkpoints import write_checkpoint
 from detector.service.collector import collect_after_batch, collect_everything
+from detector.service.deadline import call_within
 from detector.service.health import serving
 from detector.service.metrics import ServiceMetrics
 from detector.service.partition import (
@@ -46,6 +47,7 @@ log = structlog.get_logger("detector.service")
 _KAFKA_TIMEOUT_S = 30.0
 _COMMIT_TIMEOUT_S = 10.0  # bounds how long a stop request waits behind a commit to a vanished broker
 _STALLED_AFTER_S = 5.0
+_ABANDON_AFTER_S = 5.0  # past a call's own timeout: it is wedged in librdkafka (see deadline.py)
 
 
 class DetectorService:
@@ -278,9 +280,12 @@ class DetectorService:
         ]
         commit_started = time.perf_counter()
         try:
+            group = self._consumer.consumer_group_metadata()
             _retrying(
-                lambda: self._producer.send_offsets_to_transaction(
-                    offsets, self._consumer.consumer_group_metadata(), _COMMIT_TIMEOUT_S
+                lambda: call_within(
+                    lambda: self._producer.send_offsets_to_transaction(offsets, group, _COMMIT_TIMEOUT_S),
+                    _COMMIT_TIMEOUT_S + _ABANDON_AFTER_S,
+                    "send_offsets_to_transaction",
                 )
             )
             _retrying(lambda: self._producer.commit_transaction(_COMMIT_TIMEOUT_S))

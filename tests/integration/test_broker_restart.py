@@ -1,10 +1,9 @@
 """The broker goes away mid-run and comes back: the service is unready meanwhile and loses nothing.
 
-If the broker vanishes while ``send_offsets_to_transaction`` is waiting on the group coordinator,
-librdkafka ignores that call's timeout (confluentinc/librdkafka#5456, fix pending) and the loop stays
-blocked after the broker is back. The heartbeat then stops, ``/healthz`` fails, and the orchestrator
-restarts the process, which recovers from committed state. The test does what the orchestrator
-does in that case and reports which path was taken; either way the guarantees checked are the same.
+The process recovers by itself: readiness goes false during the outage, then true again, without
+a restart. If the broker vanished while ``send_offsets_to_transaction`` waited on the group
+coordinator, that call can stay blocked past its timeout (confluentinc/librdkafka#5456); the
+service abandons it after 15 s (:mod:`detector.service.deadline`), which the log shows.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ from tests.integration.service_harness import (
 )
 from tests.integration.test_service import decided, simulated
 
-RECOVERY_GRACE_S = 45.0  # after this without readiness, the process counts as wedged and is restarted
+RECOVERY_GRACE_S = 60.0  # a wedged commit is abandoned after 15 s; then resynchronising retries
 
 
 def test_a_broker_restart_mid_run_keeps_exactly_one_decision_per_transaction(
@@ -54,14 +53,10 @@ def test_a_broker_restart_mid_run_keeps_exactly_one_decision_per_transaction(
         unready_after = time.monotonic() - outage_started
         assert service.alive(), "the service must wait for the broker, not crash"
         local_kafka.start()
-        try:
-            wait_until(lambda: http_status(readiness) == 200, RECOVERY_GRACE_S, "readiness after the restart")
-            path = "recovered in process"
-        except AssertionError:
-            service.kill()  # wedged in librdkafka: what a liveness probe leads to
-            service = ServiceProcess(env, log)
-            wait_until(lambda: http_status(readiness) == 200, 90, "readiness of the restarted process")
-            path = "wedged in send_offsets_to_transaction; restarted like a liveness probe would"
+        restarted = time.monotonic()
+        wait_until(lambda: http_status(readiness) == 200, RECOVERY_GRACE_S, "readiness after the restart")
+        ready_after = time.monotonic() - restarted
+        abandoned = "did not return within" in log.read_text()
 
         audit = TopicReader(kafka_bootstrap, topics.audit)
         wait_until(lambda: decided(audit) >= n_transactions, 180, "every decision after the outage")
@@ -72,6 +67,7 @@ def test_a_broker_restart_mid_run_keeps_exactly_one_decision_per_transaction(
     decisions = audit_decisions(audit)
     assert len(decisions) == n_transactions and set(decisions.values()) == {1}
     print(
-        f"\nbroker stopped after 1,000+ decisions; unready {unready_after:.1f} s into the outage; {path};"
-        f" {len(decisions):,} decisions, each once, chains intact"
+        f"\nbroker stopped after 1,000+ decisions; unready {unready_after:.1f} s into the outage;"
+        f" ready again {ready_after:.1f} s after the broker restarted, in the same process"
+        f" (a wedged commit abandoned: {abandoned}); {len(decisions):,} decisions, each once"
     )
