@@ -36,6 +36,7 @@ from detector.engine.config import EngineConfig
 from detector.engine.engine import DetectionEngine
 from detector.engine.model import ModelConfig
 from detector.engine.records import Label, Transaction
+from detector.service.settings import ServiceSettings
 
 
 def engine_rate(items: list[Transaction | Label], config: EngineConfig) -> float:
@@ -59,13 +60,12 @@ def engine_rate(items: list[Transaction | Label], config: EngineConfig) -> float
 
 
 def service_rate(
-    bootstrap: str,
+    settings: ServiceSettings,
     items: list[Transaction | Label],
     config: EngineConfig,
     partitions: int,
     profile: str | None,
 ) -> float:
-    settings = service_settings(bootstrap, checkpoint_interval_s=30.0)
     create_input_topics(settings, partitions)
     publish(settings, items)
     n_transactions = sum(isinstance(item, Transaction) for item in items)
@@ -89,6 +89,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--transactions", type=int, default=50_000)
     parser.add_argument("--cards", type=int, default=5_000)
     parser.add_argument("--partitions", type=int, default=3)
+    parser.add_argument(
+        "--batch-size", type=int, default=ServiceSettings.batch_size, help="FRAUD_BATCH_SIZE of the service"
+    )
     parser.add_argument("--models", nargs="+", default=["logistic_regression"], choices=MODEL_KINDS)
     parser.add_argument("--profile", help="write a cProfile of the service's consuming thread to this file")
     parser.add_argument("--json", default="out/bench/service.json")
@@ -102,11 +105,19 @@ def main(argv: list[str] | None = None) -> None:
         for kind in args.models:
             config = EngineConfig(model=ModelConfig(kind=kind))
             bare = engine_rate(items, config)
-            served = service_rate(bootstrap, items, config, args.partitions, args.profile)
+            settings = service_settings(bootstrap, checkpoint_interval_s=30.0, batch_size=args.batch_size)
+            served = service_rate(settings, items, config, args.partitions, args.profile)
             rows.append({"model": kind, "engine tx/s": bare, "service tx/s": served, "ratio": served / bare})
             print_table(f"service against bare engine, {kind}", rows[-1:])
     print_table("service (Kafka, exactly-once, audit) against the bare engine, same events, same run", rows)
-    write_json(args.json, "service", rows, transactions=n_transactions, partitions=args.partitions)
+    write_json(
+        args.json,
+        "service",
+        rows,
+        transactions=n_transactions,
+        partitions=args.partitions,
+        batch_size=args.batch_size,
+    )
 
 
 if __name__ == "__main__":

@@ -56,10 +56,12 @@ class ChainState:
 
     def seal(self, record: dict[str, Any]) -> dict[str, Any]:
         """Link ``record`` to the chain (in place) and advance the head."""
-        record["chain"] = {"partition": self.partition, "seq": self.next_seq, "prev_hash": self.last_hash}
-        record["chain"]["hash"] = digest(canonical(record), self.key)
+        chain = {"partition": self.partition, "seq": self.next_seq, "prev_hash": self.last_hash}
+        record["chain"] = chain
+        # The canonical form without copying: ``record`` has no hash yet.
+        chain["hash"] = digest(orjson.dumps(record, option=orjson.OPT_SORT_KEYS), self.key)
         self.next_seq += 1
-        self.last_hash = record["chain"]["hash"]
+        self.last_hash = chain["hash"]
         return record
 
     @classmethod

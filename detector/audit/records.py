@@ -14,8 +14,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from dataclasses import dataclass
-from typing import Any
+from functools import lru_cache
+from typing import Any, NamedTuple
 
 from detector.engine.outputs import Decision, EngineEvent
 from detector.engine.records import format_timestamp
@@ -24,9 +24,8 @@ SCHEMA_VERSION = 1
 DECISION = "decision"
 
 
-@dataclass(frozen=True)
-class Provenance:
-    """Where an input came from and who processed it."""
+class Provenance(NamedTuple):
+    """Where an input came from and who processed it (a tuple: one is built per input record)."""
 
     topic: str
     partition: int
@@ -101,4 +100,12 @@ def decision_reply(decision: Decision, event_time: str) -> dict[str, Any]:
 
 
 def _now() -> str:
-    return format_timestamp(round(time.time(), 3))
+    """The wall-clock time in RFC 3339 with milliseconds (the date part is formatted once a second)."""
+    now = time.time()
+    second = int(now)
+    return f"{_whole_second(second)}.{int((now - second) * 1000):03d}Z"
+
+
+@lru_cache(maxsize=1)
+def _whole_second(second: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))

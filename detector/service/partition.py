@@ -20,6 +20,7 @@ import orjson
 from detector.audit.chain import ChainState
 from detector.audit.records import Provenance, decision_record, decision_reply, event_record, pseudonymise
 from detector.engine.engine import DetectionEngine
+from detector.engine.outputs import EngineEvent
 from detector.engine.records import InvalidInput, decode_label, decode_transaction
 
 AUDIT, DECISIONS, DEAD_LETTER = "audit", "decisions", "dead_letter"
@@ -74,12 +75,12 @@ class PartitionProcessor:
             self._count("replayed")  # already committed before the restart: state rebuilt, nothing emitted
             return []
 
+        if decision is None and rejection is None and not events:
+            self._count("label")  # a label learned quietly: the common case, nothing to write
+            return []
+
         provenance = Provenance(self.topic_names[role], self.partition, offset, self.instance_id)
-        kind = self.engine.config.model.kind
-        outputs = [
-            OutRecord(AUDIT, b"event", orjson.dumps(self.chain.seal(event_record(event, kind, provenance))))
-            for event in events
-        ]
+        outputs = [self._event(event, provenance) for event in events]
         if rejection is not None:
             outputs.extend(self._reject(rejection, provenance, key, value))
         elif decision is not None:
@@ -95,6 +96,10 @@ class PartitionProcessor:
         else:
             self._count("label")
         return outputs
+
+    def _event(self, event: EngineEvent, provenance: Provenance) -> OutRecord:
+        record = event_record(event, self.engine.config.model.kind, provenance)
+        return OutRecord(AUDIT, b"event", orjson.dumps(self.chain.seal(record)))
 
     def _reject(
         self, error: InvalidInput, provenance: Provenance, key: bytes | None, value: bytes | None
