@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import statistics
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 
 import pytest
+
+from tests.integration.background import BackgroundSampler
 
 MB = 1024 * 1024
 
@@ -31,7 +31,7 @@ def rss_bytes(pid: int) -> int | None:
     return None
 
 
-class RssSampler:
+class RssSampler(BackgroundSampler):
     """Samples ``(seconds since start, bytes)`` every ``interval`` s while used as a context manager.
 
     ``exited`` says whether the process was found gone during sampling: a crash between two checks
@@ -39,24 +39,13 @@ class RssSampler:
     """
 
     def __init__(self, pid: int, interval: float = 0.5) -> None:
+        super().__init__(name=f"rss-{pid}")
         self.pid = pid
         self.interval = interval
         self.samples: list[tuple[float, int]] = []
         self.exited = False
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"rss-{pid}", daemon=True)
 
-    def __enter__(self) -> RssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
+    def run(self) -> None:
         started = time.monotonic()
         while True:
             rss = rss_bytes(self.pid)
@@ -64,7 +53,7 @@ class RssSampler:
                 self.exited = True
                 return
             self.samples.append((time.monotonic() - started, rss))
-            if self._stop.wait(self.interval):
+            if self.stopping.wait(self.interval):
                 return
 
     def peak(self) -> int:

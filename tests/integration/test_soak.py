@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import os
 import statistics
-import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
-from types import TracebackType
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
@@ -28,6 +26,7 @@ from detector.engine.records import Label, Transaction
 from producers.config import preset
 from producers.pacing import RatePacer
 from producers.simulator import SimulatedTransaction, simulate
+from tests.integration.background import BackgroundSampler
 from tests.integration.rss import MB, RssSampler, needs_proc, summary_mb
 from tests.integration.service_harness import ServiceProcess, ServiceTopics, publish, wait_until
 from tests.integration.test_service import _wait_for_topic
@@ -50,10 +49,11 @@ WARM_UP_S = 10.0
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, needs_proc, pytest.mark.timeout(SOAK_SECONDS + 300)]
 
 
-class DecisionArrivals:
+class DecisionArrivals(BackgroundSampler):
     """When each decision became readable (read_committed), by transaction id, noted on a thread."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
+        super().__init__(name="decision-arrivals")
         self._consumer = Consumer(
             {
                 "bootstrap.servers": bootstrap,
@@ -67,29 +67,24 @@ class DecisionArrivals:
         self._consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
         self.arrived: dict[str, float] = {}
         self.repeats = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="decision-arrivals", daemon=True)
 
-    def __enter__(self) -> DecisionArrivals:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._consumer.close()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for message in self._consumer.consume(500, 0.05):
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            # poll() returns as soon as a decision is readable; consume() would wait out its timeout.
+            first = self._consumer.poll(0.05)
+            if first is None:
+                continue
+            now = time.monotonic()
+            for message in [first, *self._consumer.consume(500, 0)]:
                 if message.error() is None:
-                    now, transaction_id = time.monotonic(), message.key().decode()
+                    transaction_id = message.key().decode()
                     if transaction_id in self.arrived:
                         self.repeats += 1
                     else:
                         self.arrived[transaction_id] = now
+
+    def close(self) -> None:
+        self._consumer.close()
 
 
 def test_steady_load_keeps_memory_and_latency_flat(kafka_bootstrap: str, tmp_path: Path) -> None:
