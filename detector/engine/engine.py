@@ -48,7 +48,7 @@ from detector.engine.outputs import Decision, EngineEvent
 from detector.engine.policy import APPROVE
 from detector.engine.records import InvalidInput, Label, Transaction
 
-_SNAPSHOT_MAGIC = b"fraud-engine/1\n"
+_SNAPSHOT_MAGIC = b"fraud-engine/2\n"  # bumped whenever the pickled state classes change
 STABLE = "stable"
 FUTURE_SKEW, TOO_LATE = "skew:future_event_time", "late:event_time"
 
@@ -109,7 +109,7 @@ class DetectionEngine:
                 score=score,
                 flagged=score >= policy.review_threshold,
                 generation=self.generation,
-                features=array("d", features.values()),
+                features=array("d", list(features.values())),  # sized exactly, not grown
             ),
         )
         self._watch_scores(score, tx.event_time)
@@ -171,7 +171,10 @@ class DetectionEngine:
     def restore(cls, snapshot: bytes) -> DetectionEngine:
         if not snapshot.startswith(_SNAPSHOT_MAGIC):
             raise ValueError("not an engine snapshot (or one of an incompatible version)")
-        engine = pickle.loads(snapshot[len(_SNAPSHOT_MAGIC) :])
+        try:
+            engine = pickle.loads(snapshot[len(_SNAPSHOT_MAGIC) :])
+        except (pickle.UnpicklingError, AttributeError, ImportError, EOFError, TypeError) as error:
+            raise ValueError(f"unreadable engine snapshot: {error}") from None
         if not isinstance(engine, cls):
             raise ValueError("snapshot does not hold a DetectionEngine")
         return engine

@@ -1,9 +1,10 @@
-"""A keyed store whose entries expire in event time, so memory follows active entities, not history.
+"""Keyed state whose entries expire in event time, so memory follows active entities, not history.
 
-Every per-entity structure of the engine (card and terminal state, pending labels, seen ids) is one of
-these. Entries are kept in order of last touch; eviction pops from the old end, so a sweep costs
-only what it removes. Sweeps run at most once per ``ttl / 64`` of event time, so an entry lives at
-most ``ttl * (1 + 1/64)`` after its last touch.
+Every per-entity structure of the engine (card and terminal state, pending labels, seen ids) is an
+``ExpiringStore``; the small per-card sets of terminals are ``ExpiringKeys``, which follow the same
+rules at a third of the memory. Entries are kept in order of last touch; eviction pops from the old
+end, so a sweep costs only what it removes. Sweeps run at most once per ``ttl / 64`` of event time,
+so an entry lives at most ``ttl * (1 + 1/64)`` after its last touch.
 
 >>> store = ExpiringStore(ttl=10.0, max_entries=2)
 >>> store.put("a", 1, now=0.0); store.put("b", 2, now=5.0)
@@ -14,29 +15,53 @@ most ``ttl * (1 + 1/64)`` after its last touch.
 >>> store.put("c", 3, now=13.0); store.put("d", 4, now=14.0)  # over max_entries: the oldest goes
 >>> list(store.keys()), store.evicted_for_size
 (['c', 'd'], 1)
+>>> seen = ExpiringKeys(ttl=10.0, max_entries=2)
+>>> seen.add("a", now=0.0); seen.add("b", now=5.0); seen.evict(now=12.0)
+1
+>>> "a" in seen, "b" in seen
+(False, True)
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterator
+from functools import cache
 from typing import Generic, TypeVar
 
 V = TypeVar("V")
+
+_SWEEPS_PER_TTL = 64
+_NEVER = float("-inf")  # one shared object: a new set costs no float of its own until its first sweep
+
+
+def _check_limits(ttl: float, max_entries: int) -> None:
+    if ttl <= 0 or max_entries <= 0:
+        raise ValueError("ttl and max_entries must be positive")
 
 
 class ExpiringStore(Generic[V]):
     """Entries untouched for ``ttl`` seconds of event time are evicted; at most ``max_entries`` are kept."""
 
+    __slots__ = (
+        "_entries",
+        "_next_sweep",
+        "_sweep_every",
+        "evicted_for_age",
+        "evicted_for_size",
+        "max_entries",
+        "ttl",
+    )
+
     def __init__(self, ttl: float, max_entries: int) -> None:
-        if ttl <= 0 or max_entries <= 0:
-            raise ValueError("ttl and max_entries must be positive")
+        _check_limits(ttl, max_entries)
         self.ttl = ttl
         self.max_entries = max_entries
         self.evicted_for_age = 0
         self.evicted_for_size = 0
-        self._sweep_every = ttl / 64
-        self._next_sweep = float("-inf")
+        self._sweep_every = ttl / _SWEEPS_PER_TTL
+        self._next_sweep = _NEVER
+        # An OrderedDict, not a dict: it pops its oldest entry in O(1) however many were deleted before.
         self._entries: OrderedDict[str, tuple[float, V]] = OrderedDict()
 
     def __len__(self) -> int:
@@ -87,3 +112,61 @@ class ExpiringStore(Generic[V]):
             del entries[key]
             self.evicted_for_age += 1
             yield key, value
+
+
+@cache
+def _limits(ttl: float, max_entries: int) -> tuple[float, int, float]:
+    """(ttl, max_entries, sweep interval), one tuple per configuration, shared by all the sets using it."""
+    return ttl, max_entries, ttl / _SWEEPS_PER_TTL
+
+
+class ExpiringKeys:
+    """A set of keys under the rules of :class:`ExpiringStore`, for the many small sets of the engine.
+
+    There is one per card, so it is lean: a plain dict of last-touch times (no tuple per entry, no
+    OrderedDict links) and limits shared by every set of the same configuration. A dict deletes its
+    oldest key by scanning past the holes earlier deletions left, which stays cheap only while the
+    set is small (tens of keys): large sets belong in an ExpiringStore. No eviction counters are kept.
+    """
+
+    __slots__ = ("_limits", "_next_sweep", "_touched")
+
+    def __init__(self, ttl: float, max_entries: int) -> None:
+        _check_limits(ttl, max_entries)
+        self._limits = _limits(ttl, max_entries)
+        self._next_sweep = _NEVER
+        self._touched: dict[str, float] = {}
+
+    def __len__(self) -> int:
+        return len(self._touched)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._touched
+
+    def keys(self) -> Iterator[str]:
+        return iter(self._touched)
+
+    def add(self, key: str, now: float) -> None:
+        """Insert or touch ``key`` at ``now``, as :meth:`ExpiringStore.put` does."""
+        touched = self._touched
+        previous = touched.pop(key, None)  # and reinserted: the dict's order is the order of last touch
+        touched[key] = now if previous is None or now > previous else previous
+        if len(touched) > self._limits[1]:
+            del touched[next(iter(touched))]
+
+    def evict(self, now: float) -> int:
+        """Drop the keys last touched before ``now - ttl``; returns how many went."""
+        if now < self._next_sweep:
+            return 0
+        ttl, _, sweep_every = self._limits
+        self._next_sweep = now + sweep_every
+        horizon = now - ttl
+        touched = self._touched
+        expired = []
+        for key, last in touched.items():
+            if last >= horizon:
+                break
+            expired.append(key)
+        for key in expired:
+            del touched[key]
+        return len(expired)

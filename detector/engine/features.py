@@ -18,11 +18,12 @@ and ``learn_label`` records a label, mirroring River's vocabulary.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 
-from detector.engine.expiring import ExpiringStore
+from detector.engine.expiring import ExpiringKeys, ExpiringStore
 from detector.engine.records import Transaction
-from detector.engine.windows import SlidingWindow
+from detector.engine.windows import SlidingWindows
 
 HOUR = 3600.0
 _CENT = 0.01  # floor of a mean amount used as a divisor: a card of tiny amounts must not give inf
@@ -61,24 +62,25 @@ def window_name(seconds: float) -> str:
 
 
 class _CardState:
+    """What one card's features need. There is one per active card, so it holds nothing unused: the
+    fraud window, which most cards never need, exists only once a fraud label arrives."""
+
     __slots__ = ("frauds", "last_time", "terminals", "windows")
 
     def __init__(self, config: FeatureConfig) -> None:
-        self.windows = [SlidingWindow(w, config.resolution) for w in config.card_windows]
-        self.frauds = SlidingWindow(max(config.risk_windows), config.resolution)
+        self.windows = SlidingWindows(config.card_windows, config.resolution)
+        self.frauds: SlidingWindows | None = None  # created by the card's first fraud label
         self.last_time: float | None = None
-        self.terminals = ExpiringStore[None](
-            ttl=max(config.card_windows), max_entries=config.max_terminals_per_card
-        )
+        self.terminals = ExpiringKeys(ttl=max(config.card_windows), max_entries=config.max_terminals_per_card)
 
 
 class _TerminalState:
     __slots__ = ("labels", "windows")
 
     def __init__(self, config: FeatureConfig) -> None:
-        self.windows = [SlidingWindow(w, config.resolution) for w in config.terminal_windows]
+        self.windows = SlidingWindows(config.terminal_windows, config.resolution)
         # Each labelled transaction adds is_fraud: count = labels known, total = frauds known.
-        self.labels = [SlidingWindow(w, config.resolution) for w in config.risk_windows]
+        self.labels = SlidingWindows(config.risk_windows, config.resolution)
 
 
 class FeatureExtractor:
@@ -93,6 +95,10 @@ class FeatureExtractor:
         self._terminal_names = [window_name(w) for w in config.terminal_windows]
         self._risk_names = [window_name(w) for w in config.risk_windows]
         self._profile_name = self._card_names[-1]
+        # What the windows of an entity not seen yet would read.
+        self._no_card = [(0, 0.0, 0.0)] * len(config.card_windows)
+        self._no_terminal = [(0, 0.0, 0.0)] * len(config.terminal_windows)
+        self._no_risk = [(0, 0.0, 0.0)] * len(config.risk_windows)
         self.names: tuple[str, ...] = tuple(self._empty_features())
 
     def transform_one(self, tx: Transaction) -> dict[str, float]:
@@ -103,8 +109,8 @@ class FeatureExtractor:
 
         card = self.cards.get(tx.customer_id)
         longest_count, longest_total, longest_sq = 0, 0.0, 0.0
-        for position, name in enumerate(self._card_names):
-            count, total, total_sq = card.windows[position].read(t) if card else (0, 0.0, 0.0)
+        card_totals = card.windows.read(t) if card else self._no_card
+        for name, (count, total, total_sq) in zip(self._card_names, card_totals, strict=True):
             features[f"card_count_{name}"] = float(count)
             features[f"card_mean_amount_{name}"] = total / count if count else 0.0
             longest_count, longest_total, longest_sq = count, total, total_sq
@@ -116,14 +122,14 @@ class FeatureExtractor:
         else:
             features["card_log_seconds_since_last"] = math.log1p(max(t - card.last_time, 0.0))
             features["card_new_terminal"] = 0.0 if tx.terminal_id in card.terminals else 1.0
-            features["card_known_frauds"] = card.frauds.read(t)[1]
+            features["card_known_frauds"] = card.frauds.read(t)[0][1] if card.frauds is not None else 0.0
 
         terminal = self.terminals.get(tx.terminal_id)
-        for position, name in enumerate(self._terminal_names):
-            count = terminal.windows[position].read(t)[0] if terminal else 0
+        activity = terminal.windows.read(t) if terminal else self._no_terminal
+        for name, (count, _, _) in zip(self._terminal_names, activity, strict=True):
             features[f"terminal_count_{name}"] = float(count)
-        for position, name in enumerate(self._risk_names):
-            labelled, frauds, _ = terminal.labels[position].read(t) if terminal else (0, 0.0, 0.0)
+        risk = terminal.labels.read(t) if terminal else self._no_risk
+        for name, (labelled, frauds, _) in zip(self._risk_names, risk, strict=True):
             features[f"terminal_risk_{name}"] = frauds / labelled if labelled else 0.0
             features[f"terminal_frauds_{name}"] = frauds
 
@@ -136,16 +142,14 @@ class FeatureExtractor:
         """Record ``tx`` in its card's and terminal's state; sweeps out idle entities."""
         t = tx.event_time
         card = self.cards.get(tx.customer_id) or _CardState(self.config)
-        for window in card.windows:
-            window.add(t, tx.amount)
+        card.windows.add(t, tx.amount)
         card.last_time = t if card.last_time is None else max(card.last_time, t)
-        card.terminals.put(tx.terminal_id, None, t)
+        card.terminals.add(sys.intern(tx.terminal_id), t)  # one string per terminal, not per card
         card.terminals.evict(t)
         self.cards.put(tx.customer_id, card, t)
 
         terminal = self.terminals.get(tx.terminal_id) or _TerminalState(self.config)
-        for window in terminal.windows:
-            window.add(t, tx.amount)
+        terminal.windows.add(t, tx.amount)
         self.terminals.put(tx.terminal_id, terminal, t)
 
         self.cards.evict(t)
@@ -155,11 +159,12 @@ class FeatureExtractor:
         """Record that a transaction of this card at this terminal is now known (not) to be fraud."""
         value = 1.0 if is_fraud else 0.0
         terminal = self.terminals.get(terminal_id) or _TerminalState(self.config)
-        for window in terminal.labels:
-            window.add(known_at, value)
+        terminal.labels.add(known_at, value)
         self.terminals.put(terminal_id, terminal, known_at)
         if is_fraud:
             card = self.cards.get(customer_id) or _CardState(self.config)
+            if card.frauds is None:
+                card.frauds = SlidingWindows((max(self.config.risk_windows),), self.config.resolution)
             card.frauds.add(known_at, 1.0)
             self.cards.put(customer_id, card, known_at)
 

@@ -20,6 +20,7 @@ before the transactions that preceded it were scored, however fast the inputs ar
 from __future__ import annotations
 
 import heapq
+import sys
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -56,6 +57,10 @@ class PendingScores:
         return self._waiting.evicted_for_size
 
     def add(self, transaction_id: str, pending: PendingScore) -> None:
+        # Each decoded transaction brings its own copies of the card and terminal ids; interned, all
+        # the scores waiting for one card or terminal share one string (about 50 bytes each saved).
+        pending.customer_id = sys.intern(pending.customer_id)
+        pending.terminal_id = sys.intern(pending.terminal_id)
         self._waiting.put(transaction_id, pending, pending.event_time)
 
     def peek(self, transaction_id: str) -> PendingScore | None:

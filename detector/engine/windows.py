@@ -4,77 +4,116 @@ A window of length ``L`` keeps ``resolution`` buckets of ``L / resolution`` seco
 last ``L`` to a precision of one bucket. Totals are maintained incrementally: adding and expiring
 cost O(1) amortised, and a read never scans the buckets.
 
->>> window = SlidingWindow(length=3600.0, resolution=4)  # one hour in 15-minute buckets
->>> window.add(0.0, 10.0); window.add(600.0, 30.0)
->>> window.read(600.0)
-(2, 40.0, 1000.0)
->>> window.read(3600.0 + 900.0)  # both buckets have left the hour
-(0, 0.0, 0.0)
+The windows of one entity (a card's hour, day, week and month) see the same values, so they are one
+object, and there is one per active card: its memory is most of the engine's memory per card. Every
+number of every window sits in one flat ``array('d')`` (8 bytes each, no boxed Python object, one
+allocation), and the shape (bucket widths, resolution) is a tuple shared by all sets of that shape.
+
+>>> windows = SlidingWindows(lengths=(3600.0, 86400.0), resolution=4)  # 15-minute and 6-hour buckets
+>>> windows.add(0.0, 10.0); windows.add(600.0, 30.0)
+>>> windows.read(600.0)
+[(2, 40.0, 1000.0), (2, 40.0, 1000.0)]
+>>> windows.read(3600.0 + 900.0)  # both buckets have left the hour, not the day
+[(0, 0.0, 0.0), (2, 40.0, 1000.0)]
 """
 
 from __future__ import annotations
 
-from collections import deque
+from array import array
+from collections.abc import Sequence
+from functools import cache
+
+# The array holds a header per window, [count, sum, sum of squares, number of buckets], then each
+# window's buckets in turn, oldest first: [bucket index, count, sum, sum of squares]. Counts and
+# indices are whole numbers far below 2**53, so a double holds them exactly.
+_FIELDS = 4
+# ((header offset, bucket width) per window, resolution, offset of the first bucket)
+_Shape = tuple[tuple[tuple[int, float], ...], int, int]
 
 
-class SlidingWindow:
-    """Count, sum and sum of squares of the values added in the last ``length`` seconds."""
+@cache
+def _shape(lengths: tuple[float, ...], resolution: int) -> _Shape:
+    """One tuple per shape, shared by every window set of that shape rather than held by each."""
+    heads = tuple((_FIELDS * i, length / resolution) for i, length in enumerate(lengths))
+    return heads, resolution, _FIELDS * len(lengths)
 
-    __slots__ = ("_buckets", "_resolution", "_width", "count", "total", "total_sq")
 
-    def __init__(self, length: float, resolution: int = 24) -> None:
-        self._width = length / resolution
-        self._resolution = resolution
-        # Each bucket is [bucket index, count, sum, sum of squares], oldest first.
-        self._buckets: deque[list] = deque()
-        self.count = 0
-        self.total = 0.0
-        self.total_sq = 0.0
+class SlidingWindows:
+    """Per length: count, sum and sum of squares of the values added in the last ``length`` seconds."""
+
+    __slots__ = ("_data", "_shape")
+
+    def __init__(self, lengths: Sequence[float], resolution: int = 24) -> None:
+        self._shape = _shape(tuple(lengths), resolution)
+        self._data = array("d", bytes(8 * _FIELDS * len(lengths)))
 
     def add(self, event_time: float, value: float) -> None:
-        index = int(event_time // self._width)
-        buckets = self._buckets
-        if buckets and buckets[-1][0] == index:
-            bucket = buckets[-1]
-        elif not buckets or buckets[-1][0] < index:
-            bucket = [index, 0, 0.0, 0.0]
-            buckets.append(bucket)
-        else:
-            bucket = self._bucket_for_late_event(index)
-            if bucket is None:
-                return
-        bucket[1] += 1
-        bucket[2] += value
-        bucket[3] += value * value
-        self.count += 1
-        self.total += value
-        self.total_sq += value * value
+        """Add ``value`` to every window; a window that ``event_time`` has already left ignores it."""
+        heads, resolution, start = self._shape
+        data = self._data
+        square = value * value
+        for head, width in heads:
+            index = int(event_time // width)
+            end = start + _FIELDS * int(data[head + 3])
+            last = end - _FIELDS
+            if last >= start and data[last] == index:
+                position = last
+            elif last < start or data[last] < index:
+                position = end
+                data[end:end] = array("d", (index, 0.0, 0.0, 0.0))
+                data[head + 3] += 1.0
+                end += _FIELDS
+            else:
+                position = self._bucket_for_late_event(head, start, end, index, resolution)
+                if position < 0:
+                    start = end
+                    continue
+                end = start + _FIELDS * int(data[head + 3])
+            data[position + 1] += 1.0
+            data[position + 2] += value
+            data[position + 3] += square
+            data[head] += 1.0
+            data[head + 1] += value
+            data[head + 2] += square
+            start = end
 
-    def read(self, event_time: float) -> tuple[int, float, float]:
-        """Expire what left the window at ``event_time``; return (count, sum, sum of squares)."""
-        oldest_kept = int(event_time // self._width) - self._resolution + 1
-        buckets = self._buckets
-        while buckets and buckets[0][0] < oldest_kept:
-            _, count, total, total_sq = buckets.popleft()
-            self.count -= count
-            self.total -= total
-            self.total_sq -= total_sq
-        if not buckets:  # reset exactly, so float rounding never accumulates across idle periods
-            self.count, self.total, self.total_sq = 0, 0.0, 0.0
-        return self.count, self.total, self.total_sq
+    def read(self, event_time: float) -> list[tuple[int, float, float]]:
+        """Expire what left each window at ``event_time``; (count, sum, sum of squares) per window."""
+        heads, resolution, start = self._shape
+        data = self._data
+        totals = []
+        for head, width in heads:
+            oldest_kept = int(event_time // width) - resolution + 1
+            end = start + _FIELDS * int(data[head + 3])
+            kept = start
+            while kept < end and data[kept] < oldest_kept:
+                data[head] -= data[kept + 1]
+                data[head + 1] -= data[kept + 2]
+                data[head + 2] -= data[kept + 3]
+                kept += _FIELDS
+            if kept > start:
+                del data[start:kept]
+                if kept == end:  # reset exactly, so float rounding never accumulates across idle periods
+                    data[head] = data[head + 1] = data[head + 2] = data[head + 3] = 0.0
+                else:
+                    data[head + 3] -= (kept - start) // _FIELDS
+                end -= kept - start
+            totals.append((int(data[head]), data[head + 1], data[head + 2]))
+            start = end
+        return totals
 
-    def _bucket_for_late_event(self, index: int) -> list | None:
-        """The bucket for an event older than the newest one, created in place if needed."""
-        buckets = self._buckets
-        if index < buckets[-1][0] - self._resolution + 1:
-            return None  # already outside the window
-        for position in range(len(buckets) - 1, -1, -1):
-            if buckets[position][0] == index:
-                return buckets[position]
-            if buckets[position][0] < index:
-                bucket = [index, 0, 0.0, 0.0]
-                buckets.insert(position + 1, bucket)
-                return bucket
-        bucket = [index, 0, 0.0, 0.0]
-        buckets.appendleft(bucket)
-        return bucket
+    def _bucket_for_late_event(self, head: int, start: int, end: int, index: int, resolution: int) -> int:
+        """Where the bucket of an event older than the window's newest one is, created in place if
+        needed; -1 if the event is already outside the window."""
+        data = self._data
+        if index < data[end - _FIELDS] - resolution + 1:
+            return -1
+        position = end - _FIELDS
+        while position >= start and data[position] > index:
+            position -= _FIELDS
+        if position >= start and data[position] == index:
+            return position
+        position += _FIELDS  # just after the newest bucket older than the event
+        data[position:position] = array("d", (index, 0.0, 0.0, 0.0))
+        data[head + 3] += 1.0
+        return position

@@ -10,6 +10,8 @@ after an aborted transaction):
 The engine is restored at ``S`` and the consumer starts there; records in ``[S, C)`` rebuild the
 state without emitting anything (their output is already committed), and output resumes at ``C``
 with the chain continuing from its committed head. No decision is lost, none is written twice.
+A checkpoint that cannot be restored (e.g. written by an incompatible version) is logged and
+treated as absent: the state is rebuilt from the oldest retained input, outputs still once each.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import orjson
+import structlog
 from confluent_kafka import Consumer
 
 from detector.audit.chain import ChainState
@@ -25,6 +28,7 @@ from detector.engine.engine import DetectionEngine
 from detector.service.checkpoints import load_checkpoint
 from detector.service.reading import read_to_end, watermarks
 
+log = structlog.get_logger("detector.service")
 _TIMEOUT_S = 30.0
 
 
@@ -51,6 +55,18 @@ def recover_partition(
     chain_key: bytes | None,
 ) -> PartitionStart:
     checkpoint = load_checkpoint(reader, checkpoint_topic, partition)
+    engine = DetectionEngine(engine_config)
+    if checkpoint is not None:
+        try:
+            engine = DetectionEngine.restore(checkpoint.snapshot)
+        except ValueError as error:  # e.g. written by an incompatible version: rebuild from the input
+            log.error(
+                "checkpoint_unreadable",
+                partition=partition,
+                checkpoint_id=checkpoint.checkpoint_id,
+                error=str(error),
+            )
+            checkpoint = None
     starts: dict[str, int] = {}
     for role, topic in topics.items():
         low, _ = watermarks(reader, topic, partition, _TIMEOUT_S)
@@ -58,7 +74,6 @@ def recover_partition(
             starts[role] = max(checkpoint.offsets[role], low)
         else:
             starts[role] = low  # no snapshot: rebuild from the oldest retained input
-    engine = DetectionEngine.restore(checkpoint.snapshot) if checkpoint else DetectionEngine(engine_config)
     replay_until = {role: offset for role, offset in committed.items() if offset > starts[role]}
     return PartitionStart(
         engine=engine,

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import orjson
 import pytest
+from confluent_kafka import Producer
 
 from detector.engine.records import Label, Transaction
+from detector.service.checkpoints import write_checkpoint
 from producers.config import preset
 from producers.labels import DelayDistribution
 from producers.simulator import SimulatedTransaction, simulate
@@ -233,3 +235,37 @@ def test_a_labels_backlog_is_held_back_not_refused(kafka_bootstrap: str, tmp_pat
     assert dead.count() == 0, "no label may be refused for a full queue"
     assert service.log_events("labels_paused") and service.log_events("labels_resumed")
     print(f"\n{len(labels):,} labels ahead of {len(transactions):,} transactions: held back, none refused")
+
+
+def test_an_unreadable_checkpoint_is_rebuilt_from_the_input(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """A checkpoint this version cannot restore (e.g. an older format) must not stop the service:
+    the partition is rebuilt from the retained input, and outputs stay exactly once."""
+    topics = ServiceTopics()
+    topics.create_inputs(kafka_bootstrap, partitions=1)
+    items = simulated(3_000, seed=8)
+    half = len(items) // 2
+    n_transactions = sum(isinstance(item, Transaction) for item in items)
+    publish(kafka_bootstrap, topics, items[:half])
+    env = topics.env(kafka_bootstrap)
+    log = tmp_path / "service.log"
+    service = ServiceProcess(env, log)
+    assert _wait_for_topic(service, topics)
+    audit = TopicReader(kafka_bootstrap, topics.audit)
+    first_half = sum(isinstance(item, Transaction) for item in items[:half])
+    wait_until(lambda: decided(audit) >= first_half, 120, "the first half's decisions")
+    assert service.stop() == 0  # writes a final checkpoint, then replace it by one of a foreign format
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    write_checkpoint(producer, env["FRAUD_CHECKPOINT_TOPIC"], 0, b"fraud-engine/1\n...", {"transactions": 5})
+    assert producer.flush(30) == 0
+
+    publish(kafka_bootstrap, topics, items[half:])
+    service = ServiceProcess(env, log)
+    wait_until(lambda: decided(audit) >= n_transactions, 120, "every decision after the restart")
+    assert service.stop() == 0
+    audit.drain(2.0)
+    decisions = audit_decisions(audit)
+    assert len(decisions) == n_transactions and set(decisions.values()) == {1}
+    (unreadable,) = service.log_events("checkpoint_unreadable")
+    assert "incompatible version" in unreadable["error"]
+    recovered = service.log_events("partition_recovered")[-1]
+    assert recovered["checkpoint_id"] is None and recovered["start_offsets"]["transactions"] == 0
