@@ -179,6 +179,18 @@ class RunningService:
             time.sleep(0.005)
 
 
+def warm_up_broker(bootstrap: str, transactions: int = 5_000) -> None:
+    """A discarded service run on its own topics: a fresh broker's JVM is several times slower at
+    transactions and fetches until its JIT has compiled them, which would weigh on the first run."""
+    settings = service_settings(bootstrap)
+    items = simulated_stream(transactions, cards=1_000, seed=2)
+    create_input_topics(settings, partitions=1)
+    publish(settings, items)
+    with RunningService(settings, EngineConfig()) as running:
+        running.wait_ready()
+        running.wait_decisions(sum(isinstance(item, Transaction) for item in items))
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far, from ``/proc/<pid>/stat`` (threads included)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()

@@ -14,7 +14,8 @@ Stages (microseconds per transaction; label costs are included where labels are 
 * engine: the whole engine (features, model, label join, drift), on decoded records;
 * audit encoding: audit record, hash chain, JSON, compact reply;
 * processor: decode + engine + audit together, as the service runs them, without Kafka;
-* service: the full service on Kafka (exactly-once, audit), readiness to last commit.
+* service: the full service on Kafka (exactly-once, audit), readiness to last commit, after a
+  discarded run that warms the broker's JIT.
 
     python bench/profile_bench.py --transactions 30000
 """
@@ -38,6 +39,7 @@ from harness import (
     publish,
     service_settings,
     simulated_stream,
+    warm_up_broker,
 )
 from report import print_table, write_json
 
@@ -135,6 +137,7 @@ def stage_times(items: list[Transaction | Label], config: EngineConfig) -> tuple
 
 def service_time(items: list[Transaction | Label], config: EngineConfig) -> float:
     with kafka_broker() as bootstrap:
+        warm_up_broker(bootstrap)
         settings = service_settings(bootstrap, checkpoint_interval_s=60.0)
         create_input_topics(settings, partitions=1)  # one partition: one processor, as in memory
         publish(settings, items)

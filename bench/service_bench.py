@@ -4,7 +4,8 @@ The stream is published to a real broker first (not timed). Then the bare engine
 memory, and the service (exactly-once on, audit on, in a thread of this process) consumes it from
 Kafka; the service is timed from readiness to the commit of the transaction holding the last
 decision. The ratio of the two rates is the figure to watch: absolute rates depend on the machine,
-and on this one the broker shares the two cores with the service.
+and on this one the broker shares the two cores with the service. A discarded first service run
+warms the broker's JIT.
 
     python bench/service_bench.py --transactions 50000
     python bench/service_bench.py --transactions 20000 --profile out/bench/service.prof
@@ -28,6 +29,7 @@ from harness import (
     publish,
     service_settings,
     simulated_stream,
+    warm_up_broker,
 )
 from report import print_table, write_json
 
@@ -102,6 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"stream: {n_transactions:,} transactions, {len(items) - n_transactions:,} labels")
     rows = []
     with kafka_broker() as bootstrap:
+        warm_up_broker(bootstrap)
         for kind in args.models:
             config = EngineConfig(model=ModelConfig(kind=kind))
             bare = engine_rate(items, config)

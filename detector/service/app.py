@@ -81,7 +81,6 @@ class DetectorService:
         self.transactions_committed = 0
         self.metrics = ServiceMetrics()
         self._last_checkpoint = time.monotonic()
-        collect_everything()  # the loop pauses for the snapshots anyway
         self._pseudonym_key = settings.pseudonym_key.encode() or None
         self._chain_key = settings.audit_hmac_key.encode() or None
         self._consumer: Consumer | None = None
