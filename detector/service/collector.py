@@ -1,7 +1,7 @@
 """Keep Python's cyclic garbage collector out of the decisions' latency.
 
-The engine's state is hundreds of thousands of long-lived objects (per-card windows, pending
-scores, the model). CPython's automatic full collection walks all of them, and it runs whenever
+The engine's state is hundreds of thousands of long-lived objects (card and terminal state,
+pending scores, the model). CPython's automatic full collection walks all of them, and it runs whenever
 the heap has grown by a quarter: 40-270 ms pauses, every few seconds while the state grows,
 measured by ``bench/latency_bench.py``. The engine creates no reference cycles (measured: a full
 collection after 60,000 events found nothing to free), so its state need not be walked at all.
