@@ -40,11 +40,26 @@ def _check_limits(ttl: float, max_entries: int) -> None:
         raise ValueError("ttl and max_entries must be positive")
 
 
-class ExpiringStore(Generic[V]):
+class _Keyed:
+    """What both kinds of expiring state answer about their keys, held in ``_entries`` by touch order."""
+
+    __slots__ = ("_entries",)
+    _entries: dict[str, object]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._entries
+
+    def keys(self) -> Iterator[str]:
+        return iter(self._entries)
+
+
+class ExpiringStore(_Keyed, Generic[V]):
     """Entries untouched for ``ttl`` seconds of event time are evicted; at most ``max_entries`` are kept."""
 
     __slots__ = (
-        "_entries",
         "_next_sweep",
         "_sweep_every",
         "evicted_for_age",
@@ -63,15 +78,6 @@ class ExpiringStore(Generic[V]):
         self._next_sweep = _NEVER
         # An OrderedDict, not a dict: it pops its oldest entry in O(1) however many were deleted before.
         self._entries: OrderedDict[str, tuple[float, V]] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def __contains__(self, key: str) -> bool:
-        return key in self._entries
-
-    def keys(self) -> Iterator[str]:
-        return iter(self._entries)
 
     def get(self, key: str) -> V | None:
         entry = self._entries.get(key)
@@ -120,7 +126,7 @@ def _limits(ttl: float, max_entries: int) -> tuple[float, int, float]:
     return ttl, max_entries, ttl / _SWEEPS_PER_TTL
 
 
-class ExpiringKeys:
+class ExpiringKeys(_Keyed):
     """A set of keys under the rules of :class:`ExpiringStore`, for the many small sets of the engine.
 
     There is one per card, so it is lean: a plain dict of last-touch times (no tuple per entry, no
@@ -129,26 +135,17 @@ class ExpiringKeys:
     set is small (tens of keys): large sets belong in an ExpiringStore. No eviction counters are kept.
     """
 
-    __slots__ = ("_limits", "_next_sweep", "_touched")
+    __slots__ = ("_limits", "_next_sweep")
 
     def __init__(self, ttl: float, max_entries: int) -> None:
         _check_limits(ttl, max_entries)
         self._limits = _limits(ttl, max_entries)
         self._next_sweep = _NEVER
-        self._touched: dict[str, float] = {}
-
-    def __len__(self) -> int:
-        return len(self._touched)
-
-    def __contains__(self, key: str) -> bool:
-        return key in self._touched
-
-    def keys(self) -> Iterator[str]:
-        return iter(self._touched)
+        self._entries: dict[str, float] = {}  # key -> last touch
 
     def add(self, key: str, now: float) -> None:
         """Insert or touch ``key`` at ``now``, as :meth:`ExpiringStore.put` does."""
-        touched = self._touched
+        touched = self._entries
         previous = touched.pop(key, None)  # and reinserted: the dict's order is the order of last touch
         touched[key] = now if previous is None or now > previous else previous
         if len(touched) > self._limits[1]:
@@ -161,7 +158,7 @@ class ExpiringKeys:
         ttl, _, sweep_every = self._limits
         self._next_sweep = now + sweep_every
         horizon = now - ttl
-        touched = self._touched
+        touched = self._entries
         expired = []
         for key, last in touched.items():
             if last >= horizon:
