@@ -5,7 +5,8 @@ memory, and the service (exactly-once on, audit on, in a thread of this process)
 Kafka; the service is timed from readiness to the commit of the transaction holding the last
 decision. The ratio of the two rates is the figure to watch: absolute rates depend on the machine,
 and on this one the broker shares the two cores with the service. A discarded first service run
-warms the broker's JIT.
+warms the broker's JIT. CPU time per transaction of this process (the service thread and
+librdkafka's) and of the broker shows where the cores went.
 
     python bench/service_bench.py --transactions 50000
     python bench/service_bench.py --transactions 20000 --profile out/bench/service.prof
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import gc
+import os
 import sys
 import time
 from pathlib import Path
@@ -24,8 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import (
     RunningService,
+    cpu_sample,
+    cpu_used,
     create_input_topics,
-    kafka_broker,
+    kafka_broker_process,
     publish,
     service_settings,
     simulated_stream,
@@ -66,22 +70,28 @@ def service_rate(
     items: list[Transaction | Label],
     config: EngineConfig,
     partitions: int,
+    *,
+    pids: dict[str, int],
     profile: str | None,
-) -> float:
+) -> tuple[float, dict[str, float]]:
+    """Transactions per second, and CPU microseconds per transaction of each process in ``pids``
+    (and of everything else on the machine) while the service ran."""
     create_input_topics(settings, partitions)
     publish(settings, items)
     n_transactions = sum(isinstance(item, Transaction) for item in items)
     profiler = cProfile.Profile() if profile else None
     with RunningService(settings, config, profiler) as running:
         running.wait_ready()
+        before = cpu_sample(pids)
         started = time.perf_counter()
         running.wait_decisions(n_transactions)
         elapsed = time.perf_counter() - started
+        used = cpu_used(before, cpu_sample(pids))
     if profiler and profile:
         Path(profile).parent.mkdir(parents=True, exist_ok=True)
         profiler.dump_stats(profile)
         print(f"profile written to {profile} (python -m pstats {profile})")
-    return n_transactions / elapsed
+    return n_transactions / elapsed, {name: 1e6 * seconds / n_transactions for name, seconds in used.items()}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -103,14 +113,28 @@ def main(argv: list[str] | None = None) -> None:
     n_transactions = sum(isinstance(item, Transaction) for item in items)
     print(f"stream: {n_transactions:,} transactions, {len(items) - n_transactions:,} labels")
     rows = []
-    with kafka_broker() as bootstrap:
-        warm_up_broker(bootstrap)
+    with kafka_broker_process() as broker:
+        warm_up_broker(broker.bootstrap)
+        pids = {"service": os.getpid()} | ({"broker": broker.pid} if broker.pid else {})
         for kind in args.models:
             config = EngineConfig(model=ModelConfig(kind=kind))
             bare = engine_rate(items, config)
-            settings = service_settings(bootstrap, checkpoint_interval_s=30.0, batch_size=args.batch_size)
-            served = service_rate(settings, items, config, args.partitions, args.profile)
-            rows.append({"model": kind, "engine tx/s": bare, "service tx/s": served, "ratio": served / bare})
+            settings = service_settings(
+                broker.bootstrap, checkpoint_interval_s=30.0, batch_size=args.batch_size
+            )
+            served, cpu = service_rate(
+                settings, items, config, args.partitions, pids=pids, profile=args.profile
+            )
+            rows.append(
+                {
+                    "model": kind,
+                    "engine tx/s": bare,
+                    "service tx/s": served,
+                    "ratio": served / bare,
+                    "engine us/tx": 1e6 / bare,
+                    **{f"{name} CPU us/tx": value for name, value in cpu.items()},
+                }
+            )
             print_table(f"service against bare engine, {kind}", rows[-1:])
     print_table("service (Kafka, exactly-once, audit) against the bare engine, same events, same run", rows)
     write_json(

@@ -63,7 +63,9 @@ class ServiceSettings:
     engine_config: str = _setting(
         "FRAUD_ENGINE_CONFIG", "", "path to a JSON engine config (overrides FRAUD_MODEL)"
     )
-    batch_size: int = _setting("FRAUD_BATCH_SIZE", 500, "most input records per Kafka transaction", minimum=1)
+    batch_size: int = _setting(
+        "FRAUD_BATCH_SIZE", 2000, "most input records per Kafka transaction", minimum=1
+    )
     batch_timeout_ms: int = _setting(
         "FRAUD_BATCH_TIMEOUT_MS", 20, "longest wait to fill a batch: bounds decision latency", minimum=1
     )

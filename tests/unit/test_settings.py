@@ -17,7 +17,7 @@ def test_defaults_and_overrides() -> None:
         {"FRAUD_AUDIT_TOPIC": "audit.v2", "FRAUD_CHECKPOINT_INTERVAL_S": "2.5"}
     )
     assert settings.audit_topic == "audit.v2" and settings.checkpoint_interval_s == 2.5
-    assert settings.transactions_topic == "transactions" and settings.batch_size == 500
+    assert settings.transactions_topic == "transactions" and settings.batch_size == 2000
 
 
 def test_every_problem_is_reported_at_once() -> None:
