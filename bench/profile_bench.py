@@ -113,8 +113,8 @@ def stage_times(items: list[Transaction | Label], config: EngineConfig) -> tuple
 
     def audit() -> None:
         for decision in decisions:
-            record = chain.seal(decision_record(decision, provenance, 0.1))
-            orjson.dumps(record)
+            record = decision_record(decision, provenance, 0.1)
+            chain.seal_encoded(record)
             orjson.dumps(decision_reply(decision, record["event_time"]))
 
     times["audit encoding"] = timed(audit)

@@ -13,6 +13,9 @@ hash even if its author recomputes the chain.
 (0, True)
 >>> verify_record(second, expected_seq=1, expected_prev=first["chain"]["hash"]) is None
 True
+>>> written = chain.seal_encoded({"record_type": "decision", "transaction_id": "t3"})
+>>> verify_record(orjson.loads(written), expected_seq=2, expected_prev=second["chain"]["hash"]) is None
+True
 >>> second["transaction_id"] = "t3"
 >>> verify_record(second, expected_seq=1, expected_prev=first["chain"]["hash"])
 'altered: the hash does not match the content'
@@ -56,13 +59,25 @@ class ChainState:
 
     def seal(self, record: dict[str, Any]) -> dict[str, Any]:
         """Link ``record`` to the chain (in place) and advance the head."""
-        chain = {"partition": self.partition, "seq": self.next_seq, "prev_hash": self.last_hash}
+        self.seal_encoded(record)
+        return record
+
+    def seal_encoded(self, record: dict[str, Any]) -> bytes:
+        """:meth:`seal`, returning the record's JSON as written: encoded once, not twice.
+
+        The written form is the hashed canonical form with the hash spliced in as the chain's first
+        field (its place in sorted order), so it is still canonical JSON with sorted keys.
+        """
+        chain = {"partition": self.partition, "prev_hash": self.last_hash, "seq": self.next_seq}
         record["chain"] = chain
         # The canonical form without copying: ``record`` has no hash yet.
-        chain["hash"] = digest(orjson.dumps(record, option=orjson.OPT_SORT_KEYS), self.key)
+        hashed = orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
+        chain["hash"] = self.last_hash = digest(hashed, self.key)
         self.next_seq += 1
-        self.last_hash = chain["hash"]
-        return record
+        # The exact encoding of the chain object: unique in the record, as it holds the previous hash.
+        linked = orjson.dumps({k: chain[k] for k in ("partition", "prev_hash", "seq")})
+        at = hashed.index(linked) + 1
+        return b"".join((hashed[:at], b'"hash":"', chain["hash"].encode(), b'",', hashed[at:]))
 
     @classmethod
     def after(cls, record: dict[str, Any], key: bytes | None = None) -> ChainState:

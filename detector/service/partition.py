@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import orjson
 
@@ -28,9 +29,11 @@ TRANSACTIONS, LABELS = "transactions", "labels"
 REJECTED = "rejected"
 
 
-@dataclass(frozen=True, slots=True)
-class OutRecord:
-    """A record to produce: ``role`` names the output topic, the partition is the processor's."""
+class OutRecord(NamedTuple):
+    """A record to produce: ``role`` names the output topic, the partition is the processor's.
+
+    A tuple, as one or two are built per input record.
+    """
 
     role: str
     key: bytes | None
@@ -84,14 +87,11 @@ class PartitionProcessor:
         if rejection is not None:
             outputs.extend(self._reject(rejection, provenance, key, value))
         elif decision is not None:
-            record = self.chain.seal(decision_record(decision, provenance, elapsed_ms, self.pseudonym_key))
-            transaction_id = decision.transaction.transaction_id.encode()
-            outputs.append(OutRecord(AUDIT, record["customer_id"].encode(), orjson.dumps(record)))
-            outputs.append(
-                OutRecord(
-                    DECISIONS, transaction_id, orjson.dumps(decision_reply(decision, record["event_time"]))
-                )
-            )
+            record = decision_record(decision, provenance, elapsed_ms, self.pseudonym_key)
+            audit = self.chain.seal_encoded(record)
+            reply = orjson.dumps(decision_reply(decision, record["event_time"]))
+            outputs.append(OutRecord(AUDIT, record["customer_id"].encode(), audit))
+            outputs.append(OutRecord(DECISIONS, decision.transaction.transaction_id.encode(), reply))
             self._count(f"decision_{decision.outcome}")
         else:
             self._count("label")
@@ -99,7 +99,7 @@ class PartitionProcessor:
 
     def _event(self, event: EngineEvent, provenance: Provenance) -> OutRecord:
         record = event_record(event, self.engine.config.model.kind, provenance)
-        return OutRecord(AUDIT, b"event", orjson.dumps(self.chain.seal(record)))
+        return OutRecord(AUDIT, b"event", self.chain.seal_encoded(record))
 
     def _reject(
         self, error: InvalidInput, provenance: Provenance, key: bytes | None, value: bytes | None
@@ -125,7 +125,7 @@ class PartitionProcessor:
         }
         return [
             OutRecord(DEAD_LETTER, key, value or b"", headers),
-            OutRecord(AUDIT, b"rejected", orjson.dumps(self.chain.seal(audit))),
+            OutRecord(AUDIT, b"rejected", self.chain.seal_encoded(audit)),
         ]
 
     def _count(self, name: str) -> None:
