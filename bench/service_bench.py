@@ -4,9 +4,11 @@ The stream is published to a real broker first (not timed). Then the bare engine
 memory, and the service (exactly-once on, audit on, in a thread of this process) consumes it from
 Kafka; the service is timed from readiness to the commit of the transaction holding the last
 decision. The ratio of the two rates is the figure to watch: absolute rates depend on the machine,
-and on this one the broker shares the two cores with the service. A discarded first service run
-warms the broker's JIT. CPU time per transaction of this process (the service thread and
-librdkafka's) and of the broker shows where the cores went.
+and on this one the broker shares the two cores with the service. The bare engine runs before and
+after the service and the ratio uses the mean, as a shared machine's speed drifts over minutes;
+"engine drift" is how far the two runs differ. A discarded first service run warms the broker's
+JIT. CPU time per transaction of this process (the service thread and librdkafka's) and of the
+broker shows where the cores went.
 
     python bench/service_bench.py --transactions 50000
     python bench/service_bench.py --transactions 20000 --profile out/bench/service.prof
@@ -118,17 +120,20 @@ def main(argv: list[str] | None = None) -> None:
         pids = {"service": os.getpid()} | ({"broker": broker.pid} if broker.pid else {})
         for kind in args.models:
             config = EngineConfig(model=ModelConfig(kind=kind))
-            bare = engine_rate(items, config)
+            before = engine_rate(items, config)
             settings = service_settings(
                 broker.bootstrap, checkpoint_interval_s=30.0, batch_size=args.batch_size
             )
             served, cpu = service_rate(
                 settings, items, config, args.partitions, pids=pids, profile=args.profile
             )
+            after = engine_rate(items, config)
+            bare = (before + after) / 2
             rows.append(
                 {
                     "model": kind,
                     "engine tx/s": bare,
+                    "engine drift": abs(after - before) / bare,
                     "service tx/s": served,
                     "ratio": served / bare,
                     "engine us/tx": 1e6 / bare,
