@@ -197,20 +197,28 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+_MACHINE = ("machine", "stolen")
+
+
 def cpu_sample(pids: dict[str, int]) -> dict[str, float]:
-    """CPU seconds so far of each named process, and of the whole machine (every core) as "machine"."""
+    """CPU seconds so far of each named process, of the whole machine (every core) as "machine",
+    and the time the hypervisor gave this machine's cores to other machines as "stolen"."""
     sample = {name: cpu_seconds(pid) for name, pid in pids.items()}
     fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    busy = sum(fields) - fields[3] - fields[4]  # all but idle and iowait
-    sample["machine"] = busy / os.sysconf("SC_CLK_TCK")
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    ticks = os.sysconf("SC_CLK_TCK")
+    sample["machine"] = (user + nice + system + irq + softirq) / ticks
+    sample["stolen"] = steal / ticks
     return sample
 
 
 def cpu_used(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-    """CPU seconds between two samples of each process, and of everything else on the machine
-    ("others": other people's work on the same cores, the noise of the measurement)."""
-    used = {name: after[name] - before[name] for name in before if name != "machine"}
+    """CPU seconds between two samples of each process, of everything else on this machine
+    ("others": other people's work on the same cores), and "stolen" by the hypervisor: both are
+    the noise of the measurement, and stolen time slows every process of the run."""
+    used = {name: after[name] - before[name] for name in before if name not in _MACHINE}
     used["others"] = after["machine"] - before["machine"] - sum(used.values())
+    used["stolen"] = after["stolen"] - before["stolen"]
     return used
 
 

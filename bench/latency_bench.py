@@ -19,7 +19,8 @@ a service that falls behind shows its real rate), p50 / p99 / max latency, decis
 the drain, records per Kafka transaction and commits a second (from the service's log), and CPU
 seconds per 1,000 transactions of the service and (when this run started it) the broker, over the
 measured window, and the cores that other processes kept busy meanwhile (other people's work on
-the same machine: the noise; from /proc/stat minus the processes above). The latency is split at
+the same machine: the noise; from /proc/stat minus the processes above), and the cores the
+hypervisor gave to other machines ("stolen", which slows every process of the run). The latency is split at
 the decision's Kafka timestamp (CreateTime, set when the service produced it inside its
 transaction): "to output" is waiting for the batch and scoring, "output->read" is the commit and
 the reader's fetch. Runs are shorter than the service's 60 s checkpoint interval, so no periodic
@@ -207,6 +208,7 @@ def measure(broker: Broker, stream: list[Encoded], args: argparse.Namespace, run
         "service cpu s/1k tx": used["service"] * per_1k,
         "broker cpu s/1k tx": used.get("broker", float("nan")) * per_1k,
         "others' cores": used["others"] / (ended - started),
+        "stolen cores": used["stolen"] / (ended - started),
     }
 
 

@@ -16,7 +16,8 @@ CPU: user + system seconds from /proc/<pid>/stat over the timed window, for each
 broker (when this run started it; with KAFKA_BOOTSTRAP_SERVERS its pid is unknown) and this process
 (the producer and the reader), per 1,000 transactions, and the cores they kept busy together;
 "others' cores" is what every other process used meanwhile (from /proc/stat): other people's work
-on the same machine, the noise of the measurement.
+on the same machine, the noise of the measurement; "stolen cores" is the time the hypervisor gave
+this machine's cores to other machines, which slows every process of the run.
 The ceiling printed at the end is the rate at which the services and the broker would need every
 core of this machine: on 2 cores shared by the broker and the instances, a second instance can
 only help while the first leaves a core idle (one instance scores a batch, then waits for its
@@ -102,6 +103,7 @@ def timed_run(
         "cores busy": sum(used[name] for name in pids) / sampled,
         "ceiling tx/s": 1000.0 * (os.cpu_count() or 1) / work,
         "others' cores": used["others"] / sampled,
+        "stolen cores": used["stolen"] / sampled,
     }
     cpu_rows = [
         {
