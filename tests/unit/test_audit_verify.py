@@ -10,8 +10,10 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from detector.audit.chain import ChainState
+from detector.audit.chain import ChainState, verify_record
 from detector.audit.verify import (
     ALTERED,
     FOREIGN,
@@ -202,3 +204,25 @@ def test_a_heads_file_of_another_shape_is_refused(tmp_path: Path) -> None:
     path.write_text('{"partitions": []}')
     with pytest.raises(ValueError, match="not a heads file"):
         load_heads(path)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.floats(allow_nan=False) | st.text(),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(), children, max_size=3),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(records=st.lists(st.dictionaries(st.text(), json_values, max_size=6), min_size=1, max_size=3))
+def test_the_written_bytes_are_the_canonical_encoding_and_verify(records: list[dict]) -> None:
+    """The hash is spliced into the hashed bytes rather than encoding twice: whatever a record holds
+    (nested objects, a "chain" key inside an earlier key's value, quotes and braces in strings), the
+    written bytes must be exactly the sorted-key encoding of the sealed record, and must verify."""
+    records = [{**record, "aaa": {"chain": {"partition": 0}}} for record in records]
+    chain, previous = ChainState(partition=0, key=KEY), "0" * 64
+    for seq, record in enumerate(records):
+        written = chain.seal_encoded(record)
+        assert written == orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
+        assert verify_record(orjson.loads(written), seq, previous, KEY) is None
+        previous = record["chain"]["hash"]
