@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--broker-warmup",
         type=float,
-        default=10.0,
+        default=40.0,
         help="seconds of a first, discarded run, so the broker's JIT warm-up does not land on one setting",
     )
     parser.add_argument("--cards", type=int, default=5_000)
