@@ -13,6 +13,8 @@ Stages (microseconds per transaction; label costs are included where labels are 
 * model: the River pipeline's predict and learn (learning once per label);
 * engine: the whole engine (features, model, label join, drift), on decoded records;
 * audit encoding: audit record, hash chain, JSON, compact reply;
+* hand-off by pickle: what passing the decisions to another process (to encode them there) would
+  cost, pickling and unpickling, without the pipe: weighed against audit encoding;
 * processor: decode + engine + audit together, as the service runs them, without Kafka;
 * service: the full service on Kafka (exactly-once, audit), readiness to last commit, after a
   discarded run that warms the broker's JIT.
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import pickle
 import sys
 import time
 from pathlib import Path
@@ -118,6 +121,8 @@ def stage_times(items: list[Transaction | Label], config: EngineConfig) -> tuple
             orjson.dumps(decision_reply(decision, record["event_time"]))
 
     times["audit encoding"] = timed(audit)
+    # What handing the decisions to another process would cost instead (both ends, whole stream).
+    times["hand-off by pickle"] = timed(lambda: pickle.loads(pickle.dumps(decisions, protocol=5)))
 
     processor = PartitionProcessor(
         partition=0,
