@@ -76,8 +76,8 @@ def service_rate(
     pids: dict[str, int],
     profile: str | None,
 ) -> tuple[float, dict[str, float]]:
-    """Transactions per second, and CPU microseconds per transaction of each process in ``pids``
-    (and of everything else on the machine) while the service ran."""
+    """Transactions per second, and CPU microseconds per transaction of each process in ``pids``,
+    of everything else on the machine and stolen by the hypervisor, while the service ran."""
     create_input_topics(settings, partitions)
     publish(settings, items)
     n_transactions = sum(isinstance(item, Transaction) for item in items)
