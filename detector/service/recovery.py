@@ -55,7 +55,7 @@ def recover_partition(
     chain_key: bytes | None,
 ) -> PartitionStart:
     checkpoint = load_checkpoint(reader, checkpoint_topic, partition)
-    engine = DetectionEngine(engine_config)
+    engine: DetectionEngine | None = None
     if checkpoint is not None:
         try:
             engine = DetectionEngine.restore(checkpoint.snapshot)
@@ -67,6 +67,8 @@ def recover_partition(
                 error=str(error),
             )
             checkpoint = None
+    if engine is None:
+        engine = DetectionEngine(engine_config)
     starts: dict[str, int] = {}
     for role, topic in topics.items():
         low, _ = watermarks(reader, topic, partition, _TIMEOUT_S)
