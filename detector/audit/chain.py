@@ -70,12 +70,12 @@ class ChainState:
         """
         chain = {"partition": self.partition, "prev_hash": self.last_hash, "seq": self.next_seq}
         record["chain"] = chain
+        # The chain object as encoded: unique in the record, as it holds the previous hash.
+        linked = orjson.dumps(chain)
         # The canonical form without copying: ``record`` has no hash yet.
         hashed = orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
         chain["hash"] = self.last_hash = digest(hashed, self.key)
         self.next_seq += 1
-        # The exact encoding of the chain object: unique in the record, as it holds the previous hash.
-        linked = orjson.dumps({k: chain[k] for k in ("partition", "prev_hash", "seq")})
         at = hashed.index(linked) + 1
         return b"".join((hashed[:at], b'"hash":"', chain["hash"].encode(), b'",', hashed[at:]))
 
