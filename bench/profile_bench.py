@@ -25,7 +25,6 @@ Stages (microseconds per transaction; label costs are included where labels are 
 from __future__ import annotations
 
 import argparse
-import gc
 import pickle
 import sys
 import time
@@ -38,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import (
     RunningService,
     create_input_topics,
+    gc_free_seconds,
     kafka_broker,
     publish,
     service_settings,
@@ -56,19 +56,6 @@ from detector.engine.records import Label, Transaction, decode_label, decode_tra
 from detector.service.partition import LABELS, TRANSACTIONS, PartitionProcessor
 
 
-def timed(action: object) -> float:
-    """Seconds to run ``action`` with no garbage-collector pass in between, as in the service, whose
-    collector only walks what each batch allocated (``detector.service.collector``)."""
-    gc.collect()
-    gc.disable()
-    try:
-        started = time.perf_counter()
-        action()  # type: ignore[operator]
-        return time.perf_counter() - started
-    finally:
-        gc.enable()
-
-
 def stage_times(items: list[Transaction | Label], config: EngineConfig) -> tuple[dict[str, float], list]:
     """Seconds per stage over the whole stream, and the engine's decisions (for the audit stage)."""
     payloads = [(isinstance(item, Transaction), item.to_json()) for item in items]
@@ -76,7 +63,9 @@ def stage_times(items: list[Transaction | Label], config: EngineConfig) -> tuple
     labels = {item.transaction_id: item.is_fraud for item in items if isinstance(item, Label)}
     times: dict[str, float] = {}
 
-    times["decode"] = timed(lambda: [decode_transaction(p) if tx else decode_label(p) for tx, p in payloads])
+    times["decode"] = gc_free_seconds(
+        lambda: [decode_transaction(p) if tx else decode_label(p) for tx, p in payloads]
+    )
 
     extractor = FeatureExtractor(config.features)
     vectors: list[dict[str, float]] = []
@@ -86,7 +75,7 @@ def stage_times(items: list[Transaction | Label], config: EngineConfig) -> tuple
             vectors.append(extractor.transform_one(tx))
             extractor.learn_one(tx)
 
-    times["features"] = timed(features)
+    times["features"] = gc_free_seconds(features)
 
     model = FraudModel(config.model)
 
@@ -96,7 +85,7 @@ def stage_times(items: list[Transaction | Label], config: EngineConfig) -> tuple
             if tx.transaction_id in labels:
                 model.learn_one(x, labels[tx.transaction_id])
 
-    times["model"] = timed(modelling)
+    times["model"] = gc_free_seconds(modelling)
 
     engine = DetectionEngine(config)
     decisions = []
@@ -109,7 +98,7 @@ def stage_times(items: list[Transaction | Label], config: EngineConfig) -> tuple
                 engine.process_label(item)
             engine.pop_events()
 
-    times["engine"] = timed(run_engine)
+    times["engine"] = gc_free_seconds(run_engine)
 
     chain = ChainState(partition=0)
     provenance = Provenance("transactions", 0, 0, "bench")
@@ -120,9 +109,9 @@ def stage_times(items: list[Transaction | Label], config: EngineConfig) -> tuple
             chain.seal_encoded(record)
             orjson.dumps(decision_reply(decision, record["event_time"]))
 
-    times["audit encoding"] = timed(audit)
+    times["audit encoding"] = gc_free_seconds(audit)
     # What handing the decisions to another process would cost instead (both ends, whole stream).
-    times["hand-off by pickle"] = timed(lambda: pickle.loads(pickle.dumps(decisions, protocol=5)))
+    times["hand-off by pickle"] = gc_free_seconds(lambda: pickle.loads(pickle.dumps(decisions, protocol=5)))
 
     processor = PartitionProcessor(
         partition=0,
@@ -131,7 +120,7 @@ def stage_times(items: list[Transaction | Label], config: EngineConfig) -> tuple
         instance_id="bench",
         topic_names={TRANSACTIONS: "transactions", LABELS: "labels"},
     )
-    times["processor"] = timed(
+    times["processor"] = gc_free_seconds(
         lambda: [
             processor.process(TRANSACTIONS if tx else LABELS, offset, None, payload)
             for offset, (tx, payload) in enumerate(payloads)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import gc
 import os
 import sys
 import time
@@ -31,6 +30,7 @@ from harness import (
     cpu_sample,
     cpu_used,
     create_input_topics,
+    gc_free_seconds,
     kafka_broker_process,
     publish,
     service_settings,
@@ -51,19 +51,16 @@ def engine_rate(items: list[Transaction | Label], config: EngineConfig) -> float
     """The bare engine at its fastest: no garbage-collector pass at all during the run (the engine
     creates no reference cycles), so the ratio charges every collector pause to the service."""
     engine = DetectionEngine(config)
-    gc.collect()
-    gc.disable()
-    try:
-        started = time.perf_counter()
+
+    def run() -> None:
         for item in items:
             if isinstance(item, Transaction):
                 engine.process_transaction(item)
             else:
                 engine.process_label(item)
             engine.pop_events()
-        elapsed = time.perf_counter() - started
-    finally:
-        gc.enable()
+
+    elapsed = gc_free_seconds(run)
     return sum(isinstance(item, Transaction) for item in items) / elapsed
 
 
