@@ -215,25 +215,35 @@ def _wait_for_topic(service: ServiceProcess, topics: ServiceTopics) -> bool:
 
 
 def test_a_labels_backlog_is_held_back_not_refused(kafka_bootstrap: str, tmp_path: Path) -> None:
-    """Labels published before their transactions wait (the partition pauses) instead of overflowing."""
+    """Labels read before their transactions wait (the partition pauses) instead of overflowing.
+
+    The transactions are published only once the labels have paused: read together, the two
+    topics interleave by fetch timing, and the queue may never fill.
+    """
     topics = ServiceTopics()
     topics.create_inputs(kafka_bootstrap, partitions=1)
     items = simulated(3_000, seed=10)
     labels = [item for item in items if isinstance(item, Label)]
     transactions = [item for item in items if isinstance(item, Transaction)]
-    publish(kafka_bootstrap, topics, labels + transactions)  # the whole backlog of labels first
+    limit = 400
+    assert len(labels) > limit, "the backlog must exceed the queue for the test to mean anything"
+    publish(kafka_bootstrap, topics, labels)
     engine_config = tmp_path / "engine.json"
-    engine_config.write_bytes(orjson.dumps({"max_queued_labels": 400}))
+    engine_config.write_bytes(orjson.dumps({"max_queued_labels": limit}))
     env = topics.env(kafka_bootstrap, FRAUD_ENGINE_CONFIG=str(engine_config), FRAUD_BATCH_SIZE="100")
     service = ServiceProcess(env, tmp_path / "service.log")
     assert _wait_for_topic(service, topics)
+    wait_until(lambda: bool(service.log_events("labels_paused")) or not service.alive(), 60, "labels paused")
+    paused = service.log_events("labels_paused")
+    assert paused and limit // 2 <= paused[0]["queued"] < limit
+    publish(kafka_bootstrap, topics, transactions)
     audit = TopicReader(kafka_bootstrap, topics.audit)
     wait_until(lambda: decided(audit) >= len(transactions), 120, "all decisions")
     assert service.stop() == 0
     dead = TopicReader(kafka_bootstrap, topics.dead_letter)
     dead.drain(2.0)
     assert dead.count() == 0, "no label may be refused for a full queue"
-    assert service.log_events("labels_paused") and service.log_events("labels_resumed")
+    assert service.log_events("labels_resumed")
     print(f"\n{len(labels):,} labels ahead of {len(transactions):,} transactions: held back, none refused")
 
 
