@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import orjson
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
@@ -106,7 +107,13 @@ def publish(
 
 
 class ServiceProcess:
-    """``fraud-detector run`` in a child process, its JSON log in a file."""
+    """``fraud-detector run`` in a child process, its JSON log in a file.
+
+    Every one started is remembered until stopped or killed, so that a test failing before its
+    own ``stop()`` cannot leave a service running (see :meth:`kill_leftovers`).
+    """
+
+    running: ClassVar[set[ServiceProcess]] = set()
 
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
         self.log_path = log_path
@@ -117,6 +124,7 @@ class ServiceProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
+        ServiceProcess.running.add(self)
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -133,12 +141,22 @@ class ServiceProcess:
             raise
         finally:
             self._log.close()
+            ServiceProcess.running.discard(self)
+
+    @classmethod
+    def kill_leftovers(cls) -> int:
+        """Kill every service still running because its test failed first; how many there were."""
+        leftovers = list(cls.running)
+        for service in leftovers:
+            service.kill()
+        return len(leftovers)
 
     def kill(self) -> None:
         """SIGKILL: no chance to finish anything."""
         self.process.kill()
         self.process.wait(30)
         self._log.close()
+        ServiceProcess.running.discard(self)
 
     def log_events(self, name: str) -> list[dict]:
         events = []
