@@ -38,12 +38,14 @@ CARDS = 100
 # leak of about 1 KB per transaction would add in a third of the default run.
 MAX_RSS_GROWTH = 0.10
 RSS_LIMIT = 600 * MB
-# Latency varies with the load of a shared 2-core machine (a stall of a second or two inflates a
-# third's p99), but must not grow with time: a service falling behind builds a backlog that grows
-# without bound. Allowed: 3x the first third's p99, or 1 s more when that is the larger.
+# Latency must not grow with time: a service falling behind builds a backlog that grows without
+# bound, and that moves every percentile, the median included. The median is what is compared: on a
+# shared machine the hypervisor can take the cores away for seconds (one CI run saw a third's p99 go
+# from 1.1 to 8 s, with no warning in the service's log), which moves the p99 of a third but not its
+# median. Allowed: 3x the first third's median, or 1 s more when that is the larger.
 MAX_LATENCY_FACTOR, LATENCY_SLACK_S = 3.0, 1.0
 # The first seconds pay for new connections, the first Kafka transactions and a cold model (p99 above
-# 1 s, against 0.3 to 0.5 s after): left out, or they would set the first third's p99 alone.
+# 1 s, against 0.3 to 0.5 s after): left out, or they would widen the allowance the later thirds get.
 WARM_UP_S = 10.0
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, needs_proc, pytest.mark.timeout(SOAK_SECONDS + 300)]
@@ -126,9 +128,9 @@ def test_steady_load_keeps_memory_and_latency_flat(kafka_bootstrap: str, tmp_pat
     assert all(len(samples) >= 3 for samples in rss), "too few memory samples to compare"
     growth = statistics.median(rss[2]) / statistics.median(rss[1]) - 1
     assert growth < MAX_RSS_GROWTH, f"RSS grew {growth:.0%} from the middle to the last third"
-    first_p99, last_p99 = _percentile(latency[0], 0.99), _percentile(latency[2], 0.99)
-    allowed = max(MAX_LATENCY_FACTOR * first_p99, first_p99 + LATENCY_SLACK_S)
-    assert last_p99 <= allowed, f"latency p99 rose from {first_p99:.3f} s to {last_p99:.3f} s"
+    first_p50, last_p50 = _percentile(latency[0], 0.50), _percentile(latency[2], 0.50)
+    allowed = max(MAX_LATENCY_FACTOR * first_p50, first_p50 + LATENCY_SLACK_S)
+    assert last_p50 <= allowed, f"median latency rose from {first_p50:.3f} s to {last_p50:.3f} s"
     assert memory.peak() < RSS_LIMIT
 
 
