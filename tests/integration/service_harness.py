@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import orjson
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from detector.audit.chain import GENESIS, verify_record
@@ -182,6 +182,7 @@ class TopicReader:
                 "isolation.level": "read_committed",
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
+                "enable.partition.eof": True,
             }
         )
         partitions = self._consumer.list_topics(topic, timeout=30).topics[topic].partitions
@@ -189,13 +190,40 @@ class TopicReader:
         self.records: dict[int, list[tuple[int, bytes, list]]] = {p: [] for p in partitions}
 
     def drain(self, seconds: float = 1.0) -> None:
+        """Read for ``seconds``: to follow a topic that is still being written."""
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             for message in self._consumer.consume(1000, 0.2):
-                if message.error() is None:
-                    self.records[message.partition()].append(
-                        (message.offset(), message.value(), message.headers() or [])
-                    )
+                self._keep(message)
+
+    def drain_to_end(self, timeout: float = 60.0) -> None:
+        """Read every record committed so far, however long that takes: once the writers stopped.
+
+        Assigning the partitions again, at the next offsets, makes each report its end afresh.
+        """
+        self._consumer.assign(
+            [
+                TopicPartition(self.topic, partition, records[-1][0] + 1 if records else 0)
+                for partition, records in self.records.items()
+            ]
+        )
+        short = set(self.records)
+        deadline = time.monotonic() + timeout
+        while short:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.topic}: partitions {sorted(short)} not read to the end")
+            for message in self._consumer.consume(1000, 0.2):
+                if self._keep(message):
+                    short.discard(message.partition())
+
+    def _keep(self, message: Message) -> bool:
+        """Keep a record; True when the message says its partition has no more."""
+        error = message.error()
+        if error is None:
+            self.records[message.partition()].append(
+                (message.offset(), message.value(), message.headers() or [])
+            )
+        return error is not None and error.code() == KafkaError._PARTITION_EOF
 
     def count(self) -> int:
         return sum(len(records) for records in self.records.values())

@@ -63,7 +63,7 @@ def test_a_broker_restart_mid_run_keeps_exactly_one_decision_per_transaction(
     finally:
         exit_code = service.stop()
     assert exit_code == 0
-    audit.drain(2.0)
+    audit.drain_to_end()
     decisions = audit_decisions(audit)
     assert len(decisions) == n_transactions and set(decisions.values()) == {1}
     print(

@@ -125,7 +125,7 @@ def secured_run(
     finally:
         code = service.stop()
     assert code == 0
-    audit.drain(1.0)
+    audit.drain_to_end()
     with AuditReader(client_config(environ=env), topics.audit) as reader:
         audit_bytes = [part for m in reader.messages() for part in (m.key, m.value) if part is not None]
     records = (orjson.loads(line) for line in truth.read_bytes().splitlines())

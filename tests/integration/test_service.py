@@ -65,12 +65,12 @@ def test_every_transaction_gets_exactly_one_chained_decision(kafka_bootstrap: st
     elapsed = time.monotonic() - started
     assert service.stop() == 0
 
-    audit.drain(2.0)
+    audit.drain_to_end()
     decisions = audit_decisions(audit)
     assert len(decisions) == n_transactions == 10_000
     assert set(decisions.values()) == {1}
     replies = TopicReader(kafka_bootstrap, topics.decisions)
-    replies.drain(3.0)
+    replies.drain_to_end()
     assert replies.count() == n_transactions
     print(
         f"\n{n_transactions:,} transactions and {len(items) - n_transactions:,} labels"
@@ -102,7 +102,7 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(kafka_bootstrap: 
     wait_until(lambda: decided(audit) >= n_transactions, 180, "all decisions after the kills")
     assert service.stop() == 0
 
-    audit.drain(2.0)
+    audit.drain_to_end()
     decisions = audit_decisions(audit)
     assert kills >= 3
     assert len(decisions) == n_transactions and set(decisions.values()) == {1}
@@ -155,6 +155,8 @@ def test_poison_input_is_dead_lettered_with_its_reason(kafka_bootstrap: str, tmp
     wait_until(lambda: (dead.drain(0.5), dead.count())[1] >= len(poison), 60, "dead letters")
     assert service.alive()
     assert service.stop() == 0
+    dead.drain_to_end()
+    audit.drain_to_end()
 
     reasons = [
         dict(headers)["dlq.reason"].decode() for records in dead.records.values() for _, _, headers in records
@@ -188,7 +190,7 @@ def test_two_instances_split_the_partitions_and_decide_each_transaction_once(
     owned = (_owned(first), _owned(second))
     assert first.stop() == 0 and second.stop() == 0
 
-    audit.drain(2.0)
+    audit.drain_to_end()
     decisions = audit_decisions(audit)
     assert len(decisions) == n_transactions and set(decisions.values()) == {1}
     writers = {
@@ -241,7 +243,7 @@ def test_a_labels_backlog_is_held_back_not_refused(kafka_bootstrap: str, tmp_pat
     wait_until(lambda: decided(audit) >= len(transactions), 120, "all decisions")
     assert service.stop() == 0
     dead = TopicReader(kafka_bootstrap, topics.dead_letter)
-    dead.drain(2.0)
+    dead.drain_to_end()
     assert dead.count() == 0, "no label may be refused for a full queue"
     assert service.log_events("labels_resumed")
     print(f"\n{len(labels):,} labels ahead of {len(transactions):,} transactions: held back, none refused")
@@ -272,7 +274,7 @@ def test_an_unreadable_checkpoint_is_rebuilt_from_the_input(kafka_bootstrap: str
     service = ServiceProcess(env, log)
     wait_until(lambda: decided(audit) >= n_transactions, 120, "every decision after the restart")
     assert service.stop() == 0
-    audit.drain(2.0)
+    audit.drain_to_end()
     decisions = audit_decisions(audit)
     assert len(decisions) == n_transactions and set(decisions.values()) == {1}
     (unreadable,) = service.log_events("checkpoint_unreadable")
