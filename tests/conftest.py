@@ -18,6 +18,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from devbroker import LocalKafka
 from devbroker.jars import kafka_version
+from tests.integration.service_harness import wait_for_leaders
 
 
 @dataclass
@@ -133,23 +134,6 @@ def local_kafka(_kafka: KafkaSession) -> Iterator[LocalKafka]:
         _kafka.local.start()
 
 
-def _wait_for_topic(admin: AdminClient, name: str, partitions: int, timeout: float = 30.0) -> None:
-    """Creation returns before every partition has a leader; producing before that fails."""
-    deadline = time.monotonic() + timeout
-    while True:
-        topic = admin.list_topics(topic=name, timeout=10).topics.get(name)
-        if (
-            topic is not None
-            and topic.error is None
-            and len(topic.partitions) == partitions
-            and all(p.leader >= 0 for p in topic.partitions.values())
-        ):
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"topic {name} has no leader for all {partitions} partitions after {timeout}s")
-        time.sleep(0.1)
-
-
 @pytest.fixture
 def make_topic(kafka_admin: AdminClient) -> Iterator[Callable[..., str]]:
     """``make_topic(prefix="tx", partitions=3, config=None) -> name``: a fresh, ready topic, deleted after."""
@@ -160,7 +144,7 @@ def make_topic(kafka_admin: AdminClient) -> Iterator[Callable[..., str]]:
         new = NewTopic(name, num_partitions=partitions, config=dict(config or {}))
         kafka_admin.create_topics([new], operation_timeout=30)[name].result(timeout=60)
         created.append(name)
-        _wait_for_topic(kafka_admin, name, partitions)
+        wait_for_leaders(kafka_admin, name, partitions)
         return name
 
     yield make

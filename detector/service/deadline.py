@@ -6,9 +6,9 @@ back. Run in a daemon thread, such a call can be abandoned: the caller gets a ``
 :class:`~confluent_kafka.KafkaException` and replaces the producer (the new one fences the old one
 and aborts its transaction). The abandoned thread holds the old producer until librdkafka lets go.
 
->>> call_within(lambda: 42, timeout_s=1.0, what="an answer")
+>>> call_within(lambda: 42, timeout_s=60.0, what="an answer")
 42
->>> call_within(lambda: 1 / 0, timeout_s=1.0, what="a division")
+>>> call_within(lambda: 1 / 0, timeout_s=60.0, what="a division")
 Traceback (most recent call last):
 ...
 ZeroDivisionError: division by zero

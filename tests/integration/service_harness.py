@@ -71,6 +71,8 @@ class ServiceTopics:
         new = [NewTopic(name, partitions, 1) for name in (self.transactions, self.labels)]
         for future in admin.create_topics(new).values():
             future.result()
+        for topic in new:
+            wait_for_leaders(admin, topic.topic, partitions)
 
 
 def publish(
@@ -256,12 +258,29 @@ def free_port() -> int:
 def http_status(url: str) -> int | None:
     """The HTTP status, or None while nothing listens."""
     try:
-        with urllib.request.urlopen(url, timeout=2) as response:
+        with urllib.request.urlopen(url, timeout=10) as response:
             return response.status
     except urllib.error.HTTPError as error:
         return error.code
     except OSError:
         return None
+
+
+def wait_for_leaders(admin: AdminClient, name: str, partitions: int, timeout: float = 30.0) -> None:
+    """Creation returns before every partition has a leader; producing before that fails."""
+    deadline = time.monotonic() + timeout
+    while True:
+        topic = admin.list_topics(topic=name, timeout=10).topics.get(name)
+        if (
+            topic is not None
+            and topic.error is None
+            and len(topic.partitions) == partitions
+            and all(p.leader >= 0 for p in topic.partitions.values())
+        ):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topic {name} has no leader for all {partitions} partitions after {timeout}s")
+        time.sleep(0.1)
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:

@@ -101,7 +101,7 @@ def test_counters_agree_with_what_went_through_and_health_follows_the_lifecycle(
         return counted >= (n_valid, n_labels)
 
     wait_until(settled, 120, "every record counted")
-    wait_until(lambda: scrape(f"{base}/metrics").total("fraud_consumer_lag") == 0, 10, "no lag")
+    wait_until(lambda: scrape(f"{base}/metrics").total("fraud_consumer_lag") == 0, 60, "no lag")
     page = scrape(f"{base}/metrics")
     assert http_status(f"{base}/healthz") == 200 and http_status(f"{base}/readyz") == 200
     assert service.stop() == 0

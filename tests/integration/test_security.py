@@ -39,8 +39,11 @@ LISTENER = "SASL_SSL"
 USER = "detector"
 PASSWORD = secrets.token_hex(12)
 TRANSACTIONS = 600
-# A bad password is refused by the broker in well under a second; this leaves room for a slow machine.
+# A bad password is refused by the broker in well under a second; without the check the detector
+# would fail after its 30 s metadata timeout and the simulator after 120 s (message.timeout.ms).
+# Counted from the detector's "starting" line, so a slow interpreter start does not count.
 FAIL_FAST_S = 20.0
+SIMULATOR_FAIL_FAST_S = 60.0
 # Few cards, so every card pays several times and "same card, same token" is tested.
 SIMULATION = {"population": {"cards": 40, "terminals": 15}}
 
@@ -170,6 +173,7 @@ def test_detector_with_a_wrong_password_fails_fast_and_says_why(
         ServiceTopics().env(env["KAFKA_BOOTSTRAP_SERVERS"], **env), tmp_path / "service.log"
     )
     try:
+        wait_until(lambda: bool(service.log_events("starting")) or not service.alive(), 120, "the start")
         code = service.process.wait(FAIL_FAST_S)
     except subprocess.TimeoutExpired:
         pytest.fail(f"the detector was still running {FAIL_FAST_S:.0f} s after its login was refused")
@@ -190,9 +194,11 @@ def test_simulator_with_a_wrong_password_fails_fast_and_says_why(
 ) -> None:
     env = secure_broker.client_env(password="not-the-password")
     try:
-        done = _simulate(env, tmp_path, ServiceTopics(), timeout=FAIL_FAST_S)
+        done = _simulate(env, tmp_path, ServiceTopics(), timeout=SIMULATOR_FAIL_FAST_S)
     except subprocess.TimeoutExpired:
-        pytest.fail(f"fraud-simulate was still running {FAIL_FAST_S:.0f} s after its login was refused")
+        pytest.fail(
+            f"fraud-simulate was still running {SIMULATOR_FAIL_FAST_S:.0f} s after its login was refused"
+        )
     print(f"\nfraud-simulate exit code {done.returncode}; its last lines:\n{_own_lines(done.stderr)[-3:]}")
     assert done.returncode != 0
     assert _names_authentication(done.stderr)
