@@ -6,12 +6,14 @@ the demo exits no process may carry the mark, whether the run ended or was inter
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,6 +43,15 @@ def start_demo(output: Path, duration: float) -> tuple[subprocess.Popen[bytes], 
             stderr=subprocess.STDOUT,
         )
     return process, run_id
+
+
+@pytest.fixture(autouse=True)
+def no_demo_left_running() -> Iterator[None]:
+    """A test that fails before its demo ends must not leave the demo, its broker or detector behind."""
+    yield
+    for pid in processes_marked(""):  # every run's mark
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def processes_marked(run_id: str) -> list[int]:
