@@ -86,7 +86,7 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(kafka_bootstrap: 
     # The input goes out a fifth at a time, the next after each kill, so that a service running
     # ahead of the test's polling cannot reach the end before the four kills.
     fifth = len(items) // 5
-    slices = [items[i * fifth : (i + 1) * fifth] for i in range(4)] + [items[4 * fifth :]]  # 4 kills
+    slices = [items[i * fifth : (i + 1) * fifth] for i in range(4)] + [items[4 * fifth :]]
 
     def publish_next_slice() -> int:
         part = slices.pop(0)
