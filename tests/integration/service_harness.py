@@ -146,12 +146,10 @@ class ServiceProcess:
             ServiceProcess.running.discard(self)
 
     @classmethod
-    def kill_leftovers(cls) -> int:
-        """Kill every service still running because its test failed first; how many there were."""
-        leftovers = list(cls.running)
-        for service in leftovers:
+    def kill_leftovers(cls) -> None:
+        """Kill every service still running because its test failed before stopping it."""
+        for service in list(cls.running):
             service.kill()
-        return len(leftovers)
 
     def kill(self) -> None:
         """SIGKILL: no chance to finish anything."""
