@@ -20,10 +20,10 @@ the drain, records per Kafka transaction and commits a second (from the service'
 seconds per 1,000 transactions of the service and (when this run started it) the broker, over the
 measured window, and the cores that other processes kept busy meanwhile (other people's work on
 the same machine: the noise; from /proc/stat minus the processes above), and the cores the
-hypervisor gave to other machines ("stolen", which slows every process of the run). The latency is split at
-the decision's Kafka timestamp (CreateTime, set when the service produced it inside its
-transaction): "to output" is waiting for the batch and scoring, "output->read" is the commit and
-the reader's fetch. Runs are shorter than the service's 60 s checkpoint interval, so no periodic
+hypervisor gave to other machines ("stolen", which slows every process of the run). The latency
+is split at the decision's Kafka timestamp (CreateTime, set when the service produced it inside
+its transaction): "to output" is waiting for the batch and scoring, "output->read" is the commit
+and the reader's fetch. Runs are shorter than the service's 60 s checkpoint interval, so no periodic
 checkpoint falls inside them. A first, discarded run warms the broker's JIT, so it does not weigh
 on whichever setting runs first.
 
