@@ -137,7 +137,8 @@ def main(argv: list[str] | None = None) -> None:
                     **{f"{name} CPU us/tx": value for name, value in cpu.items()},
                 }
             )
-            print_table(f"service against bare engine, {kind}", rows[-1:])
+            if len(args.models) > 1:  # progress, as each model takes minutes
+                print_table(f"service against bare engine, {kind}", rows[-1:])
     print_table("service (Kafka, exactly-once, audit) against the bare engine, same events, same run", rows)
     write_json(
         args.json,

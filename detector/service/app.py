@@ -166,6 +166,7 @@ class DetectorService:
                 self._reader.close()
             if self._producer is not None:
                 self._producer.flush(_KAFKA_TIMEOUT_S)
+                self._producer = None  # its connections close now, not when the service object goes
             log.info("stopped", transactions_committed=self.transactions_committed)
 
     # -- the transactional loop -----------------------------------------------------------------
