@@ -214,12 +214,19 @@ class DetectorService:
         """
         log.warning("kafka_failure", error=str(cause))
         self._brokers_down = True
+        assert self._consumer is not None
+        # What the consumer owns, not what has a processor: an assignment whose recovery failed
+        # has none. The processors go at once: their state is ahead of what was committed, and a
+        # stop before recovery completes must not checkpoint it with their positions.
+        partitions = sorted({tp.partition for tp in self._consumer.assignment()})
+        self.processors.clear()
         delay = 0.5
         while not self.stopping.is_set():
             self.heartbeat = time.monotonic()  # waiting for Kafka is alive, not stuck
             try:
                 self._producer = self._new_producer()
-                self._recover(list(self.processors), in_rebalance=False)
+                self._recover(partitions, in_rebalance=False)
+                self._assigned = self._assigned or bool(partitions)  # also when assigning had failed
                 self._brokers_down = False
                 log.info("kafka_resynchronised", partitions=sorted(self.processors))
                 return

@@ -54,7 +54,12 @@ def watermarks(consumer: Consumer, topic: str, partition: int, timeout_s: float 
 def read_to_end(
     consumer: Consumer, topic: str, partition: int, start: int, timeout_s: float = 30.0
 ) -> Iterator[Message]:
-    """Messages of ``topic``/``partition`` from ``start`` up to the end seen when reading began."""
+    """Messages of ``topic``/``partition`` from ``start`` up to the end seen when reading began.
+
+    Gives up when no record has come for ``timeout_s`` (a long read that makes progress goes on),
+    with a retriable ``_TIMED_OUT`` :class:`~confluent_kafka.KafkaException`, so the service
+    treats it as any other broker failure: it retries recovery rather than stopping.
+    """
     low, high = watermarks(consumer, topic, partition, timeout_s)
     start = max(start, low)
     if start >= high:
@@ -66,10 +71,10 @@ def read_to_end(
             message = consumer.poll(0.5)
             if message is None:
                 if time.monotonic() > deadline:
-                    raise TimeoutError(
-                        f"reading {topic}[{partition}] did not reach its end in {timeout_s:.0f} s"
-                    )
+                    reason = f"reading {topic}[{partition}]: no record for {timeout_s:.0f} s before its end"
+                    raise KafkaException(KafkaError(KafkaError._TIMED_OUT, reason, retriable=True))
                 continue
+            deadline = time.monotonic() + timeout_s
             error = message.error()
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:

@@ -1,0 +1,129 @@
+"""Recovery that fails: retried until it succeeds, and never the occasion to commit unwritten outputs.
+
+The service runs in a thread of the test, so that a Kafka failure can be injected at an exact
+point (a commit, a partition's recovery); everything else is the real service on the real broker.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+from detector.engine.config import EngineConfig
+from detector.engine.records import Transaction
+from detector.service import app
+from detector.service.app import DetectorService
+from detector.service.settings import ServiceSettings
+from tests.integration.service_harness import ServiceTopics, TopicReader, audit_decisions, publish, wait_until
+from tests.integration.test_service import simulated
+
+
+def _injected(what: str) -> KafkaException:
+    return KafkaException(KafkaError(KafkaError._TRANSPORT, f"injected: {what}", txn_requires_abort=True))
+
+
+@pytest.fixture
+def topics(kafka_bootstrap: str) -> ServiceTopics:
+    topics = ServiceTopics()
+    topics.create_inputs(kafka_bootstrap, partitions=1)
+    return topics
+
+
+@pytest.fixture
+def service(kafka_bootstrap: str, topics: ServiceTopics) -> Iterator[DetectorService]:
+    settings = ServiceSettings.from_env(topics.env(kafka_bootstrap))
+    service = DetectorService(settings, EngineConfig(), environ={})
+    yield service
+    service.stop()
+
+
+def _run(service: DetectorService) -> threading.Thread:
+    thread = threading.Thread(target=service.run, name="detector", daemon=True)
+    thread.start()
+    return thread
+
+
+def _recovery_failing_on(calls: set[int], then: Callable[[], None] = lambda: None) -> Callable[..., Any]:
+    """``recover_partition``, failing on the calls numbered in ``calls`` (from 1) after ``then()``."""
+    real = app.recover_partition
+    made = 0
+
+    def recover(**arguments: Any) -> Any:
+        nonlocal made
+        made += 1
+        if made in calls:
+            then()
+            raise _injected("partition recovery failed")
+        return real(**arguments)
+
+    return recover
+
+
+def _committed_transactions_offset(bootstrap: str, topics: ServiceTopics) -> int:
+    group = topics.env(bootstrap)["FRAUD_GROUP_ID"]
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        [committed] = consumer.committed([TopicPartition(topics.transactions, 0)], timeout=30)
+        return max(committed.offset, 0)
+    finally:
+        consumer.close()
+
+
+def test_a_stop_while_recovery_fails_commits_no_offset_beyond_the_written_decisions(
+    kafka_bootstrap: str, topics: ServiceTopics, service: DetectorService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first batch's commit fails; recovering from it fails too, as a stop request comes.
+
+    The processors then hold the aborted batch's state and input positions: checkpointing them
+    on the way out would commit offsets whose decisions were never written.
+    """
+    publish(kafka_bootstrap, topics, simulated(300))
+    commit = service._commit
+    failed: list[bool] = []
+
+    def commit_failing_once() -> None:
+        if not failed:
+            failed.append(True)
+            raise _injected("commit failed")
+        commit()
+
+    monkeypatch.setattr(service, "_commit", commit_failing_once)
+    monkeypatch.setattr(app, "recover_partition", _recovery_failing_on({2}, then=service.stop))
+    thread = _run(service)
+    thread.join(120)
+    assert not thread.is_alive() and failed
+
+    decisions = TopicReader(kafka_bootstrap, topics.decisions)
+    decisions.drain_to_end()
+    decided = decisions.count()
+    decisions.close()
+    assert _committed_transactions_offset(kafka_bootstrap, topics) <= decided
+
+
+def test_a_recovery_that_fails_at_assignment_is_retried_and_every_transaction_decided(
+    kafka_bootstrap: str, topics: ServiceTopics, service: DetectorService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    items = simulated(2_000)
+    n_transactions = sum(isinstance(item, Transaction) for item in items)
+    publish(kafka_bootstrap, topics, items)
+    monkeypatch.setattr(app, "recover_partition", _recovery_failing_on({1}))
+    thread = _run(service)
+    wait_until(lambda: service.transactions_committed > 0 or not thread.is_alive(), 120, "a first commit")
+    audit = TopicReader(kafka_bootstrap, topics.audit)  # the service has created it by now
+
+    def all_decided() -> bool:
+        audit.drain(0.5)
+        return sum(audit_decisions(audit).values()) >= n_transactions or not thread.is_alive()
+
+    wait_until(all_decided, 180, "every transaction decided")
+    wait_until(lambda: service.ready, 30, "readiness")
+    service.stop()
+    thread.join(120)
+    audit.drain_to_end()
+    decisions = audit_decisions(audit)
+    audit.close()
+    assert len(decisions) == n_transactions and set(decisions.values()) == {1}
