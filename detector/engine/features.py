@@ -22,7 +22,7 @@ import sys
 from dataclasses import dataclass
 
 from detector.engine.expiring import ExpiringKeys, ExpiringStore
-from detector.engine.records import Transaction
+from detector.engine.records import MAX_AMOUNT, Transaction
 from detector.engine.windows import SlidingWindows
 
 HOUR = 3600.0
@@ -201,7 +201,12 @@ def _calendar(event_time: float) -> dict[str, float]:
 
 
 def _finite_number(value: object) -> float:
+    """A numeric extra as a feature; anything else, or beyond the amounts' bound, counts as missing (0).
+
+    The bound keeps squares and sums finite in every model (1e308 overflowed a Hoeffding tree's
+    Gaussian estimator, and turned logistic regression's weights into NaN for good).
+    """
     if isinstance(value, bool) or not isinstance(value, int | float):
         return 0.0
     number = float(value)
-    return number if math.isfinite(number) else 0.0
+    return number if -MAX_AMOUNT <= number <= MAX_AMOUNT else 0.0

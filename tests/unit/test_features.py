@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from detector.engine import MODEL_KINDS
+from detector.engine.config import EngineConfig
 from detector.engine.engine import DetectionEngine
 from detector.engine.features import DAY, HOUR, FeatureConfig, FeatureExtractor
 from detector.engine.records import Label, Transaction
@@ -96,3 +98,20 @@ def test_features_of_a_transaction_do_not_depend_on_labels_from_its_future() -> 
                 )
         b = flooded.process_transaction(transaction)
         assert a.features == b.features and a.score == b.score
+
+
+@pytest.mark.parametrize("kind", MODEL_KINDS)
+def test_a_numeric_extra_beyond_any_amount_counts_as_missing_and_every_model_stays_sane(kind: str) -> None:
+    config = EngineConfig.from_dict({"model": {"kind": kind}, "features": {"extra_numeric": ["x"]}})
+    engine = DetectionEngine(config)
+    scores = []
+    for i in range(300):
+        t = T0 + 30.0 * i
+        extras = {"x": 1.7e308 if i == 100 else float(i % 7)}
+        decision = engine.process_transaction(
+            Transaction(f"t{i}", t, f"c{i % 20}", "m", 20.0 + i % 50, extras=extras)
+        )
+        scores.append(decision.score)
+        assert decision.features["extra_x"] == (0.0 if i == 100 else float(i % 7))
+        engine.process_label(Label(f"t{i}", f"c{i % 20}", i % 10 == 0, t + 1.0))
+    assert all(math.isfinite(score) for score in scores)
