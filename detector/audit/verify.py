@@ -13,8 +13,10 @@ The first problem in each partition is reported at its exact position, as one of
 Records after the first problem of a partition are counted but not verified: one break makes every
 later link meaningless.
 
-What a pass proves: every record read is byte for byte what was sealed, in the order sealed, with
-none removed between the first and the last one read; with an HMAC key, also that each record was
+What a pass proves: every record read holds exactly the content that was sealed (its parsed JSON:
+the hash is over a canonical encoding, so a copy with its keys reordered, or a key repeated ahead
+of the sealed one, which this parser reads past, still passes), in the order sealed, with none
+removed between the first and the last one read; with an HMAC key, also that each record was
 sealed by a holder of the key. What it cannot prove on its own: that nothing was cut off the end
 (a chain with its last records removed is still a valid, shorter chain), nor, without a key, that
 the whole chain was not rewritten by someone who recomputed every hash. Both need an anchor kept

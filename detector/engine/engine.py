@@ -10,7 +10,8 @@ label that arrives after the watermark has passed it is applied at once and coun
 
 Skewed clocks: a transaction stamped more than ``max_future_skew`` ahead of the watermark is scored
 and flagged ``skew:future_event_time`` but does not move the watermark, so one bad clock cannot
-release every queued label or expire all state; only when ``future_confirmations`` transactions in
+release every queued label or expire all state; its features and state take the watermark as its
+time. Only when ``future_confirmations`` transactions in
 a row are that far ahead is the jump taken as real (a partition silent for a long time).
 A transaction more than ``max_lateness`` behind the watermark is scored against the current state
 (which may already hold labels from after its time) and flagged ``late:event_time``.
@@ -82,11 +83,11 @@ class DetectionEngine:
                 "duplicate_transaction", f"transaction_id {tx.transaction_id!r} was already scored"
             )
         flags = self._check_event_time(tx.event_time)
-        # State is stamped no later than the tolerance allows: an entry stamped in 2099 would sit at
-        # the old end of an expiring store forever and stop everything behind it from expiring.
-        state_tx = (
-            tx if not flags or flags[0] != FUTURE_SKEW else replace(tx, event_time=self._latest_trusted())
-        )
+        # A time too far ahead is not trusted: the transaction counts as happening at the watermark.
+        # Stamped later, its state would push the card's and terminal's real activity out of their
+        # windows and refuse its labels as earlier than it; stamped in 2099, it would sit at the old
+        # end of an expiring store forever and stop everything behind it from expiring.
+        state_tx = tx if not flags or flags[0] != FUTURE_SKEW else replace(tx, event_time=self.watermark)
 
         features = self.extractor.transform_one(state_tx)
         score = self.model.predict_proba_one(features)
@@ -112,7 +113,7 @@ class DetectionEngine:
                 features=array("d", list(features.values())),  # sized exactly, not grown
             ),
         )
-        self._watch_scores(score, tx.event_time)
+        self._watch_scores(score, state_tx.event_time)
         self.stats["transactions_scored"] += 1
         self.stats[f"decisions_{outcome}"] += 1
         if outcome != APPROVE and score < policy.review_threshold:
@@ -179,6 +180,25 @@ class DetectionEngine:
             raise ValueError("snapshot does not hold a DetectionEngine")
         return engine
 
+    def reconfigure(self, config: EngineConfig) -> None:
+        """Adopt ``config``, e.g. after a restore: decision settings (policy, reasons, label queue,
+        event-time tolerances) apply at once; a change to what the state was built with (features,
+        model, drift, label horizon, pending bound) raises ValueError, as that state cannot follow.
+
+        >>> engine = DetectionEngine()
+        >>> engine.reconfigure(EngineConfig(top_reasons=5))
+        >>> engine.config.top_reasons
+        5
+        >>> engine.reconfigure(EngineConfig(label_horizon=86400.0))
+        Traceback (most recent call last):
+        ...
+        ValueError: the state was built with another label_horizon
+        """
+        changed = [name for name in _STATE_SHAPING if getattr(config, name) != getattr(self.config, name)]
+        if changed:
+            raise ValueError(f"the state was built with another {', '.join(changed)}")
+        self.config = config
+
     def gauges(self) -> dict[str, Any]:
         """Sizes of the bounded state, for metrics and memory checks."""
         return {
@@ -208,9 +228,6 @@ class DetectionEngine:
             self.stats["transactions_out_of_order"] += 1
         self._advance(event_time)
         return []
-
-    def _latest_trusted(self) -> float:
-        return self.watermark + self.config.max_future_skew
 
     def _advance(self, event_time: float) -> None:
         """Move the watermark forward, releasing the labels it passes and expiring old state."""
@@ -322,6 +339,10 @@ class DetectionEngine:
     def _emit(self, kind: str, event_time: float, **detail: Any) -> None:
         self._events.append(EngineEvent(kind, event_time, self.generation, detail))
         self.stats[f"events_{kind}"] += 1
+
+
+# What the engine's components are built from, and so cannot change under learned state.
+_STATE_SHAPING = ("features", "model", "drift", "label_horizon", "max_pending")
 
 
 def _check_label_matches(label: Label, pending: PendingScore) -> None:

@@ -12,6 +12,8 @@ state without emitting anything (their output is already committed), and output 
 with the chain continuing from its committed head. No decision is lost, none is written twice.
 A checkpoint that cannot be restored (e.g. written by an incompatible version) is logged and
 treated as absent: the state is rebuilt from the oldest retained input, outputs still once each.
+The configured engine settings apply to a restored engine; a checkpoint whose state was built with
+other features, model, drift settings or label horizon is treated as absent in the same way.
 """
 
 from __future__ import annotations
@@ -66,7 +68,18 @@ def recover_partition(
                 checkpoint_id=checkpoint.checkpoint_id,
                 error=str(error),
             )
-            checkpoint = None
+            engine, checkpoint = None, None
+    if engine is not None and checkpoint is not None:
+        try:
+            engine.reconfigure(engine_config)
+        except ValueError as error:  # e.g. another model: it learns afresh from the retained input
+            log.warning(
+                "checkpoint_config_changed",
+                partition=partition,
+                checkpoint_id=checkpoint.checkpoint_id,
+                change=str(error),
+            )
+            engine, checkpoint = None, None
     if engine is None:
         engine = DetectionEngine(engine_config)
     starts: dict[str, int] = {}

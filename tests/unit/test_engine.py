@@ -8,6 +8,8 @@ import pytest
 
 from detector.engine.config import EngineConfig
 from detector.engine.engine import DetectionEngine
+from detector.engine.model import ModelConfig
+from detector.engine.policy import DecisionPolicy
 from detector.engine.records import InvalidInput, Label, Transaction
 
 T0 = 1_700_000_000.0
@@ -187,3 +189,30 @@ def test_a_far_future_transaction_does_not_stop_old_state_from_expiring() -> Non
         engine.process_transaction(tx(day, T0 + day * 86400.0, card=f"c{day}"))
     assert len(engine.pending) <= 3
     assert "bad-clock" not in engine.extractor.cards and len(engine.extractor.cards) <= 32
+
+
+def test_a_far_future_transaction_counts_as_happening_at_the_watermark() -> None:
+    """Its card's later activity stays in its windows, and a label for it is accepted."""
+
+    def features_after(rogue_time: float) -> list[dict[str, float]]:
+        engine = DetectionEngine()
+        for i in range(5):
+            engine.process_transaction(tx(i, T0 + 60 * i))
+        engine.process_transaction(tx(5, rogue_time))
+        engine.process_label(Label("t5", "card", True, T0 + 300))
+        later = [engine.process_transaction(tx(i, T0 + 60 * i)).features for i in range(6, 10)]
+        assert engine.stats["labels_learned"] == 1
+        return later
+
+    assert features_after(T0 + 40 * 86400) == features_after(T0 + 240)  # the watermark then
+
+
+def test_a_restored_engine_takes_new_decision_settings_but_refuses_another_model() -> None:
+    engine = DetectionEngine()
+    engine.process_transaction(tx(0, T0))
+    restored = DetectionEngine.restore(engine.snapshot())
+    restored.reconfigure(EngineConfig(policy=DecisionPolicy(review_threshold=0.0)))
+    assert restored.process_transaction(tx(1, T0 + 60)).outcome == "review"
+    with pytest.raises(ValueError, match="another model"):
+        restored.reconfigure(EngineConfig(model=ModelConfig(kind="hoeffding_adaptive_tree")))
+    assert restored.config.model.kind == "logistic_regression"
