@@ -27,7 +27,7 @@ from confluent_kafka import Consumer
 from detector.audit.chain import ChainState
 from detector.engine.config import EngineConfig
 from detector.engine.engine import DetectionEngine
-from detector.service.checkpoints import load_checkpoint
+from detector.service.checkpoints import Checkpoint, load_checkpoint
 from detector.service.reading import read_to_end, watermarks
 
 log = structlog.get_logger("detector.service")
@@ -57,30 +57,9 @@ def recover_partition(
     chain_key: bytes | None,
 ) -> PartitionStart:
     checkpoint = load_checkpoint(reader, checkpoint_topic, partition)
-    engine: DetectionEngine | None = None
-    if checkpoint is not None:
-        try:
-            engine = DetectionEngine.restore(checkpoint.snapshot)
-        except ValueError as error:  # e.g. written by an incompatible version: rebuild from the input
-            log.error(
-                "checkpoint_unreadable",
-                partition=partition,
-                checkpoint_id=checkpoint.checkpoint_id,
-                error=str(error),
-            )
-            engine, checkpoint = None, None
-    if engine is not None and checkpoint is not None:
-        try:
-            engine.reconfigure(engine_config)
-        except ValueError as error:  # e.g. another model: it learns afresh from the retained input
-            log.warning(
-                "checkpoint_config_changed",
-                partition=partition,
-                checkpoint_id=checkpoint.checkpoint_id,
-                change=str(error),
-            )
-            engine, checkpoint = None, None
-    if engine is None:
+    engine = _restored(checkpoint, engine_config, partition) if checkpoint is not None else None
+    if engine is None:  # no usable checkpoint: rebuild from the input
+        checkpoint = None
         engine = DetectionEngine(engine_config)
     starts: dict[str, int] = {}
     for role, topic in topics.items():
@@ -97,6 +76,22 @@ def recover_partition(
         replay_until=replay_until,
         checkpoint_id=checkpoint.checkpoint_id if checkpoint else None,
     )
+
+
+def _restored(checkpoint: Checkpoint, engine_config: EngineConfig, partition: int) -> DetectionEngine | None:
+    """The checkpoint's engine under the configured settings, or None (logged) if it cannot serve."""
+    try:
+        engine = DetectionEngine.restore(checkpoint.snapshot)
+    except ValueError as error:  # e.g. written by an incompatible version
+        problem, detail = "checkpoint_unreadable", str(error)
+    else:
+        try:
+            engine.reconfigure(engine_config)
+            return engine
+        except ValueError as error:  # e.g. another model: it learns afresh from the retained input
+            problem, detail = "checkpoint_config_changed", str(error)
+    log.warning(problem, partition=partition, checkpoint_id=checkpoint.checkpoint_id, error=detail)
+    return None
 
 
 def read_chain_head(reader: Consumer, topic: str, partition: int, key: bytes | None) -> ChainState:
