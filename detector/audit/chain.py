@@ -42,6 +42,12 @@ def canonical(record: dict[str, Any]) -> bytes:
     return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
 
 
+def encode(record: dict[str, Any]) -> bytes:
+    """A sealed record as written: compact JSON, keys sorted, its hash included. The verifier
+    accepts these bytes only, so no copy can read differently to another JSON parser."""
+    return orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
+
+
 def digest(data: bytes, key: bytes | None = None) -> str:
     if key:
         return hmac.new(key, data, hashlib.sha256).hexdigest()
@@ -63,7 +69,7 @@ class ChainState:
         return record
 
     def seal_encoded(self, record: dict[str, Any]) -> bytes:
-        """:meth:`seal`, returning the record's JSON as written: encoded once, not twice.
+        """:meth:`seal`, returning the record's bytes as written (:func:`encode`), encoded once.
 
         The written form is the hashed canonical form with the hash spliced in as the chain's first
         field (its place in sorted order), so it is still canonical JSON with sorted keys.

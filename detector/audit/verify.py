@@ -13,10 +13,10 @@ The first problem in each partition is reported at its exact position, as one of
 Records after the first problem of a partition are counted but not verified: one break makes every
 later link meaningless.
 
-What a pass proves: every record read holds exactly the content that was sealed (its parsed JSON:
-the hash is over a canonical encoding, so a copy with its keys reordered, or a key repeated ahead
-of the sealed one, which this parser reads past, still passes), in the order sealed, with none
-removed between the first and the last one read; with an HMAC key, also that each record was
+What a pass proves: every record read is byte for byte what was sealed (the detector writes the
+canonical encoding, :func:`~detector.audit.chain.encode`, and no other bytes pass, so a copy that
+another JSON parser would read differently, e.g. with a key repeated, is ``altered``), in the order
+sealed, with none removed between the first and the last one read; with an HMAC key, also that each record was
 sealed by a holder of the key. What it cannot prove on its own: that nothing was cut off the end
 (a chain with its last records removed is still a valid, shorter chain), nor, without a key, that
 the whole chain was not rewritten by someone who recomputed every hash. Both need an anchor kept
@@ -26,7 +26,7 @@ its saved head or holds a different record there.
 
 >>> from detector.audit.chain import ChainState
 >>> chain = ChainState(partition=0)
->>> values = [orjson.dumps(chain.seal({"record_type": "decision", "n": n})) for n in range(3)]
+>>> values = [chain.seal_encoded({"record_type": "decision", "n": n}) for n in range(3)]
 >>> verify_messages([(0, 10, values[0]), (0, 12, values[2])]).breaks[0].describe()
 'partition 0, offset 12, seq 1: missing: seq 1 is not in the partition (found seq 2 here)'
 >>> verify_messages([(0, 10, values[0]), (0, 12, values[1]), (0, 14, values[2])]).ok
@@ -42,7 +42,7 @@ from typing import Any
 
 import orjson
 
-from detector.audit.chain import GENESIS, canonical, digest, verify_record
+from detector.audit.chain import GENESIS, canonical, digest, encode, verify_record
 from detector.audit.reader import decode_record
 
 ALTERED, MISSING, REORDERED, FOREIGN = "altered", "missing", "reordered", "foreign"
@@ -141,7 +141,7 @@ class ChainVerifier:
             _look_for_skipped(chain, offset, record)
             return
         expected_seq = chain.next_seq()
-        problem = self._problem(chain, record)
+        problem = self._problem(chain, record, value)
         if problem is not None:
             kind, _, detail = problem.partition(": ")
             if kind == MISSING:
@@ -166,11 +166,13 @@ class ChainVerifier:
                 chain.broken = Break(partition, None, reached + 1, TRUNCATED, detail)
         return Verification(dict(self._chains))
 
-    def _problem(self, chain: PartitionChain, record: Any) -> str | None:
+    def _problem(self, chain: PartitionChain, record: Any, value: bytes | None) -> str | None:
         if record is None:
             return f"{FOREIGN}: not a JSON object"
         expected_prev = chain.head.hash if chain.head else GENESIS
         problem = verify_record(record, chain.next_seq(), expected_prev, self.key, chain.partition)
+        if problem is None and value != encode(record):
+            return f"{ALTERED}: the content matches its hash, but not as written by the detector"
         if problem is None or not problem.startswith(ALTERED):
             return problem
         if self.key and record["chain"]["hash"] == digest(canonical(record)):

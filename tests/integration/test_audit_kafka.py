@@ -24,7 +24,7 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
-from detector.audit.chain import ChainState
+from detector.audit.chain import ChainState, encode
 from detector.audit.cli import register
 from detector.audit.reader import TopicReader
 from detector.audit.records import Provenance, decision_record, event_record
@@ -132,7 +132,7 @@ def write_audit_topic(bootstrap: str, topic: str, trail: AuditTrail) -> WrittenA
     """
     half = {p: len(r) // 2 for p, r in trail.records.items()}
     produce_in_transactions(
-        bootstrap, topic, {p: [orjson.dumps(r) for r in rs[: half[p]]] for p, rs in trail.records.items()}
+        bootstrap, topic, {p: [encode(r) for r in rs[: half[p]]] for p, rs in trail.records.items()}
     )
     time.sleep(0.005)
     boundary_ms = math.ceil(1000 * time.time())
@@ -148,11 +148,11 @@ def write_audit_topic(bootstrap: str, topic: str, trail: AuditTrail) -> WrittenA
         ghost_chain = ChainState.after(records[half[p] - 1], KEY)
         for n in range(5):
             ghost = ghost_chain.seal({**records[half[p]], "transaction_id": f"ghost-{p}-{n}"})
-            producer.produce(topic, orjson.dumps(ghost), key=b"k", partition=p)
+            producer.produce(topic, encode(ghost), key=b"k", partition=p)
     producer.flush(30)
     producer.abort_transaction(30)
     produce_in_transactions(
-        bootstrap, topic, {p: [orjson.dumps(r) for r in rs[half[p] :]] for p, rs in trail.records.items()}
+        bootstrap, topic, {p: [encode(r) for r in rs[half[p] :]] for p, rs in trail.records.items()}
     )
     return WrittenAudit(topic, half, boundary_ms)
 
@@ -255,7 +255,7 @@ def test_verify_passes_then_pinpoints_each_tampering_in_a_copy(
         assert f"partition {p}: {len(records)} records verified" in out
     assert f"total: {sum(map(len, trail.records.values()))} records verified in 3 partitions" in out
 
-    original = {p: [orjson.dumps(r) for r in records] for p, records in trail.records.items()}
+    original = {p: [encode(r) for r in records] for p, records in trail.records.items()}
     for how, problem in sorted(TAMPERINGS.items()):
         copy = make_topic(f"audit-{how}", PARTITIONS, TOPIC_CONFIG)
         produce_in_transactions(kafka_bootstrap, copy, {**original, 1: tampered(original[1], how, AT, KEY)})

@@ -33,6 +33,7 @@ AT = 5  # where each tampering happens: position 5 of the partition, so seq 5 is
 # How to tamper -> what verify must call it.
 TAMPERINGS = {
     "altered": ALTERED,
+    "repeated_key": ALTERED,
     "deleted": MISSING,
     "swapped": REORDERED,
     "unchained": FOREIGN,
@@ -44,15 +45,13 @@ def chain_values(partition: int, count: int, key: bytes | None = None) -> list[b
     """``count`` sealed decision-like records of one partition, serialised as the detector does."""
     chain = ChainState(partition=partition, key=key)
     return [
-        orjson.dumps(
-            chain.seal(
-                {
-                    "record_type": "decision",
-                    "transaction_id": f"t{partition}-{n}",
-                    "decision": "approve",
-                    "score": 0.01 * n,
-                }
-            )
+        chain.seal_encoded(
+            {
+                "record_type": "decision",
+                "transaction_id": f"t{partition}-{n}",
+                "decision": "approve",
+                "score": 0.01 * n,
+            }
         )
         for n in range(count)
     ]
@@ -65,6 +64,10 @@ def tampered(values: list[bytes], how: str, at: int, key: bytes | None) -> list[
         record = orjson.loads(copy[at])
         record["score"] = 0.0 if record["score"] else 0.5
         copy[at] = orjson.dumps(record)
+    elif how == "repeated_key":
+        # The sealed bytes with "decision" given twice: orjson reads the sealed value, the last one,
+        # but a parser that keeps the first reads "block".
+        copy[at] = b'{"decision":"block",' + copy[at][1:]
     elif how == "deleted":
         del copy[at]
     elif how == "swapped":
@@ -77,8 +80,8 @@ def tampered(values: list[bytes], how: str, at: int, key: bytes | None) -> list[
         # A careful forger: right seq and prev_hash, but without the key only a plain SHA-256.
         previous = orjson.loads(copy[at - 1])["chain"]
         forger = ChainState(previous["partition"], next_seq=at, last_hash=previous["hash"], key=None)
-        forged = forger.seal({"record_type": "decision", "transaction_id": "forged", "decision": "approve"})
-        copy.insert(at, orjson.dumps(forged))
+        forged = {"record_type": "decision", "transaction_id": "forged", "decision": "approve"}
+        copy.insert(at, forger.seal_encoded(forged))
     else:
         raise ValueError(how)
     return copy
@@ -134,6 +137,7 @@ def test_the_messages_name_what_was_found() -> None:
     assert details["deleted"] == "seq 5 is not in the partition (found seq 6 here)"
     assert details["swapped"] == "seq 5 comes later, at offset 13 (found seq 6 here)"
     assert details["unchained"] == "no chain fields"
+    assert details["repeated_key"] == "the content matches its hash, but not as written by the detector"
     assert details["unkeyed"] == "sealed with a plain SHA-256, not the audit HMAC key"
 
 
@@ -193,7 +197,7 @@ def test_a_chain_recomputed_after_an_edit_passes_alone_but_not_against_saved_hea
         record = orjson.loads(value)
         del record["chain"]
         record["decision"] = "block" if record["transaction_id"] == "t0-2" else record["decision"]
-        rewritten.append(orjson.dumps(rewritten_chain.seal(record)))
+        rewritten.append(rewritten_chain.seal_encoded(record))
     assert verify_messages(with_offsets(0, rewritten)).ok
     broken = verify_messages(with_offsets(0, rewritten), expected_heads=heads).breaks[0]
     assert (broken.offset, broken.seq, broken.problem) == (11, 5, REWRITTEN)
