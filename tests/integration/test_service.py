@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -255,9 +256,13 @@ def test_a_labels_backlog_is_held_back_not_refused(kafka_bootstrap: str, tmp_pat
     print(f"\n{len(labels):,} labels ahead of {len(transactions):,} transactions: held back, none refused")
 
 
-def test_an_unreadable_checkpoint_is_rebuilt_from_the_input(kafka_bootstrap: str, tmp_path: Path) -> None:
-    """A checkpoint this version cannot restore (e.g. an older format) must not stop the service:
-    the partition is rebuilt from the retained input, and outputs stay exactly once."""
+def _restarted_half_way(
+    kafka_bootstrap: str, tmp_path: Path, between: Callable[[dict[str, str]], dict[str, str]]
+) -> tuple[ServiceProcess, list[dict]]:
+    """Half the input, a stop, ``between(env)`` (which gives the environment of the restart), the rest.
+
+    Returns the restarted service and every audit record; asserts one decision per transaction.
+    """
     topics = ServiceTopics()
     topics.create_inputs(kafka_bootstrap, partitions=1)
     items = simulated(3_000, seed=8)
@@ -271,19 +276,61 @@ def test_an_unreadable_checkpoint_is_rebuilt_from_the_input(kafka_bootstrap: str
     audit = TopicReader(kafka_bootstrap, topics.audit)
     first_half = sum(isinstance(item, Transaction) for item in items[:half])
     wait_until(lambda: decided(audit) >= first_half, 120, "the first half's decisions")
-    assert service.stop() == 0  # writes a final checkpoint, then replace it by one of a foreign format
-    producer = Producer({"bootstrap.servers": kafka_bootstrap})
-    write_checkpoint(producer, env["FRAUD_CHECKPOINT_TOPIC"], 0, b"fraud-engine/1\n...", {"transactions": 5})
-    assert producer.flush(30) == 0
+    assert service.stop() == 0  # writes a final checkpoint
 
+    restart_env = between(env)
     publish(kafka_bootstrap, topics, items[half:])
-    service = ServiceProcess(env, log)
+    service = ServiceProcess(restart_env, log)
     wait_until(lambda: decided(audit) >= n_transactions, 120, "every decision after the restart")
     assert service.stop() == 0
     audit.drain_to_end()
     decisions = audit_decisions(audit)
     assert len(decisions) == n_transactions and set(decisions.values()) == {1}
+    records = [orjson.loads(value) for _, value, _ in audit.records[0]]
+    return service, [record for record in records if record["record_type"] == "decision"]
+
+
+def test_an_unreadable_checkpoint_is_rebuilt_from_the_input(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """A checkpoint this version cannot restore (e.g. an older format) must not stop the service:
+    the partition is rebuilt from the retained input, and outputs stay exactly once."""
+
+    def replace_the_checkpoint(env: dict[str, str]) -> dict[str, str]:
+        producer = Producer({"bootstrap.servers": kafka_bootstrap})
+        foreign = b"fraud-engine/1\n..."
+        write_checkpoint(producer, env["FRAUD_CHECKPOINT_TOPIC"], 0, foreign, {"transactions": 5})
+        assert producer.flush(30) == 0
+        return env
+
+    service, _ = _restarted_half_way(kafka_bootstrap, tmp_path, replace_the_checkpoint)
     (unreadable,) = service.log_events("checkpoint_unreadable")
     assert "incompatible version" in unreadable["error"]
     recovered = service.log_events("partition_recovered")[-1]
     assert recovered["checkpoint_id"] is None and recovered["start_offsets"]["transactions"] == 0
+
+
+def test_a_restart_with_another_model_relearns_from_the_input(kafka_bootstrap: str, tmp_path: Path) -> None:
+    other = "hoeffding_adaptive_tree"
+    service, decisions = _restarted_half_way(
+        kafka_bootstrap, tmp_path, lambda env: {**env, "FRAUD_MODEL": other}
+    )
+    (changed,) = service.log_events("checkpoint_config_changed")
+    assert "another model" in changed["error"]
+    recovered = service.log_events("partition_recovered")[-1]
+    assert recovered["checkpoint_id"] is None and recovered["start_offsets"]["transactions"] == 0
+    kinds = [record["model"]["kind"] for record in decisions]
+    assert kinds[0] == "logistic_regression" and kinds[-1] == other
+
+
+def test_a_restart_with_new_thresholds_keeps_the_model_and_applies_them(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    def stricter(env: dict[str, str]) -> dict[str, str]:
+        config = tmp_path / "engine.json"
+        config.write_bytes(orjson.dumps({"policy": {"review_threshold": 0.2, "block_threshold": 0.6}}))
+        return {**env, "FRAUD_ENGINE_CONFIG": str(config)}
+
+    service, decisions = _restarted_half_way(kafka_bootstrap, tmp_path, stricter)
+    assert not service.log_events("checkpoint_config_changed")
+    assert service.log_events("partition_recovered")[-1]["checkpoint_id"] is not None
+    thresholds = [record["thresholds"] for record in decisions]
+    assert thresholds[0] == {"review": 0.5, "block": 0.9} and thresholds[-1] == {"review": 0.2, "block": 0.6}
