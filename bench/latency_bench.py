@@ -259,14 +259,15 @@ def main(argv: list[str] | None = None) -> None:
     runs = [Run(rate, args.batch_timeout_ms, args.seconds) for rate in args.rates] + [
         Run(args.compare_rate, timeout, args.seconds) for timeout in args.compare_timeouts_ms
     ]
-    needed = int(1.1 * max(run.rate for run in runs) * (args.warmup + args.seconds))
+    warmup_run = Run(args.compare_rate, args.batch_timeout_ms, args.broker_warmup)
+    measured_runs = [*runs, warmup_run] if args.broker_warmup > 0 else runs
+    needed = int(1.1 * max(run.rate * (args.warmup + run.seconds) for run in measured_runs))
     stream = encode(simulated_stream(needed, args.cards))
     gc.freeze()  # the stream is never freed: keep full collections of it out of the reader's timestamps
     print(f"stream: {needed:,} transactions, {len(stream) - needed:,} labels; {len(runs)} runs")
     rows = []
     with kafka_broker_process() as broker:
         if args.broker_warmup > 0:
-            warmup_run = Run(args.compare_rate, args.batch_timeout_ms, args.broker_warmup)
             print_table("broker warm-up run (discarded)", [measure(broker, stream, args, warmup_run)])
         for run in runs:
             rows.append(measure(broker, stream, args, run))
