@@ -15,14 +15,14 @@ later link meaningless.
 
 What a pass proves: every record read is byte for byte what was sealed (the detector writes the
 canonical encoding, :func:`~detector.audit.chain.encode`, and no other bytes pass, so a copy that
-another JSON parser would read differently, e.g. with a key repeated, is ``altered``), in the order
-sealed, with none removed between the first and the last one read; with an HMAC key, also that each record was
-sealed by a holder of the key. What it cannot prove on its own: that nothing was cut off the end
-(a chain with its last records removed is still a valid, shorter chain), nor, without a key, that
-the whole chain was not rewritten by someone who recomputed every hash. Both need an anchor kept
-outside the topic: save the heads (last ``seq`` and ``hash`` of each partition) after a run and
-give them to whoever checks later; a later run with those heads fails if any partition ends before
-its saved head or holds a different record there.
+another JSON parser would read differently, e.g. with a key repeated, is ``altered``), in the
+order sealed, with none removed between the first and the last one read; with an HMAC key, also
+that each record was sealed by a holder of the key. What it cannot prove on its own: that nothing
+was cut off the end (a chain with its last records removed is still a valid, shorter chain), nor,
+without a key, that the whole chain was not rewritten by someone who recomputed every hash. Both
+need an anchor kept outside the topic: save the heads (last ``seq`` and ``hash`` of each
+partition) after a run and give them to whoever checks later; a later run with those heads fails
+if any partition ends before its saved head or holds a different record there.
 
 >>> from detector.audit.chain import ChainState
 >>> chain = ChainState(partition=0)

@@ -11,8 +11,8 @@ label that arrives after the watermark has passed it is applied at once and coun
 Skewed clocks: a transaction stamped more than ``max_future_skew`` ahead of the watermark is scored
 and flagged ``skew:future_event_time`` but does not move the watermark, so one bad clock cannot
 release every queued label or expire all state; its features and state take the watermark as its
-time. Only when ``future_confirmations`` transactions in
-a row are that far ahead is the jump taken as real (a partition silent for a long time).
+time. Only when ``future_confirmations`` transactions in a row are that far ahead is the jump
+taken as real (a partition silent for a long time).
 A transaction more than ``max_lateness`` behind the watermark is scored against the current state
 (which may already hold labels from after its time) and flagged ``late:event_time``.
 Both are counted; neither is refused, because a payment always needs a decision.
