@@ -54,29 +54,64 @@ def write_checkpoint(
 
 
 def load_checkpoint(consumer: Consumer, topic: str, partition: int) -> Checkpoint | None:
-    """The latest committed checkpoint of ``partition``, or None if there is none (or it is unusable)."""
+    """The latest committed checkpoint of ``partition``, or None if there is none.
+
+    Raises ValueError, saying what is wrong, if the latest one is damaged (say a manifest written
+    by hand): the caller rebuilds the state from the input rather than stopping on it.
+    """
     latest: dict[str, tuple[bytes, str | None]] = {}
     for message in read_to_end(consumer, topic, partition, start=0):
         header = dict(message.headers() or []).get(_HEADER_ID)
-        latest[(message.key() or b"").decode()] = (
+        latest[(message.key() or b"").decode(errors="replace")] = (
             message.value() or b"",
-            header.decode() if header else None,
+            header.decode(errors="replace") if header else None,
         )
-    return _assemble(latest, partition)
+    return assemble(latest, partition)
 
 
-def _assemble(latest: dict[str, tuple[bytes, str | None]], partition: int) -> Checkpoint | None:
+def assemble(latest: dict[str, tuple[bytes, str | None]], partition: int) -> Checkpoint | None:
+    """The checkpoint in ``latest`` (key -> value and checkpoint id header, the latest of each key).
+
+    >>> chunk = (b"state", "c1")
+    >>> manifest = {"checkpoint_id": "c1", "chunks": 1, "offsets": {"transactions": 7},
+    ...             "sha256": hashlib.sha256(b"state").hexdigest()}
+    >>> assemble({"0/manifest": (orjson.dumps(manifest), None), "0/chunk/0": chunk}, 0).offsets
+    {'transactions': 7}
+    >>> assemble({"0/manifest": (b"{", None)}, 0)
+    Traceback (most recent call last):
+    ...
+    ValueError: checkpoint manifest of partition 0 is malformed: not JSON
+    """
     manifest_entry = latest.get(f"{partition}/manifest")
     if manifest_entry is None:
         return None
-    manifest = orjson.loads(manifest_entry[0])
+    checkpoint_id, chunks, sha256, offsets = _manifest(manifest_entry[0], partition)
     parts = []
-    for index in range(manifest["chunks"]):
+    for index in range(chunks):
         chunk = latest.get(f"{partition}/chunk/{index}")
-        if chunk is None or chunk[1] != manifest["checkpoint_id"]:
-            return None
+        if chunk is None or chunk[1] != checkpoint_id:
+            raise ValueError(f"checkpoint {checkpoint_id}: chunk {index} of {chunks} is missing")
         parts.append(chunk[0])
     snapshot = b"".join(parts)
-    if hashlib.sha256(snapshot).hexdigest() != manifest["sha256"]:
-        return None
-    return Checkpoint(snapshot=snapshot, offsets=manifest["offsets"], checkpoint_id=manifest["checkpoint_id"])
+    if hashlib.sha256(snapshot).hexdigest() != sha256:
+        raise ValueError(f"checkpoint {checkpoint_id}: the chunks do not match the manifest's SHA-256")
+    return Checkpoint(snapshot=snapshot, offsets=offsets, checkpoint_id=checkpoint_id)
+
+
+def _manifest(value: bytes, partition: int) -> tuple[str, int, str, dict[str, int]]:
+    """The manifest's checkpoint id, chunk count, SHA-256 and offsets, each of the type written."""
+    problem = f"checkpoint manifest of partition {partition} is malformed"
+    try:
+        manifest = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        raise ValueError(f"{problem}: not JSON") from None
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{problem}: not a JSON object")
+    fields = {"checkpoint_id": str, "chunks": int, "sha256": str, "offsets": dict}
+    for name, kind in fields.items():
+        if type(manifest.get(name)) is not kind:  # exact types: JSON's true is no chunk count
+            raise ValueError(f"{problem}: {name} is missing or not of type {kind.__name__}")
+    offsets = manifest["offsets"]
+    if not all(type(offset) is int for offset in offsets.values()):
+        raise ValueError(f"{problem}: offsets are not all integers")
+    return manifest["checkpoint_id"], manifest["chunks"], manifest["sha256"], offsets

@@ -19,12 +19,13 @@ other features, model, drift settings or label horizon is treated as absent in t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-import orjson
 import structlog
 from confluent_kafka import Consumer
 
 from detector.audit.chain import ChainState
+from detector.audit.reader import decode_record
 from detector.engine.config import EngineConfig
 from detector.engine.engine import DetectionEngine
 from detector.service.checkpoints import Checkpoint, load_checkpoint
@@ -56,11 +57,8 @@ def recover_partition(
     engine_config: EngineConfig,
     chain_key: bytes | None,
 ) -> PartitionStart:
-    checkpoint = load_checkpoint(reader, checkpoint_topic, partition)
-    engine = _restored(checkpoint, engine_config, partition) if checkpoint is not None else None
-    if engine is None:  # no usable checkpoint: rebuild from the input
-        checkpoint = None
-        engine = DetectionEngine(engine_config)
+    restored = _restored(reader, checkpoint_topic, partition, engine_config)
+    checkpoint, engine = restored or (None, DetectionEngine(engine_config))  # none: rebuild from the input
     starts: dict[str, int] = {}
     for role, topic in topics.items():
         low, _ = watermarks(reader, topic, partition, _TIMEOUT_S)
@@ -78,33 +76,60 @@ def recover_partition(
     )
 
 
-def _restored(checkpoint: Checkpoint, engine_config: EngineConfig, partition: int) -> DetectionEngine | None:
-    """The checkpoint's engine under the configured settings, or None (logged) if it cannot serve."""
+def _restored(
+    reader: Consumer, topic: str, partition: int, engine_config: EngineConfig
+) -> tuple[Checkpoint, DetectionEngine] | None:
+    """The latest checkpoint and its engine under the configured settings; None if there is none,
+    or (logged) if it cannot serve."""
+    checkpoint_id = None
     try:
+        checkpoint = load_checkpoint(reader, topic, partition)
+        if checkpoint is None:
+            return None
+        checkpoint_id = checkpoint.checkpoint_id
         engine = DetectionEngine.restore(checkpoint.snapshot)
-    except ValueError as error:  # e.g. written by an incompatible version
+    except ValueError as error:  # e.g. written by an incompatible version, or damaged
         problem, detail = "checkpoint_unreadable", str(error)
     else:
         try:
             engine.reconfigure(engine_config)
-            return engine
+            return checkpoint, engine
         except ValueError as error:  # e.g. another model: it learns afresh from the retained input
             problem, detail = "checkpoint_config_changed", str(error)
-    log.warning(problem, partition=partition, checkpoint_id=checkpoint.checkpoint_id, error=detail)
+    log.warning(problem, partition=partition, checkpoint_id=checkpoint_id, error=detail)
     return None
 
 
 def read_chain_head(reader: Consumer, topic: str, partition: int, key: bytes | None) -> ChainState:
-    """The chain state after the last committed audit record of ``partition`` (genesis if none)."""
+    """The chain state after the last committed audit record of ``partition`` (genesis if none).
+
+    A record the detector cannot have written (not JSON, no chain of this partition), e.g. one
+    produced into the topic by hand, is logged and passed over: the chain goes on from the last
+    record of its own, and ``verify`` reports the foreign one where it stands.
+    """
     low, high = watermarks(reader, topic, partition, _TIMEOUT_S)
     span = 64
     while True:
         start = max(low, high - span)
         last = None
         for message in read_to_end(reader, topic, partition, start, _TIMEOUT_S):
-            last = orjson.loads(message.value())
+            record = decode_record(message.value())
+            if _chained_here(record, partition):
+                last = record
+            else:
+                log.error("audit_record_foreign", partition=partition, offset=message.offset())
         if last is not None:
             return ChainState.after(last, key)
         if start <= low:
             return ChainState(partition=partition, key=key)
-        span *= 16  # the tail held only aborted records or markers: look further back
+        span *= 16  # the tail held only aborted records, markers or foreign records: look further back
+
+
+def _chained_here(record: dict[str, Any] | None, partition: int) -> bool:
+    chain = record.get("chain") if record is not None else None
+    return (
+        isinstance(chain, dict)
+        and chain.get("partition") == partition
+        and type(chain.get("seq")) is int
+        and isinstance(chain.get("hash"), str)
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import replace
 from pathlib import Path
 
@@ -46,9 +46,9 @@ def simulated(transactions: int, seed: int = 5) -> list[Transaction | Label]:
     return [item.transaction if isinstance(item, SimulatedTransaction) else item for item in simulate(config)]
 
 
-def decided(reader: TopicReader) -> int:
+def decided(reader: TopicReader, foreign: Collection[tuple[int, int]] = ()) -> int:
     reader.drain(0.5)
-    return sum(audit_decisions(reader).values())
+    return sum(audit_decisions(reader, foreign).values())
 
 
 def test_every_transaction_gets_exactly_one_chained_decision(kafka_bootstrap: str, tmp_path: Path) -> None:
@@ -257,11 +257,15 @@ def test_a_labels_backlog_is_held_back_not_refused(kafka_bootstrap: str, tmp_pat
 
 
 def _restarted_half_way(
-    kafka_bootstrap: str, tmp_path: Path, between: Callable[[dict[str, str]], dict[str, str]]
+    kafka_bootstrap: str,
+    tmp_path: Path,
+    between: Callable[[dict[str, str]], dict[str, str]],
+    foreign: Collection[tuple[int, int]] = (),
 ) -> tuple[ServiceProcess, list[dict]]:
     """Half the input, a stop, ``between(env)`` (which gives the environment of the restart), the rest.
 
-    Returns the restarted service and every audit record; asserts one decision per transaction.
+    Returns the restarted service and every decision record; asserts one decision per transaction
+    and an intact chain but for the ``foreign`` records (see :func:`audit_decisions`).
     """
     topics = ServiceTopics()
     topics.create_inputs(kafka_bootstrap, partitions=1)
@@ -281,10 +285,10 @@ def _restarted_half_way(
     restart_env = between(env)
     publish(kafka_bootstrap, topics, items[half:])
     service = ServiceProcess(restart_env, log)
-    wait_until(lambda: decided(audit) >= n_transactions, 120, "every decision after the restart")
+    wait_until(lambda: decided(audit, foreign) >= n_transactions, 120, "every decision after the restart")
     assert service.stop() == 0
     audit.drain_to_end()
-    decisions = audit_decisions(audit)
+    decisions = audit_decisions(audit, foreign)
     assert len(decisions) == n_transactions and set(decisions.values()) == {1}
     records = [orjson.loads(value) for _, value, _ in audit.records[0]]
     return service, [record for record in records if record["record_type"] == "decision"]
@@ -306,6 +310,33 @@ def test_an_unreadable_checkpoint_is_rebuilt_from_the_input(kafka_bootstrap: str
     assert "incompatible version" in unreadable["error"]
     recovered = service.log_events("partition_recovered")[-1]
     assert recovered["checkpoint_id"] is None and recovered["start_offsets"]["transactions"] == 0
+
+
+def test_records_written_by_hand_into_its_topics_do_not_stop_the_service(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """A damaged checkpoint manifest and a foreign record at the end of the audit chain (say both
+    produced by hand) are logged and passed over: the state is rebuilt from the input, and the chain
+    goes on from the detector's last record, so verification reports the foreign one where it is."""
+    foreign: list[tuple[int, int]] = []
+
+    def write_by_hand(env: dict[str, str]) -> dict[str, str]:
+        producer = Producer({"bootstrap.servers": kafka_bootstrap})
+        producer.produce(env["FRAUD_CHECKPOINT_TOPIC"], b"{not json", key=b"0/manifest", partition=0)
+        producer.produce(
+            env["FRAUD_AUDIT_TOPIC"],
+            b'{"record_type":"note","text":"checked by hand"}',
+            partition=0,
+            on_delivery=lambda _, message: foreign.append((message.partition(), message.offset())),
+        )
+        assert producer.flush(30) == 0
+        return env
+
+    service, _ = _restarted_half_way(kafka_bootstrap, tmp_path, write_by_hand, foreign)
+    (unreadable,) = service.log_events("checkpoint_unreadable")
+    assert unreadable["error"] == "checkpoint manifest of partition 0 is malformed: not JSON"
+    assert service.log_events("partition_recovered")[-1]["checkpoint_id"] is None
+    assert [(0, event["offset"]) for event in service.log_events("audit_record_foreign")] == foreign
 
 
 def test_a_restart_with_another_model_relearns_from_the_input(kafka_bootstrap: str, tmp_path: Path) -> None:
