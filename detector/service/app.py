@@ -220,6 +220,10 @@ class DetectorService:
         # stop before recovery completes must not checkpoint it with their positions.
         partitions = sorted({tp.partition for tp in self._consumer.assignment()})
         self.processors.clear()
+        # The old producer goes before a new one is made: alive, it would go on sending the aborted
+        # transaction's queued records once the broker is back, while the new one fences it. (An
+        # abandoned call's thread may still hold it; then it goes when librdkafka lets go.)
+        self._producer = None
         delay = 0.5
         while not self.stopping.is_set():
             self.heartbeat = time.monotonic()  # waiting for Kafka is alive, not stuck
