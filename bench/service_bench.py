@@ -8,7 +8,10 @@ and on this one the broker shares the two cores with the service. The bare engin
 after the service and the ratio uses the mean, as a shared machine's speed drifts over minutes;
 "engine drift" is how far the two runs differ. A discarded first service run warms the broker's
 JIT. CPU time per transaction of this process (the service thread and librdkafka's) and of the
-broker shows where the cores went.
+broker shows where the cores went. "CPU-bound ratio" is the most those costs allow on this machine:
+the rate with every core busy on service and broker work alone, against the bare engine. No
+restructuring of the service (more threads, more processes) can pass it without cutting the CPU
+spent per transaction.
 
     python bench/service_bench.py --transactions 50000
     python bench/service_bench.py --transactions 20000 --profile out/bench/service.prof
@@ -126,6 +129,7 @@ def main(argv: list[str] | None = None) -> None:
             )
             after = engine_rate(items, config)
             bare = (before + after) / 2
+            cpu_bound = (os.cpu_count() or 1) / (1e-6 * (cpu["service"] + cpu.get("broker", 0.0)))
             rows.append(
                 {
                     "model": kind,
@@ -133,6 +137,7 @@ def main(argv: list[str] | None = None) -> None:
                     "engine drift": abs(after - before) / bare,
                     "service tx/s": served,
                     "ratio": served / bare,
+                    "CPU-bound ratio": cpu_bound / bare,
                     "engine us/tx": 1e6 / bare,
                     **{f"{name} CPU us/tx": value for name, value in cpu.items()},
                 }
