@@ -10,7 +10,7 @@ after an aborted transaction):
 The engine is restored at ``S`` and the consumer starts there; records in ``[S, C)`` rebuild the
 state without emitting anything (their output is already committed), and output resumes at ``C``
 with the chain continuing from its committed head. No decision is lost, none is written twice.
-A checkpoint that cannot be restored (e.g. written by an incompatible version) is logged and
+A checkpoint that cannot be restored (written by an incompatible version, or damaged) is logged and
 treated as absent: the state is rebuilt from the oldest retained input, outputs still once each.
 The configured engine settings apply to a restored engine; a checkpoint whose state was built with
 other features, model, drift settings or label horizon is treated as absent in the same way.
