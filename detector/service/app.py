@@ -101,10 +101,7 @@ class DetectorService:
             log.info("topics_ready", input_partitions=partitions)
             self._producer = self._new_producer()
             self._reader = Consumer(reader_config(self.client, f"{self.settings.group_id}-reader"))
-            self._consumer = Consumer(self._consumer_config())
-            self._consumer.subscribe(
-                list(self.roles), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
-            )
+            self._consumer = self._new_consumer()
             try:
                 while not self.stopping.is_set():
                     try:
@@ -210,7 +207,9 @@ class DetectorService:
 
         A new transactional producer fences the old one and aborts its open transaction; every
         partition is then recovered from its checkpoint and committed offsets. Until that succeeds
-        (the broker answers again) the instance is not ready, and retries with a growing pause.
+        (the broker answers again) the instance is not ready, and retries with a growing pause. A
+        consumer whose committed offsets never come although the producer could be initialised is
+        replaced by a new member of the group, which is assigned its partitions as at a start.
         """
         log.warning("kafka_failure", error=str(cause))
         self._brokers_down = True
@@ -234,6 +233,11 @@ class DetectorService:
                 self._brokers_down = False
                 log.info("kafka_resynchronised", partitions=sorted(self.processors))
                 return
+            except ConsumerStalled as exception:
+                log.warning("consumer_stalled", error=str(exception))
+                self._replace_consumer()
+                self._brokers_down = False  # the producer has just been initialised
+                return  # the partitions come back through the new consumer's assignment
             except KafkaException as exception:
                 log.warning("kafka_unavailable", error=str(exception), retry_in_s=delay)
                 self.stopping.wait(delay)
@@ -347,12 +351,16 @@ class DetectorService:
     # -- partition ownership --------------------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, assigned: list[TopicPartition]) -> None:
+        if consumer is not self._consumer:
+            return  # a replaced consumer, closing late
         partitions = sorted({tp.partition for tp in assigned})
         log.info("partitions_assigned", partitions=partitions)
         self._recover(partitions, in_rebalance=True)
         self._assigned = True
 
     def _on_revoke(self, consumer: Consumer, revoked: list[TopicPartition]) -> None:
+        if consumer is not self._consumer:
+            return  # a replaced consumer, closing late
         partitions = sorted({tp.partition for tp in revoked} & set(self.processors))
         log.info("partitions_revoked", partitions=partitions)
         if partitions and not self.stopping.is_set():
@@ -364,6 +372,8 @@ class DetectorService:
         self._assigned = False
 
     def _on_lost(self, consumer: Consumer, lost: list[TopicPartition]) -> None:
+        if consumer is not self._consumer:
+            return  # a replaced consumer, closing late
         partitions = sorted({tp.partition for tp in lost})
         log.warning("partitions_lost", partitions=partitions)
         for partition in partitions:
@@ -380,7 +390,12 @@ class DetectorService:
         """
         assert self._consumer is not None and self._reader is not None
         wanted = [TopicPartition(self.topics[role], p) for p in partitions for role in self.topics]
-        committed = self._consumer.committed(wanted, timeout=_KAFKA_TIMEOUT_S)
+        try:
+            committed = self._consumer.committed(wanted, timeout=_KAFKA_TIMEOUT_S)
+        except KafkaException as exception:
+            if exception.args[0].code() == KafkaError._TIMED_OUT:
+                raise ConsumerStalled(exception.args[0]) from None
+            raise
         start_at: list[TopicPartition] = []
         for partition in partitions:
             offsets = {self.roles[tp.topic]: tp.offset for tp in committed if tp.partition == partition}
@@ -461,6 +476,29 @@ class DetectorService:
         producer.init_transactions(_KAFKA_TIMEOUT_S)
         return producer
 
+    def _new_consumer(self) -> Consumer:
+        consumer = Consumer(self._consumer_config())
+        consumer.subscribe(
+            list(self.roles), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
+        return consumer
+
+    def _replace_consumer(self) -> None:
+        """Leave the group with the stalled consumer and join it with a new one, as at a start.
+
+        Seen after a broker restart that outlasted the group session: ``committed()`` of the old
+        consumer timed out again and again while the brokers answered its producer, for minutes.
+        """
+        stalled, self._consumer = self._consumer, None
+        self._assigned = False
+        self._labels_paused.clear()
+        if stalled is not None:
+            try:
+                call_within(stalled.close, _KAFKA_TIMEOUT_S, "closing the stalled consumer")
+            except KafkaException as error:  # its thread lets go of it when librdkafka does
+                log.warning("consumer_close_abandoned", error=str(error))
+        self._consumer = self._new_consumer()
+
     def _consumer_config(self) -> dict[str, Any]:
         return {
             **self.client,
@@ -473,6 +511,10 @@ class DetectorService:
             "session.timeout.ms": 10_000,
             "error_cb": self._on_client_error,
         }
+
+
+class ConsumerStalled(KafkaException):
+    """The group's committed offsets did not come within the timeout, though Kafka answers."""
 
 
 def _retrying(action: Any, attempts: int = 3) -> None:

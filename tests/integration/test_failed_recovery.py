@@ -1,14 +1,15 @@
 """Recovery that fails: retried until it succeeds, and never the occasion to commit unwritten outputs.
 
 The service runs in a thread of the test, so that a Kafka failure can be injected at an exact
-point (a commit, a partition's recovery); everything else is the real service on the real broker.
+point (a commit, a partition's recovery, a consumer's committed offsets); everything else is the
+real service on the real broker.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -63,6 +64,22 @@ def _recovery_failing_on(calls: set[int], then: Callable[[], None] = lambda: Non
     return recover
 
 
+def _commit_failing_once(service: DetectorService, then: Callable[[], None] = lambda: None) -> list[bool]:
+    """Make the service's first commit fail, after ``then()``; the list says whether it has."""
+    commit = service._commit
+    failed: list[bool] = []
+
+    def commit_failing_once() -> None:
+        if not failed:
+            failed.append(True)
+            then()
+            raise _injected("commit failed")
+        commit()
+
+    service._commit = commit_failing_once  # type: ignore[method-assign]
+    return failed
+
+
 def _committed_transactions_offset(bootstrap: str, topics: ServiceTopics) -> int:
     group = topics.env(bootstrap)["FRAUD_GROUP_ID"]
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
@@ -73,44 +90,13 @@ def _committed_transactions_offset(bootstrap: str, topics: ServiceTopics) -> int
         consumer.close()
 
 
-def test_a_stop_while_recovery_fails_commits_no_offset_beyond_the_written_decisions(
-    kafka_bootstrap: str, topics: ServiceTopics, service: DetectorService, monkeypatch: pytest.MonkeyPatch
+def _every_transaction_decided_once(
+    kafka_bootstrap: str, topics: ServiceTopics, service: DetectorService
 ) -> None:
-    """The first batch's commit fails; recovering from it fails too, as a stop request comes.
-
-    The processors then hold the aborted batch's state and input positions: checkpointing them
-    on the way out would commit offsets whose decisions were never written.
-    """
-    publish(kafka_bootstrap, topics, simulated(300))
-    commit = service._commit
-    failed: list[bool] = []
-
-    def commit_failing_once() -> None:
-        if not failed:
-            failed.append(True)
-            raise _injected("commit failed")
-        commit()
-
-    monkeypatch.setattr(service, "_commit", commit_failing_once)
-    monkeypatch.setattr(app, "recover_partition", _recovery_failing_on({2}, then=service.stop))
-    thread = _run(service)
-    thread.join(120)
-    assert not thread.is_alive() and failed
-
-    decisions = TopicReader(kafka_bootstrap, topics.decisions)
-    decisions.drain_to_end()
-    decided = decisions.count()
-    decisions.close()
-    assert _committed_transactions_offset(kafka_bootstrap, topics) <= decided
-
-
-def test_a_recovery_that_fails_at_assignment_is_retried_and_every_transaction_decided(
-    kafka_bootstrap: str, topics: ServiceTopics, service: DetectorService, monkeypatch: pytest.MonkeyPatch
-) -> None:
+    """Run the service on 2,000 transactions' worth of input; each gets one decision, and it is ready."""
     items = simulated(2_000)
     n_transactions = sum(isinstance(item, Transaction) for item in items)
     publish(kafka_bootstrap, topics, items)
-    monkeypatch.setattr(app, "recover_partition", _recovery_failing_on({1}))
     thread = _run(service)
     wait_until(lambda: service.transactions_committed > 0 or not thread.is_alive(), 120, "a first commit")
     audit = TopicReader(kafka_bootstrap, topics.audit)  # the service has created it by now
@@ -127,3 +113,56 @@ def test_a_recovery_that_fails_at_assignment_is_retried_and_every_transaction_de
     decisions = audit_decisions(audit)
     audit.close()
     assert len(decisions) == n_transactions and set(decisions.values()) == {1}
+
+
+def test_a_stop_while_recovery_fails_commits_no_offset_beyond_the_written_decisions(
+    kafka_bootstrap: str, topics: ServiceTopics, service: DetectorService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first batch's commit fails; recovering from it fails too, as a stop request comes.
+
+    The processors then hold the aborted batch's state and input positions: checkpointing them
+    on the way out would commit offsets whose decisions were never written.
+    """
+    publish(kafka_bootstrap, topics, simulated(300))
+    failed = _commit_failing_once(service)
+    monkeypatch.setattr(app, "recover_partition", _recovery_failing_on({2}, then=service.stop))
+    thread = _run(service)
+    thread.join(120)
+    assert not thread.is_alive() and failed
+
+    decisions = TopicReader(kafka_bootstrap, topics.decisions)
+    decisions.drain_to_end()
+    decided = decisions.count()
+    decisions.close()
+    assert _committed_transactions_offset(kafka_bootstrap, topics) <= decided
+
+
+def test_a_recovery_that_fails_at_assignment_is_retried_and_every_transaction_decided(
+    kafka_bootstrap: str, topics: ServiceTopics, service: DetectorService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(app, "recover_partition", _recovery_failing_on({1}))
+    _every_transaction_decided_once(kafka_bootstrap, topics, service)
+
+
+class _StallingConsumer(Consumer):
+    """A consumer whose committed offsets never come once it is marked stalled."""
+
+    stalled: ClassVar[list[Consumer]] = []
+
+    def committed(self, partitions: list[TopicPartition], timeout: float | None = None) -> Any:
+        if self in self.stalled:
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "injected: no committed offsets"))
+        return super().committed(partitions, timeout=timeout)
+
+
+def test_a_consumer_whose_committed_offsets_never_come_is_replaced_and_every_transaction_decided(
+    kafka_bootstrap: str, topics: ServiceTopics, service: DetectorService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a broker restart that outlasted the group session, ``committed()`` of the service's
+    consumer timed out for minutes while the brokers answered its producer. Simulated here: from a
+    failed commit on, the consumer it had never gets its committed offsets again."""
+    monkeypatch.setattr(app, "Consumer", _StallingConsumer)
+    monkeypatch.setattr(_StallingConsumer, "stalled", [])
+    _commit_failing_once(service, then=lambda: _StallingConsumer.stalled.append(service._consumer))
+    _every_transaction_decided_once(kafka_bootstrap, topics, service)
+    assert _StallingConsumer.stalled and service._consumer is not _StallingConsumer.stalled[0]
