@@ -389,6 +389,7 @@ class DetectorService:
         aborted transaction) the consumer already owns the partitions and is rewound with ``seek``.
         """
         assert self._consumer is not None and self._reader is not None
+        self._abort_left_open(partitions)
         wanted = [TopicPartition(self.topics[role], p) for p in partitions for role in self.topics]
         try:
             committed = self._consumer.committed(wanted, timeout=_KAFKA_TIMEOUT_S)
@@ -446,6 +447,28 @@ class DetectorService:
             self._consumer.resume(start_at)
             for tp in start_at:
                 self._consumer.seek(tp)
+
+    def _abort_left_open(self, partitions: list[int]) -> None:
+        """Abort one transaction that writes to every output partition of ``partitions``.
+
+        A broker stopped while records were in flight was seen to keep some of them on a partition
+        with no transaction left to end: an open transaction the coordinator did not know of, so
+        the producer's fencing did not abort it. Its records held back the partition's last stable
+        offset, so readers stalled and recovery read an older chain head, and the next commit of
+        this producer id committed them too, writing decisions twice. An abort marker of the current
+        producer on the partition ends whatever this producer id left open there, as aborted. The
+        records written here are aborted too, so no reader of committed data sees them.
+        """
+        assert self._producer is not None
+        outputs = (*self.outputs.values(), self.settings.checkpoint_topic)
+        self._producer.begin_transaction()
+        for partition in partitions:
+            for topic in outputs:
+                self._producer.produce(topic, b"", key=b"abort", partition=partition)
+        if self._producer.flush(_KAFKA_TIMEOUT_S):  # all appended, so the abort marks every partition
+            reason = "closing transactions left open: the records were not all delivered"
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, reason, retriable=True))
+        self._producer.abort_transaction(_KAFKA_TIMEOUT_S)
 
     # -- clients --------------------------------------------------------------------------------
 
