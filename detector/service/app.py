@@ -296,13 +296,7 @@ class DetectorService:
         commit_started = time.perf_counter()
         try:
             group = self._consumer.consumer_group_metadata()
-            _retrying(
-                lambda: call_within(
-                    lambda: self._producer.send_offsets_to_transaction(offsets, group, _COMMIT_TIMEOUT_S),
-                    _COMMIT_TIMEOUT_S + _ABANDON_AFTER_S,
-                    "send_offsets_to_transaction",
-                )
-            )
+            _retrying(lambda: self._send_offsets(offsets, group))
             _retrying(lambda: self._producer.commit_transaction(_COMMIT_TIMEOUT_S))
             self.transactions_committed += 1
             self._brokers_down = False
@@ -313,6 +307,16 @@ class DetectorService:
             log.error("transaction_failed", error=str(error), abortable=error.txn_requires_abort())
             self.metrics.aborted()
             raise  # _resynchronise: a new producer aborts this transaction and state is rebuilt
+
+    def _send_offsets(self, offsets: list[TopicPartition], group: Any) -> None:
+        """``send_offsets_to_transaction``, abandoned if it outlives its own timeout (deadline.py)."""
+        assert self._producer is not None
+        producer = self._producer
+        call_within(
+            lambda: producer.send_offsets_to_transaction(offsets, group, _COMMIT_TIMEOUT_S),
+            _COMMIT_TIMEOUT_S + _ABANDON_AFTER_S,
+            "send_offsets_to_transaction",
+        )
 
     # -- checkpoints ----------------------------------------------------------------------------
 
@@ -449,17 +453,21 @@ class DetectorService:
                 self._consumer.seek(tp)
 
     def _abort_left_open(self, partitions: list[int]) -> None:
-        """Abort one transaction that writes to every output partition of ``partitions``.
+        """Abort one transaction that writes to every output partition of ``partitions`` and to the
+        group's offsets.
 
-        A broker stopped while records were in flight was seen to keep some of them on a partition
-        with no transaction left to end: an open transaction the coordinator did not know of, so
-        the producer's fencing did not abort it. Its records held back the partition's last stable
-        offset, so readers stalled and recovery read an older chain head, and the next commit of
-        this producer id committed them too, writing decisions twice. An abort marker of the current
-        producer on the partition ends whatever this producer id left open there, as aborted. The
-        records written here are aborted too, so no reader of committed data sees them.
+        A broker stopped while records were in flight was seen to keep some of them with no
+        transaction left to end: an open transaction the coordinator did not know of, so the
+        producer's fencing did not abort it. On an output partition its records held back the last
+        stable offset, so readers stalled and recovery read an older chain head, and the next
+        commit of this producer id committed them too, writing decisions twice; among the group's
+        offsets, a pending offset commit made every ``committed()`` time out. An abort marker of
+        the current producer ends whatever this producer id left open there, as aborted. What is
+        written here is aborted too, so no reader of committed data sees it.
         """
-        assert self._producer is not None
+        assert self._producer is not None and self._consumer is not None
+        if not partitions:
+            return
         outputs = (*self.outputs.values(), self.settings.checkpoint_topic)
         self._producer.begin_transaction()
         for partition in partitions:
@@ -468,6 +476,14 @@ class DetectorService:
         if self._producer.flush(_KAFKA_TIMEOUT_S):  # all appended, so the abort marks every partition
             reason = "closing transactions left open: the records were not all delivered"
             raise KafkaException(KafkaError(KafkaError._TIMED_OUT, reason, retriable=True))
+        offsets = [TopicPartition(self.topics[TRANSACTIONS], partition, 0) for partition in partitions]
+        try:
+            self._send_offsets(offsets, self._consumer.consumer_group_metadata())
+        except KafkaException as exception:
+            # The group may refuse them (say from a member whose session expired), once they are
+            # added to the transaction: its abort still marks the offsets.
+            if not exception.args[0].txn_requires_abort():
+                raise
         self._producer.abort_transaction(_KAFKA_TIMEOUT_S)
 
     # -- clients --------------------------------------------------------------------------------
