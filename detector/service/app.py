@@ -393,7 +393,7 @@ class DetectorService:
         aborted transaction) the consumer already owns the partitions and is rewound with ``seek``.
         """
         assert self._consumer is not None and self._reader is not None
-        self._abort_left_open(partitions)
+        self._abort_left_open(partitions, with_offsets=not in_rebalance)
         wanted = [TopicPartition(self.topics[role], p) for p in partitions for role in self.topics]
         try:
             committed = self._consumer.committed(wanted, timeout=_KAFKA_TIMEOUT_S)
@@ -452,7 +452,7 @@ class DetectorService:
             for tp in start_at:
                 self._consumer.seek(tp)
 
-    def _abort_left_open(self, partitions: list[int]) -> None:
+    def _abort_left_open(self, partitions: list[int], with_offsets: bool) -> None:
         """Abort one transaction that writes to every output partition of ``partitions`` and to the
         group's offsets.
 
@@ -464,6 +464,12 @@ class DetectorService:
         offsets, a pending offset commit made every ``committed()`` time out. An abort marker of
         the current producer ends whatever this producer id left open there, as aborted. What is
         written here is aborted too, so no reader of committed data sees it.
+
+        The group's offsets are included ``with_offsets`` only: inside a rebalance callback the
+        producer may be one that lived through an outage, whose ``send_offsets_to_transaction`` can
+        wedge (see deadline.py). A pending offset commit then shows as a consumer whose committed
+        offsets never come (:class:`ConsumerStalled`), and the resynchronisation that follows
+        includes them, with a new producer.
         """
         assert self._producer is not None and self._consumer is not None
         if not partitions:
@@ -476,14 +482,17 @@ class DetectorService:
         if self._producer.flush(_KAFKA_TIMEOUT_S):  # all appended, so the abort marks every partition
             reason = "closing transactions left open: the records were not all delivered"
             raise KafkaException(KafkaError(KafkaError._TIMED_OUT, reason, retriable=True))
-        offsets = [TopicPartition(self.topics[TRANSACTIONS], partition, 0) for partition in partitions]
-        try:
-            self._send_offsets(offsets, self._consumer.consumer_group_metadata())
-        except KafkaException as exception:
-            # The group may refuse them (say from a member whose session expired), once they are
-            # added to the transaction: its abort still marks the offsets.
-            if not exception.args[0].txn_requires_abort():
-                raise
+        if with_offsets:
+            offsets = [TopicPartition(self.topics[TRANSACTIONS], partition, 0) for partition in partitions]
+            try:
+                self._send_offsets(offsets, self._consumer.consumer_group_metadata())
+            except KafkaException as exception:
+                # The group may refuse them (say from a member whose session expired) once they are
+                # in the transaction, whose abort then still marks the offsets. A call still running
+                # or a fatal error leave the producer to the next attempt's replacement.
+                error = exception.args[0]
+                if error.code() == KafkaError._TIMED_OUT or not error.txn_requires_abort():
+                    raise
         self._producer.abort_transaction(_KAFKA_TIMEOUT_S)
 
     # -- clients --------------------------------------------------------------------------------
