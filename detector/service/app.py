@@ -453,8 +453,8 @@ class DetectorService:
                 self._consumer.seek(tp)
 
     def _abort_left_open(self, partitions: list[int], with_offsets: bool) -> None:
-        """Abort one transaction that writes to every output partition of ``partitions`` and to the
-        group's offsets.
+        """Abort one transaction that writes to every output partition of ``partitions`` (and,
+        ``with_offsets``, to the group's offsets).
 
         A broker stopped while records were in flight was seen to keep some of them with no
         transaction left to end: an open transaction the coordinator did not know of, so the
@@ -465,11 +465,11 @@ class DetectorService:
         the current producer ends whatever this producer id left open there, as aborted. What is
         written here is aborted too, so no reader of committed data sees it.
 
-        The group's offsets are included ``with_offsets`` only: inside a rebalance callback the
-        producer may be one that lived through an outage, whose ``send_offsets_to_transaction`` can
-        wedge (see deadline.py). A pending offset commit then shows as a consumer whose committed
-        offsets never come (:class:`ConsumerStalled`), and the resynchronisation that follows
-        includes them, with a new producer.
+        The group's offsets are left out inside a rebalance callback, where the producer may be
+        one that lived through an outage, whose ``send_offsets_to_transaction`` can wedge (see
+        deadline.py). A pending offset commit then shows as a consumer whose committed offsets
+        never come (:class:`ConsumerStalled`), and the resynchronisation that follows includes
+        them, with a new producer.
         """
         assert self._producer is not None and self._consumer is not None
         if not partitions:
