@@ -18,6 +18,10 @@ broker (when this run started it; with KAFKA_BOOTSTRAP_SERVERS its pid is unknow
 "others' cores" is what every other process used meanwhile (from /proc/stat): other people's work
 on the same machine, the noise of the measurement; "stolen cores" is the time the hypervisor gave
 this machine's cores to other machines, which slows every process of the run.
+"engine tx/s" is the bare engine in this process on the same stream, just before and just after
+each run (their mean), and "ratio to engine" the run's rate against it, as in service_bench: with
+two instances, the most this machine gives the service by running it in more processes; "ceiling
+ratio" is the ceiling against the bare engine (service_bench's "CPU-bound ratio").
 The ceiling printed at the end is the rate at which the services and the broker would need every
 core of this machine: on 2 cores shared by the broker and the instances, a second instance can
 only help while the first leaves a core idle (one instance scores a batch, then waits for its
@@ -47,6 +51,7 @@ from harness import (
     cpu_sample,
     cpu_used,
     create_service_topics,
+    engine_rate,
     kafka_broker_process,
     publish,
     service_settings,
@@ -56,6 +61,7 @@ from harness import (
 from report import print_table, write_json
 
 from detector.engine.records import Label, Transaction
+from detector.service.engine_setup import engine_config_for
 
 
 def timed_run(
@@ -63,6 +69,7 @@ def timed_run(
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """One run on fresh topics: its throughput row, and one CPU row per process."""
     settings = service_settings(broker.bootstrap)
+    engine_before = engine_rate(items, engine_config_for(settings))
     create_service_topics(settings, args.partitions)
     n_transactions = sum(isinstance(item, Transaction) for item in items)
     with ExitStack() as stack:
@@ -90,6 +97,7 @@ def timed_run(
         elapsed = max(reader.received.values()) - started
         used = cpu_used(before, cpu_sample(pids))
         sampled = time.time() - started
+    engine = (engine_before + engine_rate(items, engine_config_for(settings))) / 2
 
     per_1k = {name: 1000.0 * seconds / n_transactions for name, seconds in used.items()}
     work = sum(value for name, value in per_1k.items() if name.startswith(("instance", "broker")))
@@ -97,11 +105,14 @@ def timed_run(
         "instances": instances,
         "tx/s": n_transactions / elapsed,
         "seconds": elapsed,
+        "engine tx/s": engine,
+        "ratio to engine": n_transactions / elapsed / engine,
         "publish s": published,
         "services cpu s/1k tx": sum(v for name, v in per_1k.items() if name.startswith("instance")),
         "broker cpu s/1k tx": per_1k.get("broker", float("nan")),
         "cores busy": sum(used[name] for name in pids) / sampled,
         "ceiling tx/s": 1000.0 * (os.cpu_count() or 1) / work,
+        "ceiling ratio": 1000.0 * (os.cpu_count() or 1) / work / engine,
         "others' cores": used["others"] / sampled,
         "stolen cores": used["stolen"] / sampled,
     }
@@ -119,7 +130,8 @@ def timed_run(
 
 
 def _mean(rows: list[dict[str, Any]]) -> dict[str, float]:
-    return {key: sum(row[key] for row in rows) / len(rows) for key in ("tx/s", "cores busy", "ceiling tx/s")}
+    keys = ("tx/s", "ratio to engine", "cores busy", "ceiling tx/s", "ceiling ratio")
+    return {key: sum(row[key] for row in rows) / len(rows) for key in keys}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -162,7 +174,9 @@ def main(argv: list[str] | None = None) -> None:
         f"2 instances / 1 instance: {ratio:.2f}x (mean {mean[2]['tx/s']:.0f} against {mean[1]['tx/s']:.0f}"
         f" tx/s), with {mean[1]['cores busy']:.2f} and {mean[2]['cores busy']:.2f} of {os.cpu_count()}"
         f" cores busy; ceiling if the services and the broker had every core: {mean[1]['ceiling tx/s']:.0f}"
-        f" tx/s (1 instance), {mean[2]['ceiling tx/s']:.0f} tx/s (2 instances)"
+        f" tx/s (1 instance), {mean[2]['ceiling tx/s']:.0f} tx/s (2 instances); against the bare engine:"
+        f" {mean[1]['ratio to engine']:.2f}x (1 instance), {mean[2]['ratio to engine']:.2f}x (2 instances),"
+        f" ceilings {mean[1]['ceiling ratio']:.2f}x and {mean[2]['ceiling ratio']:.2f}x"
     )
     print(f"\n{conclusion}")
     write_json(

@@ -33,7 +33,7 @@ from harness import (
     cpu_sample,
     cpu_used,
     create_input_topics,
-    gc_free_seconds,
+    engine_rate,
     kafka_broker_process,
     publish,
     service_settings,
@@ -44,27 +44,9 @@ from report import print_table, write_json
 
 from detector.engine import MODEL_KINDS
 from detector.engine.config import EngineConfig
-from detector.engine.engine import DetectionEngine
 from detector.engine.model import ModelConfig
 from detector.engine.records import Label, Transaction
 from detector.service.settings import ServiceSettings
-
-
-def engine_rate(items: list[Transaction | Label], config: EngineConfig) -> float:
-    """The bare engine at its fastest: no garbage-collector pass at all during the run (the engine
-    creates no reference cycles), so the ratio charges every collector pause to the service."""
-    engine = DetectionEngine(config)
-
-    def run() -> None:
-        for item in items:
-            if isinstance(item, Transaction):
-                engine.process_transaction(item)
-            else:
-                engine.process_label(item)
-            engine.pop_events()
-
-    elapsed = gc_free_seconds(run)
-    return sum(isinstance(item, Transaction) for item in items) / elapsed
 
 
 def service_rate(
