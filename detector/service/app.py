@@ -8,14 +8,16 @@ transaction is aborted and every assigned partition is recovered from its commit
 
 Rebalances: partitions are assigned with the range strategy, so transactions ``p`` and labels ``p``
 go to the same instance. Callbacks run inside ``consume()``, between transactions: a revoked
-partition is checkpointed in a transaction of its own before it goes.
+partition is checkpointed in a transaction of its own before it goes. A Kafka failure inside a
+callback is kept and raised once ``consume()`` returns, and handled like one in the loop.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import structlog
@@ -73,6 +75,7 @@ class DetectorService:
         self.processors: dict[int, PartitionProcessor] = {}
         self._checkpointed: dict[int, dict[str, int]] = {}  # partition -> positions of its last checkpoint
         self._labels_paused: set[int] = set()  # partitions whose labels wait for their transactions
+        self._callback_failure: KafkaException | None = None  # raised once consume() returns
         self.stopping = stopping or threading.Event()
         self._assigned = False  # owns partitions and holds their state
         self._brokers_down = False  # the clients report no broker reachable
@@ -172,6 +175,9 @@ class DetectorService:
         assert self._consumer is not None and self._producer is not None
         messages = self._consumer.consume(self.settings.batch_size, self.settings.batch_timeout_ms / 1000.0)
         self.heartbeat = self._progress = time.monotonic()
+        if self._callback_failure is not None:
+            failure, self._callback_failure = self._callback_failure, None
+            raise failure  # before any of the messages: recovery rewinds to the committed state
         self.metrics.update_lag(self._consumer, self.processors, self.topics)
         checkpoint_due = time.monotonic() - self._last_checkpoint >= self.settings.checkpoint_interval_s
         if not messages and not (checkpoint_due and self.processors):
@@ -213,6 +219,7 @@ class DetectorService:
         """
         log.warning("kafka_failure", error=str(cause))
         self._brokers_down = True
+        self._callback_failure = None  # recovered from below, whichever failure came first
         assert self._consumer is not None
         # What the consumer owns, not what has a processor: an assignment whose recovery failed
         # has none. The processors go at once: their state is ahead of what was committed, and a
@@ -359,8 +366,9 @@ class DetectorService:
             return  # a replaced consumer, closing late
         partitions = sorted({tp.partition for tp in assigned})
         log.info("partitions_assigned", partitions=partitions)
-        self._recover(partitions, in_rebalance=True)
-        self._assigned = True
+        with self._failure_kept_for_the_loop():
+            self._recover(partitions, in_rebalance=True)
+            self._assigned = True
 
     def _on_revoke(self, consumer: Consumer, revoked: list[TopicPartition]) -> None:
         if consumer is not self._consumer:
@@ -368,7 +376,8 @@ class DetectorService:
         partitions = sorted({tp.partition for tp in revoked} & set(self.processors))
         log.info("partitions_revoked", partitions=partitions)
         if partitions and not self.stopping.is_set():
-            self._checkpoint_in_own_transaction(partitions)
+            with self._failure_kept_for_the_loop():  # the partitions go all the same
+                self._checkpoint_in_own_transaction(partitions)
         for partition in partitions:
             del self.processors[partition]
             self._labels_paused.discard(partition)
@@ -385,6 +394,20 @@ class DetectorService:
             self._labels_paused.discard(partition)
         self.metrics.forget(partitions)
         self._assigned = False
+
+    @contextmanager
+    def _failure_kept_for_the_loop(self) -> Iterator[None]:
+        """Keep a Kafka failure inside a rebalance callback for :meth:`_run_batch` to raise.
+
+        Let out of the callback, an error raised by librdkafka (say an abort refused after a broker
+        restart) comes out of ``consume()`` as a bare ``KafkaError``, which no ``except`` clause
+        matches, and the service exits. Caught here, it is a :class:`KafkaException` again.
+        """
+        try:
+            yield
+        except KafkaException as failure:
+            log.warning("rebalance_callback_failed", error=str(failure))
+            self._callback_failure = self._callback_failure or failure
 
     def _recover(self, partitions: list[int], in_rebalance: bool) -> None:
         """(Re)build the processors of ``partitions`` from committed state and point the consumer there.

@@ -48,8 +48,11 @@ def _run(service: DetectorService) -> threading.Thread:
     return thread
 
 
-def _recovery_failing_on(calls: set[int], then: Callable[[], None] = lambda: None) -> Callable[..., Any]:
-    """``recover_partition``, failing on the calls numbered in ``calls`` (from 1) after ``then()``."""
+def _recovery_failing_on(
+    calls: set[int], then: Callable[[], None] = lambda: None, failure: Callable[[], None] | None = None
+) -> Callable[..., Any]:
+    """``recover_partition``, failing on the calls numbered in ``calls`` (from 1) after ``then()``:
+    by ``failure()``, which raises, or else by an exception raised here."""
     real = app.recover_partition
     made = 0
 
@@ -58,6 +61,8 @@ def _recovery_failing_on(calls: set[int], then: Callable[[], None] = lambda: Non
         made += 1
         if made in calls:
             then()
+            if failure is not None:
+                failure()
             raise _injected("partition recovery failed")
         return real(**arguments)
 
@@ -141,6 +146,24 @@ def test_a_recovery_that_fails_at_assignment_is_retried_and_every_transaction_de
     kafka_bootstrap: str, topics: ServiceTopics, service: DetectorService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(app, "recover_partition", _recovery_failing_on({1}))
+    _every_transaction_decided_once(kafka_bootstrap, topics, service)
+
+
+def test_an_error_raised_by_librdkafka_inside_a_rebalance_callback_is_recovered_from(
+    kafka_bootstrap: str, topics: ServiceTopics, service: DetectorService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Kafka call that fails inside ``on_assign`` raises from librdkafka's C code. Let out of the
+    callback, such an error came out of ``consume()`` as a bare ``KafkaError``, which no ``except``
+    clause matches, and the service exited (seen after a broker restart, from an abort that failed
+    in a recovery). Provoked here with a real librdkafka error: an abort with no transaction open."""
+
+    def abort_with_no_transaction_open() -> None:
+        assert service._producer is not None
+        service._producer.abort_transaction(1)
+
+    monkeypatch.setattr(
+        app, "recover_partition", _recovery_failing_on({1}, failure=abort_with_no_transaction_open)
+    )
     _every_transaction_decided_once(kafka_bootstrap, topics, service)
 
 
