@@ -160,6 +160,7 @@ def test_an_error_raised_by_librdkafka_inside_a_rebalance_callback_is_recovered_
     def abort_with_no_transaction_open() -> None:
         assert service._producer is not None
         service._producer.abort_transaction(1)
+        raise AssertionError("librdkafka accepted an abort with no transaction open")  # ends the service
 
     monkeypatch.setattr(
         app, "recover_partition", _recovery_failing_on({1}, failure=abort_with_no_transaction_open)
