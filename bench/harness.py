@@ -28,6 +28,7 @@ from detector.engine.config import EngineConfig
 from detector.engine.engine import DetectionEngine
 from detector.engine.records import Label, Transaction
 from detector.service.app import DetectorService
+from detector.service.partition import Kind
 from detector.service.settings import ServiceSettings
 from detector.service.topics import topic_configs
 from devbroker import LocalKafka
@@ -158,9 +159,9 @@ class RunningService:
     def decisions(self) -> int:
         return sum(
             count
-            for processor in list(self.service.processors.values())
-            for name, count in processor.counts.items()
-            if name.startswith("decision_")
+            for processor in self.service.partitions.processors().values()
+            for outcome, count in list(processor.outcomes.items())
+            if outcome.kind is Kind.DECISION
         )
 
     def wait_ready(self, timeout: float = 120.0) -> None:

@@ -53,7 +53,8 @@ from detector.engine.engine import DetectionEngine
 from detector.engine.features import FeatureExtractor
 from detector.engine.model import FraudModel
 from detector.engine.records import Label, Transaction, decode_label, decode_transaction
-from detector.service.partition import LABELS, TRANSACTIONS, PartitionProcessor
+from detector.service.partition import PartitionProcessor
+from detector.service.topic_map import LABELS, TRANSACTIONS, TopicMap
 
 
 def stage_times(items: list[Transaction | Label], config: EngineConfig) -> tuple[dict[str, float], list]:
@@ -118,7 +119,7 @@ def stage_times(items: list[Transaction | Label], config: EngineConfig) -> tuple
         engine=DetectionEngine(config),
         chain=ChainState(partition=0),
         instance_id="bench",
-        topic_names={TRANSACTIONS: "transactions", LABELS: "labels"},
+        topics=TopicMap({TRANSACTIONS: "transactions", LABELS: "labels"}),
     )
     times["processor"] = gc_free_seconds(
         lambda: [

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from threading import Thread
 
@@ -23,6 +24,30 @@ METRICS_PATH, LIVENESS_PATH, READINESS_PATH = "/metrics", "/healthz", "/readyz"
 # Longer than anything the loop legitimately blocks on: start-up and recovery wait up to 30 s per Kafka
 # call, and a commit retries. A loop silent for this long is stuck, and a restart is the remedy.
 LIVENESS_TIMEOUT_S = 120.0
+STALLED_AFTER_S = 5.0  # a loop stuck this long in a Kafka call is not ready, though alive
+
+
+@dataclass
+class Readiness:
+    """What the endpoints answer from, kept up to date by the loop, the clients and the rebalances."""
+
+    assigned: bool = False  # owns partitions and holds their state
+    brokers_down: bool = False  # the clients report no broker reachable
+    progress: float = field(default_factory=time.monotonic)  # last time a consume or a commit returned
+    heartbeat: float = field(default_factory=time.monotonic)  # last time the loop turned
+
+    @property
+    def ready(self) -> bool:
+        """Owns partitions, the brokers answer, and the loop is not stuck in a Kafka call (a commit
+        waiting on a vanished broker blocks for its whole timeout)."""
+        return self.assigned and not self.brokers_down and time.monotonic() - self.progress < STALLED_AFTER_S
+
+    def consumed(self) -> None:
+        self.heartbeat = self.progress = time.monotonic()
+
+    def committed(self) -> None:
+        self.brokers_down = False
+        self.progress = time.monotonic()
 
 
 class HealthServer:

@@ -3,7 +3,7 @@
 Two kinds of numbers, each from the source that is exact for it:
 
 * What this process emitted (decisions, dead letters, labels accepted, records consumed) comes from
-  :attr:`PartitionProcessor.counts` and the consumed messages, and is added to the counters only
+  :attr:`PartitionProcessor.outcomes` and the consumed messages, and is added to the counters only
   once the Kafka transaction holding those outputs has committed. An aborted transaction's records
   are processed again after recovery and counted then; records replayed after a restart (their
   outputs were committed before it) are counted as replayed, never as decisions.
@@ -32,7 +32,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
-from detector.service.partition import TRANSACTIONS, PartitionProcessor
+from detector.service.partition import Kind, Outcome, PartitionProcessor
+from detector.service.topic_map import TRANSACTIONS, TopicMap
 
 # Engine stats exported as per-partition counters: stat -> (metric name without _total, help).
 ENGINE_COUNTERS = {
@@ -121,7 +122,7 @@ class ServiceMetrics(Collector):
         registry.register(self)
         self._pending = _Pending()
         self._began = time.perf_counter()
-        self._counted: dict[int, tuple[PartitionProcessor, dict[str, int]]] = {}  # partition -> counts seen
+        self._counted: dict[int, tuple[PartitionProcessor, Tally[Outcome]]] = {}  # partition -> outcomes seen
         self._engines: dict[int, EngineTotals] = {}
         self._lag: dict[tuple[str, int], int] = {}
         self._lag_updated = float("-inf")
@@ -169,7 +170,7 @@ class ServiceMetrics(Collector):
                 del self._lag[key]
 
     def update_lag(
-        self, consumer: Consumer, processors: Mapping[int, PartitionProcessor], topics: Mapping[str, str]
+        self, consumer: Consumer, processors: Mapping[int, PartitionProcessor], topics: TopicMap
     ) -> None:
         """Records behind the high watermark per input partition, at most once a second.
 
@@ -181,31 +182,27 @@ class ServiceMetrics(Collector):
         for partition, processor in processors.items():
             for role, position in processor.positions.items():
                 watermarks = consumer.get_watermark_offsets(
-                    TopicPartition(topics[role], partition), cached=True
+                    TopicPartition(topics.name(role), partition), cached=True
                 )
                 if watermarks is not None and watermarks[1] >= 0:
                     self._lag[(role, partition)] = max(watermarks[1] - position, 0)
 
     def _count_outputs(self, partition: int, processor: PartitionProcessor) -> None:
         """Add what ``processor`` counted since the last commit; a new processor counts from zero."""
-        previous, seen = self._counted.get(partition, (None, {}))
+        previous, seen = self._counted.get(partition, (None, Tally()))
         if previous is not processor:
-            seen = {}
+            seen = Tally()
         label = str(partition)
-        for name, count in processor.counts.items():
-            added = count - seen.get(name, 0)
-            if added <= 0:
-                continue
-            kind, _, detail = name.partition("_")
-            if kind == "decision":
+        for (kind, detail), added in (processor.outcomes - seen).items():
+            if kind is Kind.DECISION:
                 self.decisions.labels(detail, label).inc(added)
-            elif kind == "rejected":
+            elif kind is Kind.REJECTED:
                 self.dead_letters.labels(detail, label).inc(added)
-            elif name == "label":
+            elif kind is Kind.LABEL:
                 self.labels_received.labels(label).inc(added)
-            elif name == "replayed":
+            else:
                 self.replayed.labels(label).inc(added)
-        self._counted[partition] = (processor, dict(processor.counts))
+        self._counted[partition] = (processor, Tally(processor.outcomes))
 
     # -- exposition (called from the HTTP server's thread) --------------------------------------
 

@@ -13,7 +13,9 @@ were already committed, so they are dropped here (``replay_until``).
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import NamedTuple
 
 import orjson
@@ -23,10 +25,32 @@ from detector.audit.records import Provenance, decision_record, decision_reply, 
 from detector.engine.engine import DetectionEngine
 from detector.engine.outputs import EngineEvent
 from detector.engine.records import InvalidInput, decode_label, decode_transaction
+from detector.service.topic_map import AUDIT, DEAD_LETTER, DECISIONS, TRANSACTIONS, TopicMap
 
-AUDIT, DECISIONS, DEAD_LETTER = "audit", "decisions", "dead_letter"
-TRANSACTIONS, LABELS = "transactions", "labels"
 REJECTED = "rejected"
+
+
+class Kind(Enum):
+    """What an input record came to."""
+
+    DECISION = "decision"  # a transaction scored and decided
+    REJECTED = "rejected"  # refused and dead-lettered
+    LABEL = "label"  # a valid label
+    REPLAYED = "replayed"  # already committed before a restart: state rebuilt, nothing emitted
+
+
+class Outcome(NamedTuple):
+    """One input record's outcome, as the metrics count it.
+
+    >>> Outcome(Kind.DECISION, "approve")
+    Outcome(kind=<Kind.DECISION: 'decision'>, detail='approve')
+    """
+
+    kind: Kind
+    detail: str = ""  # a decision's outcome or a rejection's reason
+
+
+LABEL, REPLAYED = Outcome(Kind.LABEL), Outcome(Kind.REPLAYED)
 
 
 class OutRecord(NamedTuple):
@@ -49,12 +73,12 @@ class PartitionProcessor:
     engine: DetectionEngine
     chain: ChainState
     instance_id: str
-    topic_names: dict[str, str]  # role ("transactions", "labels") -> topic name, for provenance
+    topics: TopicMap  # input topic names, for provenance
     pseudonym_key: bytes | None = None
     max_message_bytes: int = 64 * 1024
     replay_until: dict[str, int] = field(default_factory=dict)  # role -> first offset not yet committed
     positions: dict[str, int] = field(default_factory=dict)  # role -> next offset to read
-    counts: dict[str, int] = field(default_factory=dict)
+    outcomes: Counter[Outcome] = field(default_factory=Counter)  # since this processor was made
 
     def committable_offsets(self) -> dict[str, int]:
         """Offsets to commit: never below what was committed before, even while replaying below it."""
@@ -75,14 +99,14 @@ class PartitionProcessor:
         elapsed_ms = 1000.0 * (time.perf_counter() - started)
         events = self.engine.pop_events()
         if offset < self.replay_until.get(role, -1):
-            self._count("replayed")  # already committed before the restart: state rebuilt, nothing emitted
+            self.outcomes[REPLAYED] += 1
             return []
 
         if decision is None and rejection is None and not events:
-            self._count("label")  # a label learned quietly: the common case, nothing to write
+            self.outcomes[LABEL] += 1  # a label learned quietly: the common case, nothing to write
             return []
 
-        provenance = Provenance(self.topic_names[role], self.partition, offset, self.instance_id)
+        provenance = Provenance(self.topics.name(role), self.partition, offset, self.instance_id)
         outputs = [self._event(event, provenance) for event in events]
         if rejection is not None:
             outputs.extend(self._reject(rejection, provenance, key, value))
@@ -92,9 +116,9 @@ class PartitionProcessor:
             reply = orjson.dumps(decision_reply(decision, record["event_time"]))
             outputs.append(OutRecord(AUDIT, record["customer_id"].encode(), audit))
             outputs.append(OutRecord(DECISIONS, decision.transaction.transaction_id.encode(), reply))
-            self._count(f"decision_{decision.outcome}")
+            self.outcomes[Outcome(Kind.DECISION, decision.outcome)] += 1
         else:
-            self._count("label")
+            self.outcomes[LABEL] += 1
         return outputs
 
     def _event(self, event: EngineEvent, provenance: Provenance) -> OutRecord:
@@ -105,7 +129,7 @@ class PartitionProcessor:
         self, error: InvalidInput, provenance: Provenance, key: bytes | None, value: bytes | None
     ) -> list[OutRecord]:
         """The original bytes to the dead-letter topic, and an audit record saying which input was refused."""
-        self._count(f"rejected_{error.reason}")
+        self.outcomes[Outcome(Kind.REJECTED, error.reason)] += 1
         headers = (
             ("dlq.reason", error.reason.encode()),
             ("dlq.detail", error.detail.encode()[:1024]),
@@ -127,6 +151,3 @@ class PartitionProcessor:
             OutRecord(DEAD_LETTER, key, value or b"", headers),
             OutRecord(AUDIT, b"rejected", self.chain.seal_encoded(audit)),
         ]
-
-    def _count(self, name: str) -> None:
-        self.counts[name] = self.counts.get(name, 0) + 1

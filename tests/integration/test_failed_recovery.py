@@ -16,7 +16,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from detector.engine.config import EngineConfig
 from detector.engine.records import Transaction
-from detector.service import app
+from detector.service import clients, rebalance
 from detector.service.app import DetectorService
 from detector.service.settings import ServiceSettings
 from tests.integration.service_harness import ServiceTopics, TopicReader, audit_decisions, publish, wait_until
@@ -53,7 +53,7 @@ def _recovery_failing_on(
 ) -> Callable[..., Any]:
     """``recover_partition``, failing on the calls numbered in ``calls`` (from 1) after ``then()``:
     by ``failure()``, which raises, or else by an exception raised here."""
-    real = app.recover_partition
+    real = rebalance.recover_partition
     made = 0
 
     def recover(**arguments: Any) -> Any:
@@ -71,17 +71,17 @@ def _recovery_failing_on(
 
 def _commit_failing_once(service: DetectorService, then: Callable[[], None] = lambda: None) -> list[bool]:
     """Make the service's first commit fail, after ``then()``; the list says whether it has."""
-    commit = service._commit
+    commit = service.transactions.commit
     failed: list[bool] = []
 
-    def commit_failing_once() -> None:
+    def commit_failing_once(*arguments: Any) -> None:
         if not failed:
             failed.append(True)
             then()
             raise _injected("commit failed")
-        commit()
+        commit(*arguments)
 
-    service._commit = commit_failing_once  # type: ignore[method-assign]
+    service.transactions.commit = commit_failing_once  # type: ignore[method-assign]
     return failed
 
 
@@ -130,7 +130,7 @@ def test_a_stop_while_recovery_fails_commits_no_offset_beyond_the_written_decisi
     """
     publish(kafka_bootstrap, topics, simulated(300))
     failed = _commit_failing_once(service)
-    monkeypatch.setattr(app, "recover_partition", _recovery_failing_on({2}, then=service.stop))
+    monkeypatch.setattr(rebalance, "recover_partition", _recovery_failing_on({2}, then=service.stop))
     thread = _run(service)
     thread.join(120)
     assert not thread.is_alive() and failed
@@ -145,7 +145,7 @@ def test_a_stop_while_recovery_fails_commits_no_offset_beyond_the_written_decisi
 def test_a_recovery_that_fails_at_assignment_is_retried_and_every_transaction_decided(
     kafka_bootstrap: str, topics: ServiceTopics, service: DetectorService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(app, "recover_partition", _recovery_failing_on({1}))
+    monkeypatch.setattr(rebalance, "recover_partition", _recovery_failing_on({1}))
     _every_transaction_decided_once(kafka_bootstrap, topics, service)
 
 
@@ -158,12 +158,12 @@ def test_an_error_raised_by_librdkafka_inside_a_rebalance_callback_is_recovered_
     in a recovery). Provoked here with a real librdkafka error: an abort with no transaction open."""
 
     def abort_with_no_transaction_open() -> None:
-        assert service._producer is not None
-        service._producer.abort_transaction(1)
+        assert service.clients.producer is not None
+        service.clients.producer.abort_transaction(1)
         raise AssertionError("librdkafka accepted an abort with no transaction open")  # ends the service
 
     monkeypatch.setattr(
-        app, "recover_partition", _recovery_failing_on({1}, failure=abort_with_no_transaction_open)
+        rebalance, "recover_partition", _recovery_failing_on({1}, failure=abort_with_no_transaction_open)
     )
     _every_transaction_decided_once(kafka_bootstrap, topics, service)
 
@@ -185,8 +185,8 @@ def test_a_consumer_whose_committed_offsets_never_come_is_replaced_and_every_tra
     """After a broker restart that outlasted the group session, ``committed()`` of the service's
     consumer timed out for minutes while the brokers answered its producer. Simulated here: from a
     failed commit on, the consumer it had never gets its committed offsets again."""
-    monkeypatch.setattr(app, "Consumer", _StallingConsumer)
+    monkeypatch.setattr(clients, "Consumer", _StallingConsumer)
     monkeypatch.setattr(_StallingConsumer, "stalled", [])
-    _commit_failing_once(service, then=lambda: _StallingConsumer.stalled.append(service._consumer))
+    _commit_failing_once(service, then=lambda: _StallingConsumer.stalled.append(service.clients.consumer))
     _every_transaction_decided_once(kafka_bootstrap, topics, service)
-    assert _StallingConsumer.stalled and service._consumer is not _StallingConsumer.stalled[0]
+    assert _StallingConsumer.stalled and service.clients.consumer is not _StallingConsumer.stalled[0]

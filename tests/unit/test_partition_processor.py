@@ -7,7 +7,8 @@ import orjson
 from detector.audit.chain import GENESIS, ChainState, verify_record
 from detector.engine.engine import DetectionEngine
 from detector.engine.records import Label, Transaction
-from detector.service.partition import AUDIT, DEAD_LETTER, DECISIONS, LABELS, TRANSACTIONS, PartitionProcessor
+from detector.service.partition import REPLAYED, Kind, Outcome, PartitionProcessor
+from detector.service.topic_map import AUDIT, DEAD_LETTER, DECISIONS, LABELS, TRANSACTIONS, TopicMap
 
 T0 = 1_700_000_000.0
 
@@ -18,7 +19,7 @@ def processor(**kwargs: object) -> PartitionProcessor:
         engine=DetectionEngine(),
         chain=ChainState(partition=2),
         instance_id="test",
-        topic_names={TRANSACTIONS: "tx", LABELS: "labels"},
+        topics=TopicMap({TRANSACTIONS: "tx", LABELS: "labels"}),
         **kwargs,  # type: ignore[arg-type]
     )
 
@@ -55,7 +56,7 @@ def test_bad_input_is_dead_lettered_with_its_original_bytes_and_audited() -> Non
     assert headers["dlq.reason"] == b"bad_json" and headers["dlq.offset"] == b"7"
     (audit,) = audit_records(outputs)
     assert audit["record_type"] == "rejected" and audit["reason"] == "bad_json"
-    assert p.counts == {"rejected_bad_json": 1}
+    assert p.outcomes == {Outcome(Kind.REJECTED, "bad_json"): 1}
     # A label for a transaction that names another customer is refused the same way.
     p.process(TRANSACTIONS, 8, b"card-1", tx(1))
     refused = p.process(LABELS, 0, b"x", Label("t1", "someone-else", True, T0 + 5).to_json())
@@ -76,7 +77,7 @@ def test_replayed_records_rebuild_state_but_emit_nothing_and_never_lower_the_off
     for i in range(6):
         assert restarted.process(TRANSACTIONS, i, b"k", tx(i)) == []
         assert restarted.committable_offsets()[TRANSACTIONS] == 6
-    assert restarted.chain.next_seq == 6 and restarted.counts["replayed"] == 6
+    assert restarted.chain.next_seq == 6 and restarted.outcomes[REPLAYED] == 6
     live = audit_records(restarted.process(TRANSACTIONS, 6, b"k", tx(6)))
     assert live[0]["chain"]["seq"] == 6 and live[0]["chain"]["prev_hash"] == "h5"
     assert restarted.engine.stats["transactions_scored"] == 7

@@ -15,7 +15,8 @@ from detector.engine.engine import DetectionEngine
 from detector.engine.records import Label, Transaction
 from detector.service.health import HealthServer
 from detector.service.metrics import MetricsPage, ServiceMetrics
-from detector.service.partition import LABELS, TRANSACTIONS, PartitionProcessor
+from detector.service.partition import PartitionProcessor
+from detector.service.topic_map import LABELS, TRANSACTIONS, TopicMap
 
 T0 = 1_700_000_000.0
 
@@ -26,7 +27,7 @@ def new_processor(engine: DetectionEngine | None = None, **kwargs: object) -> Pa
         engine=engine or DetectionEngine(),
         chain=ChainState(partition=1),
         instance_id="test",
-        topic_names={TRANSACTIONS: "tx", LABELS: "labels"},
+        topics=TopicMap({TRANSACTIONS: "tx", LABELS: "labels"}),
         **kwargs,  # type: ignore[arg-type]
     )
 

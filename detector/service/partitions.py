@@ -1,0 +1,89 @@
+"""The input partitions this instance owns, each with all the state the service keeps for it.
+
+One :class:`OwnedPartition` per partition holds its processor, the positions of its last
+checkpoint and whether its labels are paused, so assigning, revoking, losing or recovering a
+partition replaces or drops that state in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import structlog
+from confluent_kafka import Consumer, TopicPartition
+
+from detector.service.partition import PartitionProcessor
+
+log = structlog.get_logger("detector.service")
+
+
+@dataclass
+class OwnedPartition:
+    """What the service holds for one owned input partition."""
+
+    processor: PartitionProcessor
+    checkpointed: dict[str, int] | None = None  # input positions of its last checkpoint, if any
+    labels_paused: bool = False  # its labels wait for its transactions
+
+    def checkpoint_due(self) -> bool:
+        """Whether its input has moved since its last checkpoint."""
+        return self.checkpointed != self.processor.positions
+
+
+class Partitions:
+    """The owned partitions by number."""
+
+    def __init__(self) -> None:
+        self._owned: dict[int, OwnedPartition] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._owned)
+
+    def __contains__(self, partition: int) -> bool:
+        return partition in self._owned
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._owned)
+
+    def __getitem__(self, partition: int) -> OwnedPartition:
+        return self._owned[partition]
+
+    def processor(self, partition: int) -> PartitionProcessor | None:
+        owned = self._owned.get(partition)
+        return owned.processor if owned is not None else None
+
+    def processors(self) -> dict[int, PartitionProcessor]:
+        """By partition; safe to call from another thread (it copies the items at once)."""
+        return {partition: owned.processor for partition, owned in list(self._owned.items())}
+
+    def assign(self, processor: PartitionProcessor, checkpointed: dict[str, int] | None) -> None:
+        """Own ``processor``'s partition afresh: a checkpoint of an aborted transaction never happened,
+        and a pause does not outlive an assignment or a rewind."""
+        self._owned[processor.partition] = OwnedPartition(processor, checkpointed)
+
+    def drop(self, partitions: list[int]) -> None:
+        """Revoked or lost partitions, or their state once it is ahead of what was committed."""
+        for partition in partitions:
+            self._owned.pop(partition, None)
+
+    def clear(self) -> None:
+        self._owned.clear()
+
+    def hold_labels_ahead_of_transactions(self, consumer: Consumer, labels_topic: str, limit: int) -> None:
+        """Pause a partition's labels while too many wait for event time; resume once they drain.
+
+        Labels read far ahead of their transactions wait in the engine's queue, which refuses
+        labels beyond ``limit`` (``max_queued_labels``). Pausing at half of it keeps every label.
+        """
+        for partition, owned in self._owned.items():
+            queued = owned.processor.engine.gauges()["queued_labels"]
+            labels = [TopicPartition(labels_topic, partition)]
+            if queued >= limit // 2 and not owned.labels_paused:
+                consumer.pause(labels)
+                owned.labels_paused = True
+                log.info("labels_paused", partition=partition, queued=queued)
+            elif queued <= limit // 4 and owned.labels_paused:
+                consumer.resume(labels)
+                owned.labels_paused = False
+                log.info("labels_resumed", partition=partition, queued=queued)

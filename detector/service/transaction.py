@@ -1,0 +1,142 @@
+"""The Kafka transaction that carries one batch: its outputs, due checkpoints and the input offsets.
+
+confluent-kafka's exactly-once pattern: ``begin_transaction``, produce every output,
+``send_offsets_to_transaction`` with the next offsets to read, ``commit_transaction``. A failure
+is raised to the loop, whose recovery aborts the transaction with a new producer and rebuilds the
+partitions from what was committed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import structlog
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+from detector.service.checkpoints import write_checkpoint
+from detector.service.clients import COMMIT_TIMEOUT_S, Clients
+from detector.service.collector import collect_everything
+from detector.service.health import Readiness
+from detector.service.metrics import ServiceMetrics
+from detector.service.partition import OutRecord
+from detector.service.partitions import Partitions
+from detector.service.topic_map import CHECKPOINTS, TopicMap
+
+log = structlog.get_logger("detector.service")
+
+
+class Transactions:
+    """Begins, fills and commits the transactions of the clients' current producer."""
+
+    def __init__(
+        self,
+        clients: Clients,
+        topics: TopicMap,
+        metrics: ServiceMetrics,
+        readiness: Readiness,
+        checkpoint_interval_s: float,
+    ) -> None:
+        self.clients = clients
+        self.topics = topics
+        self.metrics = metrics
+        self.readiness = readiness
+        self.checkpoint_interval_s = checkpoint_interval_s
+        self.committed = 0
+        self._last_checkpoint = time.monotonic()
+
+    def checkpoint_due(self) -> bool:
+        return time.monotonic() - self._last_checkpoint >= self.checkpoint_interval_s
+
+    def begin(self) -> None:
+        assert self.clients.producer is not None
+        self.clients.producer.begin_transaction()
+        self.metrics.began()
+
+    def produce(self, out: OutRecord, partition: int) -> None:
+        producer = self.clients.producer
+        assert producer is not None
+        topic = self.topics.name(out.role)
+        while True:
+            try:
+                if out.headers:
+                    producer.produce(
+                        topic, out.value, key=out.key, partition=partition, headers=list(out.headers)
+                    )
+                else:  # an empty header list still costs a conversion per record
+                    producer.produce(topic, out.value, key=out.key, partition=partition)
+                return
+            except BufferError:
+                producer.poll(0.05)  # the local queue is full: let deliveries drain
+
+    def write_checkpoints(self, owned: Partitions, partitions: list[int]) -> None:
+        """Snapshots of ``partitions`` into the open transaction, at the positions it commits.
+
+        A partition whose input has not moved since its last checkpoint is skipped.
+        """
+        assert self.clients.producer is not None
+        for partition in partitions:
+            state = owned[partition]
+            if not state.checkpoint_due():
+                continue
+            processor = state.processor
+            state.checkpointed = dict(processor.positions)
+            snapshot = processor.engine.snapshot()
+            checkpoint_id = write_checkpoint(
+                self.clients.producer,
+                self.topics.name(CHECKPOINTS),
+                partition,
+                snapshot,
+                dict(processor.positions),
+            )
+            log.info(
+                "checkpoint_written",
+                partition=partition,
+                checkpoint_id=checkpoint_id,
+                bytes=len(snapshot),
+                offsets=processor.positions,
+            )
+        self._last_checkpoint = time.monotonic()
+        collect_everything()  # the loop pauses for the snapshots anyway
+
+    def commit(self, owned: Partitions) -> None:
+        """Send the offsets and commit; a failure is raised for the loop to recover from."""
+        producer, consumer = self.clients.producer, self.clients.consumer
+        assert producer is not None and consumer is not None
+        processors = owned.processors()
+        offsets = [
+            TopicPartition(self.topics.name(role), partition, offset)
+            for partition, processor in processors.items()
+            for role, offset in processor.committable_offsets().items()
+            if offset >= 0
+        ]
+        commit_started = time.perf_counter()
+        try:
+            group = consumer.consumer_group_metadata()
+            _retrying(lambda: self.clients.send_offsets(offsets, group))
+            _retrying(lambda: producer.commit_transaction(COMMIT_TIMEOUT_S))
+            self.committed += 1
+            self.readiness.committed()
+            self.metrics.committed(processors, commit_started)
+        except KafkaException as exception:
+            error: KafkaError = exception.args[0]
+            log.error("transaction_failed", error=str(error), abortable=error.txn_requires_abort())
+            self.metrics.aborted()
+            raise  # the loop's recovery: a new producer aborts this transaction and state is rebuilt
+
+    def checkpoint_in_own_transaction(self, owned: Partitions, partitions: list[int]) -> None:
+        self.begin()
+        self.write_checkpoints(owned, partitions)
+        self.commit(owned)
+
+
+def _retrying(action: Callable[[], object], attempts: int = 3) -> None:
+    """Run a transactional call, retrying the errors Kafka marks retriable."""
+    for attempt in range(attempts):
+        try:
+            action()
+            return
+        except KafkaException as exception:
+            if not exception.args[0].retriable() or attempt == attempts - 1:
+                raise
+            time.sleep(0.1 * (attempt + 1))
