@@ -1,5 +1,7 @@
 # The detector service (and the simulator, same image): docker build -t fraud-detector .
+# The audit report needs plotting libraries, which the service does not: --build-arg EXTRAS=report.
 FROM python:3.11-slim
+ARG EXTRAS=
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -11,10 +13,12 @@ COPY pyproject.toml README.md ./
 COPY detector ./detector
 COPY producers ./producers
 COPY devbroker ./devbroker
-RUN pip install . && rm -rf /app
+RUN pip install ".${EXTRAS:+[$EXTRAS]}" && rm -rf /app
 
-# Never root: the service needs no privileges, only the network.
-RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin detector
+# Never root: the service needs no privileges, only the network. /reports is where the report
+# service's volume is mounted: a new volume takes this directory's owner.
+RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin detector \
+    && mkdir /reports && chown detector /reports
 USER detector
 WORKDIR /tmp
 

@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 from collections.abc import Mapping
+from importlib.metadata import version
 from pathlib import Path
 
 from detector.service.settings import ConfigurationError, ServiceSettings, SettingsError, settings_table
@@ -63,19 +64,38 @@ def demo(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> i
 
 
 def audit(arguments: list[str]) -> int:
-    """The audit tools, imported only when used (they bring in matplotlib and the Kafka client)."""
+    """The audit tools, imported only when used (they bring in the Kafka client)."""
     from detector.audit.cli import register
 
     parser = argparse.ArgumentParser(prog="fraud-detector")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["audit", *arguments])
+    if args.audit_command == "report" and not _can_plot():
+        print(REPORT_NEEDS_EXTRA, file=sys.stderr)
+        return 2
     return args.func(args)
+
+
+REPORT_NEEDS_EXTRA = (
+    "fraud-detector audit report: matplotlib is not installed; install the report extra:"
+    " pip install 'fraud-detector[report]'"
+)
+
+
+def _can_plot() -> bool:
+    """The report's figures need matplotlib, an extra the service's image leaves out."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fraud-detector", description="Streaming payment-fraud detection on Kafka."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('fraud-detector')}")
     commands = parser.add_subparsers(dest="command", required=True)
     run_parser = commands.add_parser("run", help="run the detector service (settings from the environment)")
     run_parser.add_argument("--env-file", type=Path, help="KEY=VALUE file; the environment overrides it")

@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from importlib.metadata import version
 from pathlib import Path
 
 from confluent_kafka import KafkaException
@@ -144,6 +145,7 @@ def _status(_args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``devbroker`` command; exit 3 from ``status`` means not running."""
     parser = argparse.ArgumentParser(prog="devbroker", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('fraud-detector')}")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("fetch", help="fetch the Kafka jars from Maven Central (skipped when current)")
     start = commands.add_parser("start", help="start the broker in the background (fetches jars if needed)")

@@ -22,7 +22,6 @@ from confluent_kafka import KafkaException
 from detector.audit.metrics import Labels, collect, read_labels
 from detector.audit.reader import ReadError, TopicReader, progress_wanted
 from detector.audit.replay import CsvSink, JsonlSink, RecordFilter, RecordSink, customer_ids, replay
-from detector.audit.report import build_report, write_report
 from detector.audit.verify import ChainVerifier, load_heads, save_heads
 from detector.engine.records import InvalidInput, format_timestamp, parse_timestamp
 from detector.kafka_config import client_config, parse_settings
@@ -183,6 +182,8 @@ def verify_command(args: argparse.Namespace) -> int:
 
 
 def report_command(args: argparse.Namespace) -> int:
+    from detector.audit.report import build_report, write_report  # matplotlib: the report extra
+
     client = _client(args)
     keep = RecordFilter(since=args.since, until=args.until)
     with TopicReader(client, args.topic) as reader:

@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import re
 import shlex
+import tomllib
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from detector.audit.cli import register
 from detector.cli import build_parser
 from detector.kafka_config import ENVIRONMENT_SETTINGS
 from detector.service.health import LIVENESS_PATH, METRICS_PATH
-from detector.service.metrics import ServiceMetrics
 from detector.service.settings import ServiceSettings
 from producers import simulate_cli
 
 ROOT = Path(__file__).resolve().parents[2]
-APP_SERVICES = ("detector", "simulator")  # the services that run this project's code
+APP_SERVICES = ("detector", "simulator")  # the services that run this project's code, in its image
+CODE_SERVICES = (*APP_SERVICES, "report")  # ... and in the image with the report extra
 SETTING_NAMES = {spec.metadata["env"] for spec in dataclasses.fields(ServiceSettings)}
 
 
@@ -45,8 +49,19 @@ def detector_settings(services: dict[str, Any]) -> ServiceSettings:
     return ServiceSettings.from_env(env(services["detector"]))
 
 
+def dockerfile_instructions() -> dict[str, list[str]]:
+    """Each instruction's arguments, continuation lines joined, by keyword."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    values: dict[str, list[str]] = {}
+    for keyword, argument in re.findall(
+        r"^([A-Z]+)\s+((?:[^\n]*\\\n)*[^\n]*)", dockerfile, flags=re.MULTILINE
+    ):
+        values.setdefault(keyword, []).append(argument)
+    return values
+
+
 def test_every_service_is_there_and_starts_in_order(services: dict[str, Any]) -> None:
-    assert set(services) == {"kafka", "topics", "detector", "simulator", "prometheus"}
+    assert set(services) == {"kafka", "topics", "detector", "simulator", "report", "prometheus", "grafana"}
     assert services["kafka"]["image"].startswith("apache/kafka:4.")
     assert services["detector"]["depends_on"]["kafka"]["condition"] == "service_healthy"
     for name in APP_SERVICES:
@@ -57,7 +72,7 @@ def test_every_service_is_there_and_starts_in_order(services: dict[str, Any]) ->
 
 def test_app_variables_are_real_settings_with_valid_values(services: dict[str, Any]) -> None:
     known = SETTING_NAMES | set(ENVIRONMENT_SETTINGS)
-    for name in APP_SERVICES:
+    for name in CODE_SERVICES:
         used = {key for key in env(services[name]) if key.startswith(("FRAUD_", "KAFKA_"))}
         assert used <= known, f"{name}: unknown variables {sorted(used - known)}"
     settings = detector_settings(services)  # raises on any invalid value
@@ -123,24 +138,9 @@ def test_prometheus_scrapes_the_port_and_path_the_detector_serves(services: dict
         assert (ROOT / source).is_file()
 
 
-def test_alert_rules_use_only_metrics_the_service_exports() -> None:
-    exported = {family.name for family in ServiceMetrics().registry.collect()} | {"up"}
-    rules = yaml.safe_load((ROOT / "deploy" / "alerts.yml").read_text())
-    expressions = [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
-    used = {
-        re.sub(r"_(total|bucket|count|sum)$", "", name)
-        for expression in expressions
-        for name in re.findall(r"\b(?:fraud_\w+|up)\b", expression)
-    }
-    assert used and used <= exported, sorted(used - exported)
-
-
 def test_dockerfile_runs_the_service_unprivileged_with_a_liveness_check(services: dict[str, Any]) -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
-    instructions = re.findall(r"^([A-Z]+)\s+((?:[^\n]*\\\n)*[^\n]*)", dockerfile, flags=re.MULTILINE)
-    values: dict[str, list[str]] = {}
-    for keyword, argument in instructions:
-        values.setdefault(keyword, []).append(argument)
+    values = dockerfile_instructions()
     assert values["FROM"] == ["python:3.11-slim"]
     assert values["USER"] and values["USER"][-1] not in ("root", "0")
     (healthcheck,) = values["HEALTHCHECK"]
@@ -150,3 +150,58 @@ def test_dockerfile_runs_the_service_unprivileged_with_a_liveness_check(services
     command = shlex.split(cmd.strip("[]").replace(",", " "))
     assert command[0] == "fraud-detector"
     assert build_parser().parse_args(command[1:]).command == "run"
+
+
+def test_compose_runs_the_kafka_version_of_the_dev_broker(services: dict[str, Any]) -> None:
+    pom = ET.parse(ROOT / "devbroker" / "pom.xml").getroot()
+    (version,) = [element.text for element in pom.iter() if element.tag.endswith("kafka.version")]
+    images = {service["image"] for service in services.values() if "apache/kafka" in service.get("image", "")}
+    assert images == {f"apache/kafka:{version}"}
+    assert {name for name, s in services.items() if s.get("image") in images} == {"kafka", "topics"}
+
+
+def test_only_the_detector_inherits_the_images_health_check(services: dict[str, Any]) -> None:
+    """The image's HEALTHCHECK asks /healthz, which only the detector serves."""
+    assert dockerfile_instructions()["HEALTHCHECK"]
+    for name in CODE_SERVICES:
+        disabled = services[name].get("healthcheck", {}).get("disable", False)
+        assert disabled is (name != "detector"), name
+
+
+def test_the_service_image_has_no_plotting_libraries_and_the_report_image_has(
+    services: dict[str, Any],
+) -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert not [d for d in project["dependencies"] if d.startswith("matplotlib")]
+    extras = project["optional-dependencies"]
+    assert [d for d in extras["report"] if d.startswith("matplotlib")]
+    assert "fraud-detector[report]" in extras["dev"], "make install, the demo and the tests draw figures"
+    values = dockerfile_instructions()
+    assert values["ARG"] == ["EXTRAS="], "the default image installs no extra"
+    (install,) = [run for run in values["RUN"] if "pip install" in run]
+    assert 'pip install ".${EXTRAS:+[$EXTRAS]}"' in install
+    for name in APP_SERVICES:
+        assert services[name]["build"] == "." and services[name]["image"] == "fraud-detector:local"
+    report = services["report"]
+    assert report["build"] == {"context": ".", "args": {"EXTRAS": "report"}}
+    assert report["image"] != services["detector"]["image"], "one tag for two different images"
+
+
+def test_reports_go_to_a_volume_the_unprivileged_user_can_write(
+    compose: dict[str, Any], services: dict[str, Any]
+) -> None:
+    report = services["report"]
+    assert report["profiles"], "a one-shot job, run on demand, not by docker compose up"
+    (mount,) = report["volumes"]
+    volume, target = mount.split(":")
+    assert volume in compose["volumes"]
+    command = report["command"]
+    assert command[:2] == ["fraud-detector", "audit"]
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(command[1:])  # exits on an unknown option
+    assert args.audit_command == "report" and args.out.is_relative_to(target)
+    values = dockerfile_instructions()
+    user = values["USER"][-1]
+    (setup,) = [run for run in values["RUN"] if "useradd" in run]
+    assert f"mkdir {target}" in setup and f"chown {user} {target}" in setup
