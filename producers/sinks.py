@@ -30,12 +30,21 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     "queue.buffering.max.messages": 500_000,
     "message.timeout.ms": 120_000,  # a message not delivered by then is reported as failed
 }
+# Errors no retry can cure: the brokers refused our credentials or TLS, or an ACL refuses the write.
+REFUSALS = frozenset({KafkaError._AUTHENTICATION, KafkaError._SSL})
+_NOT_AUTHORISED = frozenset(
+    {
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+        KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+    }
+)
 _LOGGED_FAILURES = 10
 _POLL_EVERY = 1000  # produce calls between serving delivery reports; polling on each one costs time
 
 
 class ConnectionRefused(RuntimeError):
-    """The brokers refused our credentials or TLS: nothing can be delivered, so stop at once."""
+    """The brokers refused our credentials, TLS or the write itself: nothing can be delivered, so stop."""
 
 
 @dataclass
@@ -98,7 +107,7 @@ class KafkaSink:
 
     def _produce(self, topic: str, key: str, value: bytes) -> None:
         if self._refusal is not None:
-            raise ConnectionRefused(f"Kafka refused the connection: {self._refusal}")
+            raise ConnectionRefused(f"Kafka refused: {self._refusal}")
         while True:
             try:
                 self._producer.produce(topic, value, key.encode(), on_delivery=self._on_delivery)
@@ -117,11 +126,14 @@ class KafkaSink:
     def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
         if error is None:
             self.report.delivered[message.topic()] += 1
-        else:
-            self._fail(f"{error.name()}: {error.str()}")
+            return
+        if error.code() in _NOT_AUTHORISED:
+            self._refusal = f"{error.str()} (writing to {message.topic()!r})"
+        self._fail(f"{error.name()}: {error.str()}")
 
     def _on_client_error(self, error: KafkaError) -> None:
-        if error.code() in (KafkaError._AUTHENTICATION, KafkaError._SSL):
+        # A fatal error (say an idempotent producer not allowed to write anywhere) fails every message.
+        if error.code() in REFUSALS or error.fatal():
             self._refusal = error.str()
         log.warning("kafka client: %s", error.str())
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -188,3 +190,35 @@ def test_an_unusable_kafka_setting_fails_cleanly(tmp_path: Path, caplog: pytest.
     config.write_text(json.dumps(SMALL))
     assert simulate_cli.main(["--config", str(config), "--kafka-config", "no.such.setting=1"]) == 1
     assert "cannot open the output" in caplog.text
+
+
+@pytest.mark.parametrize("cli", [simulate_cli, replay_cli])
+def test_version(cli: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--version"])
+    assert exit_.value.code == 0
+    name = "fraud-simulate" if cli is simulate_cli else "fraud-replay"
+    assert capsys.readouterr().out.strip() == f"{name} {version('fraud-detector')}"
+
+
+def test_the_summary_has_elapsed_time_and_rate_when_not_on_a_terminal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "small.json"
+    config.write_text(json.dumps(SMALL))
+    argv = [
+        "--config",
+        str(config),
+        "--transactions",
+        "50",
+        "--output",
+        "jsonl",
+        "--output-dir",
+        str(tmp_path),
+    ]
+    assert simulate_cli.main(argv) == 0
+    output = capsys.readouterr()
+    assert not output.err.strip(), "no progress bar off a terminal"
+    summary = {k.strip(): v.strip() for k, v in summary_of(output.out).items()}
+    assert summary["elapsed"].endswith(" s") and float(summary["elapsed"][:-2]) >= 0
+    assert summary["rate"].endswith(" events/s") and int(summary["rate"].split()[0].replace(",", "")) > 0
