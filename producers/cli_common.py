@@ -17,7 +17,7 @@ from detector.kafka_config import client_config, parse_settings
 from producers.pacing import EventTimePacer, Pacer, RatePacer, Unpaced
 from producers.publishing import Progress, print_summary, progress_enabled, publish
 from producers.sinks import ConnectionRefused, DeliveryReport, JsonlSink, KafkaSink, Sink
-from producers.topics import TopicLayoutError, ensure_input_topics
+from producers.topics import InputTopicsError, ensure_input_topics
 
 log = logging.getLogger("producers")
 
@@ -121,7 +121,7 @@ def run(
     """
     try:
         sink = make_sink(args)
-    except (KafkaException, OSError, ValueError, ConnectionRefused, TopicLayoutError) as error:
+    except (KafkaException, OSError, ValueError, ConnectionRefused, InputTopicsError) as error:
         log.error("cannot open the output: %s", error)
         return EXIT_FAILED
     code = 0

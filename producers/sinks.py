@@ -94,7 +94,7 @@ class KafkaSink:
     def close(self) -> DeliveryReport:
         """Flush in short slices, so a refusal (bad credentials) ends the wait at once."""
         deadline = time.monotonic() + self.flush_timeout
-        while (remaining := self._producer.flush(1.0)) and self._refusal is None:
+        while (remaining := self._flush(1.0)) and self._refusal is None:
             if time.monotonic() > deadline:
                 self._fail(f"not delivered within the flush timeout of {self.flush_timeout:g}s", remaining)
                 return self.report
@@ -102,8 +102,16 @@ class KafkaSink:
             # Refused: waiting would only retry until message.timeout.ms. Undelivered messages are
             # purged, and each is still reported as failed by its delivery report.
             self._producer.purge()
-            self._producer.flush(5.0)
+            self._flush(5.0)
         return self.report
+
+    def _flush(self, timeout: float) -> int:
+        """Messages still queued; a fatal error, which the client raises here, counts as a refusal."""
+        try:
+            return self._producer.flush(timeout)
+        except KafkaException as exception:
+            self._refusal = exception.args[0].str()
+            return len(self._producer)
 
     def _produce(self, topic: str, key: str, value: bytes) -> None:
         if self._refusal is not None:

@@ -4,6 +4,8 @@ Left to the broker's auto-creation, a missing topic gets the broker's default pa
 and the service then runs one partition wide. So a producer creates missing inputs with the
 service's ``FRAUD_TOPIC_PARTITIONS`` (or the count of the input that exists), and refuses inputs whose
 partition counts differ: labels join their transactions only when both topics split keys alike.
+It also asks Kafka whether this principal may write to them, so a write an ACL refuses is one clear
+line before anything is sent (an idempotent producer refused everywhere fails with a fatal error).
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 
-from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import KafkaError, KafkaException, TopicCollection
+from confluent_kafka.admin import AclOperation, AdminClient, NewTopic
 
 from detector.service.settings import ServiceSettings
 from producers.sinks import REFUSALS, ConnectionRefused
@@ -20,7 +22,7 @@ from producers.sinks import REFUSALS, ConnectionRefused
 _TIMEOUT_S = 30.0
 
 
-class TopicLayoutError(RuntimeError):
+class InputTopicsError(RuntimeError):
     """The input topics cannot be used, or created, as they are; the message says what to change."""
 
 
@@ -38,11 +40,29 @@ def ensure_input_topics(
         counts.update(dict.fromkeys(missing, partitions))
     first, second = topics
     if counts[first] != counts[second]:
-        raise TopicLayoutError(
+        raise InputTopicsError(
             f"{second!r} has {counts[second]} partitions and {first!r} {counts[first]}: labels join their"
             " transactions only when both topics have the same partition count"
         )
+    _refuse_unwritable(admin, list(topics))
     return counts
+
+
+def _refuse_unwritable(admin: AdminClient, names: list[str]) -> None:
+    """Refuse topics whose operations Kafka says this principal is not authorised for writing."""
+    described = admin.describe_topics(
+        TopicCollection(names), request_timeout=_TIMEOUT_S, include_authorized_operations=True
+    )
+    for name, future in described.items():
+        try:
+            allowed = future.result().authorized_operations or []
+        except KafkaException as exception:
+            raise InputTopicsError(f"cannot use topic {name!r}: {exception.args[0].str()}") from None
+        if allowed and not {AclOperation.WRITE, AclOperation.ALL} & set(allowed):
+            raise InputTopicsError(
+                f"Topic authorization failed: this principal may not write to {name!r}"
+                f" (allowed: {', '.join(sorted(op.name for op in allowed))})"
+            )
 
 
 def _connected(config: Mapping[str, str]) -> tuple[AdminClient, dict]:
@@ -75,7 +95,12 @@ def _create(admin: AdminClient, names: list[str], partitions: int, replication: 
             error = exception.args[0]
             if error.code() == KafkaError.TOPIC_ALREADY_EXISTS:  # someone else created it first
                 continue
-            raise TopicLayoutError(
-                f"cannot create topic {name!r} with {partitions} partitions: {error.str()}"
-                " (create it, or let this principal create it)"
+            hint = (
+                " This principal may not create it, nor see it if it exists: no ACL lets it write there"
+                if error.code()
+                in (KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED)
+                else ""
+            )
+            raise InputTopicsError(
+                f"cannot create topic {name!r} with {partitions} partitions: {error.str()}{hint}"
             ) from None

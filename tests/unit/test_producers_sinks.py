@@ -196,3 +196,20 @@ def test_a_fatal_client_error_stops_at_once() -> None:
     producer.config["error_cb"](fatal)
     with pytest.raises(ConnectionRefused, match="Cluster authorization failed"):
         sink.send_transaction(TX)
+
+
+def test_a_fatal_error_raised_by_flush_ends_the_wait_at_once() -> None:
+    class FatalOnFlush(FakeProducer):
+        def flush(self, timeout: float) -> int:
+            raise KafkaException(KafkaError(KafkaError.CLUSTER_AUTHORIZATION_FAILED, "refused", fatal=True))
+
+        def __len__(self) -> int:
+            return 1
+
+    producer = FatalOnFlush({})
+    sink = sink_with(producer)
+    sink.send_transaction(TX)
+    sink.close()
+    assert hasattr(producer, "purged"), "what was queued is purged, not waited for"
+    with pytest.raises(ConnectionRefused, match="refused"):
+        sink.send_transaction(TX)

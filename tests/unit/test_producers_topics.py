@@ -7,22 +7,33 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError, KafkaException, TopicCollection
+from confluent_kafka.admin import AclOperation
 
 from producers import topics
 from producers.sinks import ConnectionRefused
-from producers.topics import TopicLayoutError, ensure_input_topics
+from producers.topics import InputTopicsError, ensure_input_topics
 
 INPUTS = ("tx", "lb")
 
 
 class FakeAdmin:
-    """A cluster holding ``existing`` topics (name -> partitions); creation fails with ``refuse``."""
+    """A cluster holding ``existing`` topics (name -> partitions); creation fails with ``refuse``.
 
-    def __init__(self, existing: dict[str, int], refuse: int | None = None, login: int | None = None) -> None:
+    This principal may do ``allowed`` on every topic.
+    """
+
+    def __init__(
+        self,
+        existing: dict[str, int],
+        refuse: int | None = None,
+        login: int | None = None,
+        allowed: tuple[AclOperation, ...] = (AclOperation.DESCRIBE, AclOperation.WRITE),
+    ) -> None:
         self.existing = existing
         self.refuse = refuse
         self.login = login
+        self.allowed = allowed
         self.created: list[tuple[str, int, int]] = []
         self.config: dict[str, Any] = {}
 
@@ -42,6 +53,17 @@ class FakeAdmin:
 
     def poll(self, timeout: float) -> int:
         return 0
+
+    def describe_topics(
+        self, topics: TopicCollection, request_timeout: float, include_authorized_operations: bool
+    ) -> dict[str, Future]:
+        assert include_authorized_operations
+        futures = {}
+        for name in topics.topic_names:
+            future: Future = Future()
+            future.set_result(SimpleNamespace(authorized_operations=list(self.allowed)))
+            futures[name] = future
+        return futures
 
     def create_topics(self, new: list[Any], request_timeout: float) -> dict[str, Future]:
         futures = {}
@@ -79,14 +101,14 @@ def test_a_missing_input_gets_the_count_of_the_existing_one(monkeypatch: pytest.
 
 def test_existing_inputs_of_different_layouts_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     admin = install(monkeypatch, FakeAdmin({"tx": 3, "lb": 1}))
-    with pytest.raises(TopicLayoutError, match="'lb' has 1 partitions and 'tx' 3"):
+    with pytest.raises(InputTopicsError, match="'lb' has 1 partitions and 'tx' 3"):
         ensure_input_topics({}, INPUTS, {})
     assert admin.created == []
 
 
 def test_a_refused_creation_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
     install(monkeypatch, FakeAdmin({}, refuse=KafkaError.TOPIC_AUTHORIZATION_FAILED))
-    with pytest.raises(TopicLayoutError, match="cannot create topic 'tx' with 3 partitions: Authorization"):
+    with pytest.raises(InputTopicsError, match="cannot create topic 'tx' with 3 partitions: Authorization"):
         ensure_input_topics({}, INPUTS, {})
 
 
@@ -99,3 +121,13 @@ def test_a_refused_login_ends_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     install(monkeypatch, FakeAdmin({}, login=KafkaError._AUTHENTICATION))
     with pytest.raises(ConnectionRefused, match="Invalid username or password"):
         ensure_input_topics({}, INPUTS, {})
+
+
+def test_inputs_this_principal_may_not_write_are_refused_before_sending(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    install(monkeypatch, FakeAdmin({"tx": 3, "lb": 3}, allowed=(AclOperation.DESCRIBE, AclOperation.READ)))
+    with pytest.raises(InputTopicsError, match="may not write to 'tx' \\(allowed: DESCRIBE, READ\\)"):
+        ensure_input_topics({}, INPUTS, {})
+    install(monkeypatch, FakeAdmin({"tx": 3, "lb": 3}, allowed=(AclOperation.ALL,)))
+    assert ensure_input_topics({}, INPUTS, {}) == {"tx": 3, "lb": 3}
