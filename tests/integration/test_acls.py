@@ -52,6 +52,19 @@ class AclCluster:
             "KAFKA_SASL_PASSWORD": USERS[user],
         }
 
+    def env_through_passthrough(self, user: str, properties: Path) -> dict[str, str]:
+        """The same login with none of the documented variables: a Java-style properties file for
+        the credentials, and a ``KAFKA_*`` variable named after a setting for the mechanism."""
+        env = self.env(user)
+        settings = {
+            "security.protocol": env.pop("KAFKA_SECURITY_PROTOCOL"),
+            "sasl.username": env.pop("KAFKA_SASL_USERNAME"),
+            "sasl.password": env.pop("KAFKA_SASL_PASSWORD"),
+        }
+        properties.write_text("".join(f"{key}={value}\n" for key, value in settings.items()))
+        mechanism = env.pop("KAFKA_SASL_MECHANISM")
+        return {**env, "KAFKA_SASL_MECHANISMS": mechanism, "KAFKA_CLIENT_PROPERTIES": str(properties)}
+
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AclCluster]:
@@ -73,11 +86,15 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AclCluster]:
 
 
 def test_every_tool_works_with_its_least_privileged_principal(cluster: AclCluster, tmp_path: Path) -> None:
-    """The detector creates its topics and decides what the producer publishes; the analyst verifies."""
+    """The detector creates its topics and decides what the producer publishes; the analyst verifies.
+
+    The producer connects through the pass-through settings only (a properties file and a KAFKA_*
+    variable beyond the documented five), as an mTLS or OAUTHBEARER deployment would.
+    """
     service = ServiceProcess(cluster.env("detector"), tmp_path / "service.log")
     try:
         assert _wait_for_topic(service, cluster.topics), "the detector did not start with its ACLs"
-        published = _simulate(cluster.env("producer"))
+        published = _simulate(cluster.env_through_passthrough("producer", tmp_path / "producer.properties"))
         assert published.returncode == 0, published.stderr[-3000:]
         audit = TopicReader(cluster.broker.bootstrap_servers, cluster.topics.audit)
         wait_until(lambda: decided(audit) >= TRANSACTIONS, 120, "a decision for every transaction")
