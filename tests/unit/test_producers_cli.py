@@ -21,6 +21,14 @@ def summary_of(output: str) -> dict[str, str]:
     return dict(line.split(": ", 1) for line in output.splitlines() if ": " in line)
 
 
+def simulate_to_jsonl(directory: Path, transactions: int) -> int:
+    """fraud-simulate's exit code for ``transactions`` of the small config, written to ``directory``."""
+    config = directory / "small.json"
+    config.write_text(json.dumps(SMALL))
+    argv = ["--config", str(config), "--transactions", str(transactions)]
+    return simulate_cli.main([*argv, "--output", "jsonl", "--output-dir", str(directory)])
+
+
 def test_simulate_writes_transactions_labels_and_truth(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -56,19 +64,7 @@ def test_simulate_writes_transactions_labels_and_truth(
 def test_simulate_stops_after_the_asked_number_of_transactions(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config = tmp_path / "small.json"
-    config.write_text(json.dumps(SMALL))
-    argv = [
-        "--config",
-        str(config),
-        "--transactions",
-        "150",
-        "--output",
-        "jsonl",
-        "--output-dir",
-        str(tmp_path),
-    ]
-    assert simulate_cli.main(argv) == 0
+    assert simulate_to_jsonl(tmp_path, 150) == 0
     assert len((tmp_path / "transactions.jsonl").read_bytes().splitlines()) == 150
 
 
@@ -204,19 +200,7 @@ def test_version(cli: Any, capsys: pytest.CaptureFixture[str]) -> None:
 def test_the_summary_has_elapsed_time_and_rate_when_not_on_a_terminal(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config = tmp_path / "small.json"
-    config.write_text(json.dumps(SMALL))
-    argv = [
-        "--config",
-        str(config),
-        "--transactions",
-        "50",
-        "--output",
-        "jsonl",
-        "--output-dir",
-        str(tmp_path),
-    ]
-    assert simulate_cli.main(argv) == 0
+    assert simulate_to_jsonl(tmp_path, 50) == 0
     output = capsys.readouterr()
     assert not output.err.strip(), "no progress bar off a terminal"
     summary = {k.strip(): v.strip() for k, v in summary_of(output.out).items()}
