@@ -102,6 +102,30 @@ def broker_properties(
     return props
 
 
+STANDARD_AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+
+
+def authorizing_properties(
+    listener: str, users: Mapping[str, str], super_users: Iterable[str] = ()
+) -> dict[str, str]:
+    """SASL/PLAIN ``users`` (name -> password) on ``listener``, and KRaft's ACL authorizer.
+
+    Requests are then refused unless an ACL allows them (``allow.everyone.if.no.acl.found`` stays
+    false), except from ``super_users`` and from ``ANONYMOUS``: the broker's own connections to its
+    controller come over the PLAINTEXT listeners, which therefore stay open to anyone who can reach
+    them. Keep those on the loopback address, as here.
+    """
+    accounts = " ".join(f'user_{name}="{password}"' for name, password in users.items())
+    return {
+        "authorizer.class.name": STANDARD_AUTHORIZER,
+        "super.users": ";".join(["User:ANONYMOUS", *(f"User:{name}" for name in super_users)]),
+        "sasl.enabled.mechanisms": "PLAIN",
+        f"listener.name.{listener.lower()}.plain.sasl.jaas.config": (
+            f"org.apache.kafka.common.security.plain.PlainLoginModule required {accounts};"
+        ),
+    }
+
+
 def render_properties(props: Mapping[str, str]) -> str:
     """Java .properties text; values are escaped so paths and JAAS configs survive ``Properties.load``."""
     lines = []

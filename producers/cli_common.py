@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import time
 from collections.abc import Callable, Iterable
+from importlib.metadata import version
 from pathlib import Path
 
 from confluent_kafka import KafkaException
@@ -14,6 +17,7 @@ from detector.kafka_config import client_config, parse_settings
 from producers.pacing import EventTimePacer, Pacer, RatePacer, Unpaced
 from producers.publishing import Progress, print_summary, progress_enabled, publish
 from producers.sinks import ConnectionRefused, DeliveryReport, JsonlSink, KafkaSink, Sink
+from producers.topics import InputTopicsError, ensure_input_topics
 
 log = logging.getLogger("producers")
 
@@ -28,6 +32,10 @@ def key_value(text: str) -> tuple[str, str]:
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
     return key, value
+
+
+def add_version_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('fraud-detector')}")
 
 
 def add_output_options(parser: argparse.ArgumentParser) -> None:
@@ -52,10 +60,13 @@ def add_output_options(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="any librdkafka producer setting, repeatable; overrides the defaults and the environment "
-        "(KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD, "
-        "KAFKA_SSL_CA_LOCATION)",
+        "(KAFKA_<SETTING> variables such as KAFKA_SASL_USERNAME for sasl.username, and a "
+        "KAFKA_CLIENT_PROPERTIES file of key=value lines)",
     )
-    group.add_argument("--transactions-topic", default="transactions", help="(default: transactions)")
+    topics = "missing ones are created with $FRAUD_TOPIC_PARTITIONS partitions (default 3), as the detector"
+    group.add_argument(
+        "--transactions-topic", default="transactions", help=f"(default: transactions; {topics})"
+    )
     group.add_argument("--labels-topic", default="labels", help="(default: labels)")
     group.add_argument(
         "--flush-timeout",
@@ -85,6 +96,7 @@ def make_sink(args: argparse.Namespace) -> Sink:
     if args.output == "jsonl":
         return JsonlSink(args.output_dir, args.transactions_topic, args.labels_topic)
     config = client_config(args.bootstrap_servers, dict(args.kafka_config))
+    ensure_input_topics(config, (args.transactions_topic, args.labels_topic), os.environ)
     return KafkaSink(config, args.transactions_topic, args.labels_topic, args.flush_timeout)
 
 
@@ -109,12 +121,14 @@ def run(
     """
     try:
         sink = make_sink(args)
-    except (KafkaException, OSError) as error:
+    except (KafkaException, OSError, ValueError, ConnectionRefused, InputTopicsError) as error:
         log.error("cannot open the output: %s", error)
         return EXIT_FAILED
     code = 0
+    progress = Progress(progress_enabled(args.quiet))
+    began = time.monotonic()
     try:
-        publish(events, sink, make_pacer(args), Progress(progress_enabled(args.quiet)))
+        publish(events, sink, make_pacer(args), progress)
     except (ConnectionRefused, *stop_on) as error:
         log.error("%s", error)
         code = EXIT_FAILED
@@ -123,7 +137,8 @@ def run(
         code = EXIT_INTERRUPTED
     finally:
         report = sink.close()
-    print_summary({**summary(), **delivery_summary(report, args)})
+    elapsed = time.monotonic() - began
+    print_summary({**summary(), **delivery_summary(report, args), **rate_summary(progress, elapsed)})
     if report.failed:
         log.error("%d message(s) failed; see the summary for the reasons", report.failed)
         return code or EXIT_FAILED
@@ -138,6 +153,12 @@ def delivery_summary(report: DeliveryReport, args: argparse.Namespace) -> dict[s
     }
     counts.update({f"failed ({reason})": count for reason, count in report.failures.most_common()})
     return counts
+
+
+def rate_summary(progress: Progress, elapsed_s: float) -> dict[str, object]:
+    """Elapsed time and event rate, flush included: in a log they are all a run leaves of its pace."""
+    events = progress.transactions + progress.labels
+    return {"elapsed": f"{elapsed_s:.1f} s", "rate": f"{events / max(elapsed_s, 1e-9):,.0f} events/s"}
 
 
 def setup_logging() -> None:

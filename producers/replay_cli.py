@@ -25,7 +25,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from producers.cli_common import add_output_options, add_pacing_options, key_value, run, setup_logging
+from producers.cli_common import (
+    add_output_options,
+    add_pacing_options,
+    add_version_option,
+    key_value,
+    run,
+    setup_logging,
+)
 from producers.durations import parse_duration
 from producers.replay import Replay, ReplayError, SourceFormat
 
@@ -88,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_output_options(parser)
     add_pacing_options(parser)
+    add_version_option(parser)
     return parser
 
 

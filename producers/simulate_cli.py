@@ -21,7 +21,13 @@ from typing import BinaryIO
 import orjson
 
 from detector.engine.records import Label, Transaction
-from producers.cli_common import add_output_options, add_pacing_options, run, setup_logging
+from producers.cli_common import (
+    add_output_options,
+    add_pacing_options,
+    add_version_option,
+    run,
+    setup_logging,
+)
 from producers.config import PRESETS, ConfigError, SimulationConfig, config_to_dict, load_config, preset
 from producers.simulator import SimulatedTransaction, Simulator
 
@@ -56,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_output_options(parser)
     add_pacing_options(parser)
+    add_version_option(parser)
     return parser
 
 

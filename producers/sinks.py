@@ -30,12 +30,21 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     "queue.buffering.max.messages": 500_000,
     "message.timeout.ms": 120_000,  # a message not delivered by then is reported as failed
 }
+# Errors no retry can cure: the brokers refused our credentials or TLS, or an ACL refuses the write.
+REFUSALS = frozenset({KafkaError._AUTHENTICATION, KafkaError._SSL})
+_NOT_AUTHORISED = frozenset(
+    {
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+        KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+    }
+)
 _LOGGED_FAILURES = 10
 _POLL_EVERY = 1000  # produce calls between serving delivery reports; polling on each one costs time
 
 
 class ConnectionRefused(RuntimeError):
-    """The brokers refused our credentials or TLS: nothing can be delivered, so stop at once."""
+    """The brokers refused our credentials, TLS or the write itself: nothing can be delivered, so stop."""
 
 
 @dataclass
@@ -85,7 +94,7 @@ class KafkaSink:
     def close(self) -> DeliveryReport:
         """Flush in short slices, so a refusal (bad credentials) ends the wait at once."""
         deadline = time.monotonic() + self.flush_timeout
-        while (remaining := self._producer.flush(1.0)) and self._refusal is None:
+        while (remaining := self._flush(1.0)) and self._refusal is None:
             if time.monotonic() > deadline:
                 self._fail(f"not delivered within the flush timeout of {self.flush_timeout:g}s", remaining)
                 return self.report
@@ -93,12 +102,20 @@ class KafkaSink:
             # Refused: waiting would only retry until message.timeout.ms. Undelivered messages are
             # purged, and each is still reported as failed by its delivery report.
             self._producer.purge()
-            self._producer.flush(5.0)
+            self._flush(5.0)
         return self.report
+
+    def _flush(self, timeout: float) -> int:
+        """Messages still queued; a fatal error, which the client raises here, counts as a refusal."""
+        try:
+            return self._producer.flush(timeout)
+        except KafkaException as exception:
+            self._refusal = exception.args[0].str()
+            return len(self._producer)
 
     def _produce(self, topic: str, key: str, value: bytes) -> None:
         if self._refusal is not None:
-            raise ConnectionRefused(f"Kafka refused the connection: {self._refusal}")
+            raise ConnectionRefused(f"Kafka refused: {self._refusal}")
         while True:
             try:
                 self._producer.produce(topic, value, key.encode(), on_delivery=self._on_delivery)
@@ -117,11 +134,14 @@ class KafkaSink:
     def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
         if error is None:
             self.report.delivered[message.topic()] += 1
-        else:
-            self._fail(f"{error.name()}: {error.str()}")
+            return
+        if error.code() in _NOT_AUTHORISED:
+            self._refusal = f"{error.str()} (writing to {message.topic()!r})"
+        self._fail(f"{error.name()}: {error.str()}")
 
     def _on_client_error(self, error: KafkaError) -> None:
-        if error.code() in (KafkaError._AUTHENTICATION, KafkaError._SSL):
+        # A fatal error (say an idempotent producer not allowed to write anywhere) fails every message.
+        if error.code() in REFUSALS or error.fatal():
             self._refusal = error.str()
         log.warning("kafka client: %s", error.str())
 

@@ -69,6 +69,13 @@ class ServiceSettings:
     batch_timeout_ms: int = _setting(
         "FRAUD_BATCH_TIMEOUT_MS", 20, "longest wait to fill a batch: bounds decision latency", minimum=1
     )
+    transaction_timeout_ms: int = _setting(
+        "FRAUD_TRANSACTION_TIMEOUT_MS",
+        15_000,
+        "Kafka aborts a transaction left open this long (a vanished broker);"
+        " at most the broker's transaction.max.timeout.ms",
+        minimum=1000,
+    )
     checkpoint_interval_s: float = _setting(
         "FRAUD_CHECKPOINT_INTERVAL_S", 60.0, "seconds between engine snapshots", minimum=0.001
     )

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from detector.engine.records import decode_label, decode_transaction
-from producers import simulate_cli
+from producers import replay_cli, simulate_cli
 
 SMALL = {"days": 3, "population": {"cards": 300, "terminals": 40}, "fraud_rate": 0.05}
 
@@ -60,9 +61,10 @@ def test_simulated_stream_read_back_equals_what_was_delivered(
         *("--transactions-topic", transactions_topic, "--labels-topic", labels_topic, "--quiet"),
     ]
     assert simulate_cli.main(argv) == 0
-    summary = {
+    summary = {  # the counts; elapsed time and rate are the lines that are not integers
         key.strip(): int(value)
         for key, value in (line.split(":", 1) for line in capsys.readouterr().out.splitlines())
+        if value.strip().isdigit()
     }
     assert summary["failed"] == 0
     assert summary["delivered transactions"] == summary["transactions"] > 1000
@@ -88,3 +90,33 @@ def test_simulated_stream_read_back_equals_what_was_delivered(
     for partition in set(partition_of_customer.values()):
         times = [tx.event_time for (p, _, _), tx in zip(transactions, decoded, strict=True) if p == partition]
         assert times == sorted(times)
+
+
+@pytest.mark.kafka
+def test_replay_creates_missing_inputs_with_the_service_partition_count(
+    kafka_admin: AdminClient, kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not the broker's auto-created single partition: the detector's FRAUD_TOPIC_PARTITIONS."""
+    config = tmp_path / "small.json"
+    config.write_text(json.dumps({**SMALL, "days": 1}))
+    assert (
+        simulate_cli.main(["--config", str(config), "--output", "jsonl", "--output-dir", str(tmp_path)]) == 0
+    )
+    topics = [f"replayed-{name}-{uuid.uuid4().hex[:8]}" for name in ("tx", "labels")]
+    monkeypatch.setenv("FRAUD_TOPIC_PARTITIONS", "4")
+    argv = [str(tmp_path / "transactions.jsonl"), "--labels", str(tmp_path / "labels.jsonl")]
+    argv += [
+        "--bootstrap-servers",
+        kafka_bootstrap,
+        "--transactions-topic",
+        topics[0],
+        "--labels-topic",
+        topics[1],
+    ]
+    try:
+        assert replay_cli.main([*argv, "--quiet"]) == 0
+        listed = kafka_admin.list_topics(timeout=30).topics
+        assert [len(listed[name].partitions) for name in topics] == [4, 4]
+    finally:
+        for future in kafka_admin.delete_topics(topics, operation_timeout=30).values():
+            future.result(timeout=60)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -17,6 +19,14 @@ SMALL = {"days": 2, "population": {"cards": 100, "terminals": 20}, "fraud_rate":
 
 def summary_of(output: str) -> dict[str, str]:
     return dict(line.split(": ", 1) for line in output.splitlines() if ": " in line)
+
+
+def simulate_to_jsonl(directory: Path, transactions: int) -> int:
+    """fraud-simulate's exit code for ``transactions`` of the small config, written to ``directory``."""
+    config = directory / "small.json"
+    config.write_text(json.dumps(SMALL))
+    argv = ["--config", str(config), "--transactions", str(transactions)]
+    return simulate_cli.main([*argv, "--output", "jsonl", "--output-dir", str(directory)])
 
 
 def test_simulate_writes_transactions_labels_and_truth(
@@ -54,19 +64,7 @@ def test_simulate_writes_transactions_labels_and_truth(
 def test_simulate_stops_after_the_asked_number_of_transactions(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config = tmp_path / "small.json"
-    config.write_text(json.dumps(SMALL))
-    argv = [
-        "--config",
-        str(config),
-        "--transactions",
-        "150",
-        "--output",
-        "jsonl",
-        "--output-dir",
-        str(tmp_path),
-    ]
-    assert simulate_cli.main(argv) == 0
+    assert simulate_to_jsonl(tmp_path, 150) == 0
     assert len((tmp_path / "transactions.jsonl").read_bytes().splitlines()) == 150
 
 
@@ -188,3 +186,23 @@ def test_an_unusable_kafka_setting_fails_cleanly(tmp_path: Path, caplog: pytest.
     config.write_text(json.dumps(SMALL))
     assert simulate_cli.main(["--config", str(config), "--kafka-config", "no.such.setting=1"]) == 1
     assert "cannot open the output" in caplog.text
+
+
+@pytest.mark.parametrize("cli", [simulate_cli, replay_cli])
+def test_version(cli: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--version"])
+    assert exit_.value.code == 0
+    name = "fraud-simulate" if cli is simulate_cli else "fraud-replay"
+    assert capsys.readouterr().out.strip() == f"{name} {version('fraud-detector')}"
+
+
+def test_the_summary_has_elapsed_time_and_rate_when_not_on_a_terminal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert simulate_to_jsonl(tmp_path, 50) == 0
+    output = capsys.readouterr()
+    assert not output.err.strip(), "no progress bar off a terminal"
+    summary = {k.strip(): v.strip() for k, v in summary_of(output.out).items()}
+    assert summary["elapsed"].endswith(" s") and float(summary["elapsed"][:-2]) >= 0
+    assert summary["rate"].endswith(" events/s") and int(summary["rate"].split()[0].replace(",", "")) > 0

@@ -172,3 +172,44 @@ def test_a_refused_login_stops_at_once_and_reports_what_was_not_delivered() -> N
         sink.send_transaction(TX)
     sink.close()  # the refusal ends the flush at once, and what was queued is purged
     assert producer.purged == 1
+
+
+def test_a_write_an_acl_refuses_stops_at_once_and_names_the_topic() -> None:
+    producer = FakeProducer({})
+    sink = sink_with(producer)
+    sink.send_transaction(TX)
+    producer.stuck = 1
+    callback = producer.pending.pop()[2]
+    callback(
+        KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED, "Topic authorization failed"), FakeMessage("tx")
+    )
+    with pytest.raises(ConnectionRefused, match="Topic authorization failed \\(writing to 'tx'\\)"):
+        sink.send_transaction(TX)
+    report = sink.close()
+    assert producer.purged == 1 and report.failed == 1
+
+
+def test_a_fatal_client_error_stops_at_once() -> None:
+    producer = FakeProducer({})
+    sink = sink_with(producer)
+    fatal = KafkaError(KafkaError.CLUSTER_AUTHORIZATION_FAILED, "Cluster authorization failed", fatal=True)
+    producer.config["error_cb"](fatal)
+    with pytest.raises(ConnectionRefused, match="Cluster authorization failed"):
+        sink.send_transaction(TX)
+
+
+def test_a_fatal_error_raised_by_flush_ends_the_wait_at_once() -> None:
+    class FatalOnFlush(FakeProducer):
+        def flush(self, timeout: float) -> int:
+            raise KafkaException(KafkaError(KafkaError.CLUSTER_AUTHORIZATION_FAILED, "refused", fatal=True))
+
+        def __len__(self) -> int:
+            return 1
+
+    producer = FatalOnFlush({})
+    sink = sink_with(producer)
+    sink.send_transaction(TX)
+    sink.close()
+    assert hasattr(producer, "purged"), "what was queued is purged, not waited for"
+    with pytest.raises(ConnectionRefused, match="refused"):
+        sink.send_transaction(TX)
