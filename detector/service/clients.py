@@ -16,7 +16,7 @@ import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from detector.kafka_config import client_config
+from detector.kafka_config import client_config, client_settings, refuse_owned
 from detector.service.deadline import call_within
 from detector.service.health import Readiness
 from detector.service.reading import reader_config
@@ -48,6 +48,7 @@ class Clients:
         self.settings = settings
         self.topics = topics
         self.readiness = readiness
+        refuse_owned(client_settings(environ))  # they would be silently replaced below
         self.config = client_config(settings.bootstrap_servers, environ=environ)
         self.producer: Producer | None = None
         self.consumer: Consumer | None = None
@@ -107,23 +108,25 @@ class Clients:
         """A transactional producer; ``init_transactions`` fences any zombie with the same id."""
         producer = Producer(
             {
-                **self.config,
-                "transactional.id": f"{self.settings.group_id}-{self.settings.instance_id}",
-                "enable.idempotence": True,
+                # Defaults an operator may override with KAFKA_* settings:
                 # Records wait for the commit, whose flush sends them at once whatever the linger:
                 # a batch goes out in a few large requests rather than one every 5 ms, less work for
                 # the broker on the same cores, at no cost in latency (bench/latency_bench.py).
                 "linger.ms": 100,
                 "compression.type": "zstd",
                 "message.max.bytes": 2 * 1024 * 1024,
-                # A transaction stranded by a vanished broker is given up after this (the default 60 s
-                # blocked the loop, and a stop request, for a minute after the broker was back).
-                "transaction.timeout.ms": 15_000,
                 # The coordinator answers CONCURRENT_TRANSACTIONS to the next transaction's first
                 # request while it still writes the last one's commit markers (a few ms); the default
                 # 100 ms back-off then added about 100 ms to every commit, and to every decision's
                 # latency (bench/latency_bench.py).
                 "retry.backoff.ms": 5,
+                **self.config,
+                # Owned by the service (kafka_config.SERVICE_OWNED refuses them at start):
+                "transactional.id": f"{self.settings.group_id}-{self.settings.instance_id}",
+                "enable.idempotence": True,
+                # A transaction stranded by a vanished broker is given up after this (the default 60 s
+                # blocked the loop, and a stop request, for a minute after the broker was back).
+                "transaction.timeout.ms": self.settings.transaction_timeout_ms,
                 "error_cb": self._on_client_error,
             }
         )
@@ -200,6 +203,7 @@ class Clients:
         assert self._listener is not None
         consumer = Consumer(
             {
+                "session.timeout.ms": 10_000,  # a default an operator may override
                 **self.config,
                 "group.id": self.settings.group_id,
                 "partition.assignment.strategy": "range",
@@ -207,7 +211,6 @@ class Clients:
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
                 "auto.offset.reset": "earliest",
-                "session.timeout.ms": 10_000,
                 "error_cb": self._on_client_error,
             }
         )

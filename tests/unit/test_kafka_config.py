@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -105,3 +108,17 @@ def test_every_owned_setting_is_refused_and_transaction_timeout_is_a_service_set
     )
     with pytest.raises(SettingsError, match="FRAUD_TRANSACTION_TIMEOUT_MS: must be at least 1000"):
         ServiceSettings.from_env({"FRAUD_TRANSACTION_TIMEOUT_MS": "10"})
+
+
+def test_the_service_refuses_a_setting_it_owns_at_start_with_exit_2() -> None:
+    environ = {**os.environ, "KAFKA_TRANSACTIONAL_ID": "mine", "FRAUD_METRICS_PORT": "0"}
+    run = subprocess.run(
+        [sys.executable, "-m", "detector.cli", "run"],
+        check=False,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 2
+    assert "transactional.id" in run.stderr and "Traceback" not in run.stderr
