@@ -36,10 +36,11 @@ from typing import TextIO
 import numpy as np
 from confluent_kafka.admin import AdminClient
 
-from detector.audit.metrics import DAY_S, FRAUD, Joined, Labels, collect
+from detector.audit.collection import Labels, collect
+from detector.audit.quality import DAY_S, FRAUD, Joined
 from detector.audit.reader import TopicReader
-from detector.audit.replay import RecordFilter
 from detector.audit.report import REPORT_NAME, Report, build_report, write_report
+from detector.audit.selection import RecordFilter
 from detector.engine import outputs
 from detector.engine.records import Label, Transaction
 from detector.evaluation import average_precision, roc_auc

@@ -30,6 +30,8 @@ from typing import Any
 
 import orjson
 
+from detector.audit.records import chain_fields
+
 GENESIS = "0" * 64
 
 
@@ -96,8 +98,8 @@ def verify_record(
     record: Any, expected_seq: int, expected_prev: str, key: bytes | None = None, partition: int | None = None
 ) -> str | None:
     """What is wrong with ``record`` at this point of the chain, or None if it fits."""
-    chain = record.get("chain") if isinstance(record, dict) else None
-    if not isinstance(chain, dict) or not {"seq", "prev_hash", "hash", "partition"} <= set(chain):
+    chain = chain_fields(record)
+    if chain is None:
         return "foreign: no chain fields"
     if partition is not None and chain["partition"] != partition:
         return f"foreign: chained for partition {chain['partition']}, found in partition {partition}"

@@ -19,9 +19,10 @@ from pathlib import Path
 
 from confluent_kafka import KafkaException
 
-from detector.audit.metrics import Labels, collect, read_labels
+from detector.audit.collection import Labels, collect, read_labels
+from detector.audit.export import CsvSink, JsonlSink, RecordSink, export
 from detector.audit.reader import ReadError, TopicReader, progress_wanted
-from detector.audit.replay import CsvSink, JsonlSink, RecordFilter, RecordSink, customer_ids, replay
+from detector.audit.selection import RecordFilter, customer_ids
 from detector.audit.verify import ChainVerifier, load_heads, save_heads
 from detector.engine.records import InvalidInput, format_timestamp, parse_timestamp
 from detector.kafka_config import client_config, parse_settings
@@ -56,8 +57,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             verify_command,
             "recompute every partition's hash chain; exit 1 at the first break",
             "Check that every audit record is intact, in sequence and none is missing, and report"
-            " the first problem of each partition exactly. A pass cannot show that records were cut"
-            " off the end: save the heads (--save-head) and check against them later (--head).",
+            " the first problem of each partition exactly (every problem with --all). A pass cannot"
+            " show that records were cut off the end: save the heads (--save-head) and check"
+            " against them later (--head).",
         )
     )
     _report_options(
@@ -120,6 +122,13 @@ def _verify_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--save-head", type=Path, help="after a pass, write each partition's last seq and hash to this file"
     )
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        dest="every_break",
+        help="report every break of each partition, not only the first: checking goes on after a"
+        " break from the broken record's place in the chain",
+    )
 
 
 def _report_options(parser: argparse.ArgumentParser) -> None:
@@ -149,7 +158,7 @@ def replay_command(args: argparse.Namespace) -> int:
     start_ms = None if args.start_time is None else round(args.start_time * 1000)
     with _sink(args) as sink, TopicReader(_client(args), args.topic) as reader:
         try:
-            counts = replay(reader.messages(start_ms, args.follow, progress_wanted(args.quiet)), keep, sink)
+            counts = export(reader.messages(start_ms, args.follow, progress_wanted(args.quiet)), keep, sink)
         except KeyboardInterrupt:
             return 0 if args.follow else EXIT_INTERRUPTED  # Ctrl-C is how a follow ends
     print(f"replay: {counts.read:,} records read, {counts.written:,} written", file=sys.stderr)
@@ -164,7 +173,7 @@ def verify_command(args: argparse.Namespace) -> int:
     key = os.environ.get(args.hmac_key_env, "").encode() or None
     expected = load_heads(args.head) if args.head else None
     with TopicReader(_client(args), args.topic) as reader:
-        verifier = ChainVerifier(key, reader.partitions, expected)
+        verifier = ChainVerifier(key, reader.partitions, expected, args.every_break)
         for message in reader.messages(progress=progress_wanted(args.quiet)):
             verifier.add(message.partition, message.offset, message.value)
     result = verifier.result()

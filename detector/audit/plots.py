@@ -19,7 +19,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from detector.audit.metrics import DAY_S, ModelEvent, Percentiles, PeriodMetrics, ScoreHistogram, WriteLag
+from detector.audit.collection import ModelEvent
+from detector.audit.quality import DAY_S, Percentiles, PeriodMetrics, ScoreHistogram, WriteLag
 
 DPI = 110
 # Event kind -> (marker, colour, legend text).

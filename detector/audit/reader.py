@@ -18,9 +18,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
 
-import orjson
 from confluent_kafka import (
     OFFSET_END,
     TIMESTAMP_NOT_AVAILABLE,
@@ -61,15 +59,6 @@ def consumer_config(client: Mapping[str, str]) -> dict[str, str | bool]:
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
     }
-
-
-def decode_record(value: bytes | None) -> dict[str, Any] | None:
-    """The audit record in ``value``, None if it is not a JSON object."""
-    try:
-        record = orjson.loads(value) if value is not None else None
-    except orjson.JSONDecodeError:
-        return None
-    return record if isinstance(record, dict) else None
 
 
 def progress_wanted(quiet: bool) -> bool:

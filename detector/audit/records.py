@@ -1,9 +1,16 @@
-"""The audit record of each decision and engine event, and the compact decision sent back upstream.
+"""The audit record format: every record the detector writes, and how a reader takes one back.
 
-Audit records are plain JSON objects with a ``record_type``: ``decision`` for a transaction, or the
-engine event kind (``drift_detected``, ``model_swapped``, ...). They carry what an analyst needs to
-explain a decision months later: the features used, the score, the thresholds in force, the
-reasons, the model and its generation, and where the input came from.
+Audit records are plain JSON objects with a ``record_type``: ``decision`` for a transaction,
+``rejected`` for input that could not be processed, or the engine event kind (``drift_detected``,
+``model_swapped``, ...). They carry what an analyst needs to explain a decision months later: the
+features used, the score, the thresholds in force, the reasons, the model and its generation, and
+where the input came from. Each is sealed into its partition's hash chain
+(:mod:`detector.audit.chain`), which adds the ``chain`` fields; :func:`chained_for` says whether a
+record read back has them. This module is the one place that knows the format, for the service
+that writes records and for the analyst commands that read them.
+
+The compact decision sent back upstream (:func:`decision_reply`) is built here too, from the same
+decision, so that the two can never disagree.
 
 Customer ids can be pseudonymised with a keyed hash: the same card always maps to the same token,
 so investigations still group by card, but the token cannot be reversed without the key.
@@ -17,11 +24,14 @@ import time
 from functools import lru_cache
 from typing import Any, NamedTuple
 
+import orjson
+
 from detector.engine.outputs import Decision, EngineEvent
-from detector.engine.records import format_timestamp
+from detector.engine.records import InvalidInput, format_timestamp
 
 SCHEMA_VERSION = 1
-DECISION = "decision"
+DECISION, REJECTED = "decision", "rejected"
+CHAIN_FIELDS = frozenset({"partition", "seq", "prev_hash", "hash"})
 
 
 class Provenance(NamedTuple):
@@ -84,6 +94,21 @@ def event_record(event: EngineEvent, model_kind: str, provenance: Provenance) ->
     }
 
 
+def rejected_record(
+    error: InvalidInput, key: bytes | None, provenance: Provenance, pseudonym_key: bytes | None = None
+) -> dict[str, Any]:
+    """Which input was refused and why; ``key`` is the input's Kafka key (the customer, if any)."""
+    return {
+        "record_type": REJECTED,
+        "schema": SCHEMA_VERSION,
+        "reason": error.reason,
+        "detail": error.detail,
+        "customer_key": pseudonymise(key.decode(errors="replace"), pseudonym_key) if key else None,
+        "input": provenance.as_dict(),
+        "instance_id": provenance.instance_id,
+    }
+
+
 def decision_reply(decision: Decision, event_time: str) -> dict[str, Any]:
     """The compact record the payment system reads back from the decisions topic.
 
@@ -97,6 +122,32 @@ def decision_reply(decision: Decision, event_time: str) -> dict[str, Any]:
         "model_generation": decision.model_generation,
         "event_time": event_time,
     }
+
+
+def decode_record(value: bytes | None) -> dict[str, Any] | None:
+    """The audit record in ``value``, None if it is not a JSON object."""
+    try:
+        record = orjson.loads(value) if value is not None else None
+    except orjson.JSONDecodeError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def chain_fields(record: Any) -> dict[str, Any] | None:
+    """The record's ``chain`` object, None unless it has every chain field (their values unchecked)."""
+    chain = record.get("chain") if isinstance(record, dict) else None
+    return chain if isinstance(chain, dict) and chain.keys() >= CHAIN_FIELDS else None
+
+
+def chained_for(record: Any, partition: int) -> bool:
+    """Whether a chain can go on from ``record``: sealed for ``partition``, with a whole seq and a hash."""
+    chain = chain_fields(record)
+    return (
+        chain is not None
+        and chain["partition"] == partition
+        and type(chain["seq"]) is int
+        and isinstance(chain["hash"], str)
+    )
 
 
 def _now() -> str:

@@ -6,19 +6,15 @@ quoted without reading values off a plot.
 
 from __future__ import annotations
 
-import html
-import math
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
-from detector.audit import plots
-from detector.audit.metrics import (
-    AuditCollection,
+from detector.audit import page, plots
+from detector.audit.collection import AuditCollection, Labels
+from detector.audit.quality import (
     Joined,
-    Labels,
     Percentiles,
     PeriodMetrics,
     ScoreHistogram,
@@ -95,7 +91,7 @@ def write_report(report: Report, directory: Path, sources: Mapping[str, str]) ->
     else:
         sections.append("<p class='note'>No decisions matched: there is nothing to plot.</p>")
     path = directory / REPORT_NAME
-    path.write_text(_page("\n".join(sections)), encoding="utf-8")
+    path.write_text(page.document("\n".join(sections)), encoding="utf-8")
     return path
 
 
@@ -109,29 +105,29 @@ def _summary_section(report: Report, sources: Mapping[str, str]) -> str:
     if collection.unreadable:
         source_rows.append(("unreadable audit records", f"{collection.unreadable:,} (run audit verify)"))
     numbers = [
-        ("decisions", _count(overall.transactions)),
+        ("decisions", page.count(overall.transactions)),
         (
             "alerts (review + block)",
             f"{overall.alerts:,} ({overall.reviews:,} review, {overall.blocks:,} block)",
         ),
-        ("labelled", f"{overall.labelled:,} ({_share(overall.labelled, overall.transactions)})"),
+        ("labelled", f"{overall.labelled:,} ({page.share(overall.labelled, overall.transactions)})"),
         ("unlabelled (excluded from precision)", f"{unlabelled:,}"),
         ("frauds among labelled", f"{overall.frauds:,}"),
-        ("alert precision", _ratio(overall.alert_precision)),
-        (f"card precision@{report.k} (mean of days)", _ratio(overall.card_precision)),
-        ("average precision", _ratio(overall.average_precision)),
-        ("ROC AUC", _ratio(report.auc)),
+        ("alert precision", page.ratio(overall.alert_precision)),
+        (f"card precision@{report.k} (mean of days)", page.ratio(overall.card_precision)),
+        ("average precision", page.ratio(overall.average_precision)),
+        ("ROC AUC", page.ratio(report.auc)),
     ]
     types = [(kind, f"{count:,}") for kind, count in sorted(collection.record_types.items())]
     return f"""
 <h2>Summary</h2>
-{_table(("input", "details"), source_rows)}
+{page.table(("input", "details"), source_rows)}
 <p class="note">Transactions whose label has not arrived yet are <b>unlabelled</b>: they count in the
 volumes but are left out of every precision figure, as neither a hit nor a false alarm. Recent days
 have few labels yet, so their precision rests on fewer transactions.</p>
-{_table(("all days", "value"), numbers)}
+{page.table(("all days", "value"), numbers)}
 <h3>Audit records by type</h3>
-{_table(("record type", "records"), types)}
+{page.table(("record type", "records"), types)}
 """
 
 
@@ -150,23 +146,23 @@ score that day (labelled transactions only), the share with a fraud that day, al
 {report.k}. Average precision: area under the precision-recall curve of the day's labelled scores.
 &ldquo;–&rdquo;: nothing to measure (no labelled alert, or no labelled fraud). Each partition runs
 its own model, so generations and events are per partition.</p>
-{_table(headers, rows, "totals")}
+{page.table(headers, rows, "totals")}
 """
 
 
 def _day_row(day: PeriodMetrics) -> tuple[str, ...]:
     return (
         day.day.isoformat() if day.day else "all days",
-        _count(day.transactions),
-        _count(day.reviews),
-        _count(day.blocks),
-        f"{day.labelled:,} ({_share(day.labelled, day.transactions)})",
-        _count(day.frauds),
-        _count(day.labelled_alerts),
-        _count(day.fraud_alerts),
-        _ratio(day.alert_precision),
-        _ratio(day.card_precision),
-        _ratio(day.average_precision),
+        page.count(day.transactions),
+        page.count(day.reviews),
+        page.count(day.blocks),
+        f"{day.labelled:,} ({page.share(day.labelled, day.transactions)})",
+        page.count(day.frauds),
+        page.count(day.labelled_alerts),
+        page.count(day.fraud_alerts),
+        page.ratio(day.alert_precision),
+        page.ratio(day.card_precision),
+        page.ratio(day.average_precision),
     )
 
 
@@ -182,8 +178,8 @@ def _events_section(report: Report) -> str:
     cut = f"<p class='note'>The first {MAX_EVENT_ROWS} of {len(events):,} events; replay has them all.</p>"
     return f"""
 <h2>Drift and model events</h2>
-{_table(("event", "partition", "count"), count_rows) if events else "<p>No drift or model events.</p>"}
-{_table(("event time (UTC)", "partition", "event", "model generation", "detail"), rows) if rows else ""}
+{page.table(("event", "partition", "count"), count_rows) if events else "<p>No drift or model events.</p>"}
+{page.table(("event time (UTC)", "partition", "event", "model generation", "detail"), rows) if rows else ""}
 {cut if more > 0 else ""}
 """
 
@@ -193,9 +189,9 @@ def _score_section(report: Report) -> str:
     rows = [
         (
             f"{low:.2f} – {high:.2f}",
-            _count(int(legit)),
-            _count(int(fraud)),
-            _share(int(fraud), int(fraud + legit)),
+            page.count(int(legit)),
+            page.count(int(fraud)),
+            page.share(int(fraud), int(fraud + legit)),
         )
         for low, high, legit, fraud in zip(
             histogram.edges[:-1], histogram.edges[1:], histogram.legitimate, histogram.fraud, strict=True
@@ -215,7 +211,7 @@ def _score_section(report: Report) -> str:
 <p class="note">Labelled transactions only; both classes use the same bins, and counts are on a log
 scale so the rare frauds stay visible next to the legitimate mass.</p>
 {note}
-{_table(("score bin", "legitimate", "fraud", "fraud share"), rows)}
+{page.table(("score bin", "legitimate", "fraud", "fraud share"), rows)}
 """
 
 
@@ -243,62 +239,17 @@ def _latency_section(report: Report, processing: Percentiles) -> str:
 <p class="note">Processing time is measured inside the detector for each transaction, from decoding
 the message to the decision (features, score, policy). It leaves out time spent waiting in Kafka,
 batching and the transaction commit, so it is a lower bound of the end-to-end latency. {lag_note}</p>
-{_table(("measure", "decisions", "p50", "p90", "p99", "max"), rows)}
+{page.table(("measure", "decisions", "p50", "p90", "p99", "max"), rows)}
 """
 
 
 def _latency_row(name: str, summary: Percentiles) -> tuple[str, ...]:
     values = (summary.p50, summary.p90, summary.p99, summary.max)
-    return (name, _count(summary.count), *(f"{v:.3g}" for v in values))
+    return (name, page.count(summary.count), *(f"{v:.3g}" for v in values))
 
 
 def _main_thresholds(thresholds: Counter[tuple[float, float]]) -> tuple[float, float] | None:
     return thresholds.most_common(1)[0][0] if thresholds else None
-
-
-def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], css_class: str = "") -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "\n".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table class='{css_class}'>\n<tr>{head}</tr>\n{body}\n</table>"
-
-
-def _page(body: str) -> str:
-    generated = datetime.now(tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>Fraud detection audit report</title>
-<style>
-body {{ font-family: system-ui, sans-serif; max-width: 1250px; margin: 2em auto; padding: 0 1em; }}
-table {{ border-collapse: collapse; margin: 0.8em 0 1.6em; font-size: 0.92em; }}
-th, td {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }}
-th {{ background: #f0f0f0; }}
-td:first-child, th:first-child {{ text-align: left; }}
-table.totals tr:last-child td {{ font-weight: 600; }}
-img {{ max-width: 100%; border: 1px solid #ddd; }}
-.note {{ color: #444; max-width: 60em; }}
-</style>
-</head>
-<body>
-<h1>Fraud detection audit report</h1>
-<p class="note">Generated {generated}.</p>
-{body}
-</body>
-</html>
-"""
-
-
-def _count(value: int) -> str:
-    return f"{value:,}"
-
-
-def _share(part: int, whole: int) -> str:
-    return f"{100.0 * part / whole:.1f}%" if whole else "–"
-
-
-def _ratio(value: float) -> str:
-    return "–" if math.isnan(value) else f"{value:.3f}"
 
 
 def _detail(detail: Mapping[str, object]) -> str:

@@ -11,7 +11,11 @@ The first problem in each partition is reported at its exact position, as one of
   JSON, or, with an HMAC key, sealed with a plain SHA-256 instead of the key).
 
 Records after the first problem of a partition are counted but not verified: one break makes every
-later link meaningless.
+later link meaningless. An auditor who wants the full list asks for every break (``verify --all``):
+checking then goes on after a break from the broken record's own place in the chain when it has one
+(altered in place, the first after a gap, a wrong link), else from the last good record (a foreign
+record, or one from earlier in the chain), so that each problem is reported once, not again at every
+record after it.
 
 What a pass proves: every record read is byte for byte what was sealed (the detector writes the
 canonical encoding, :func:`~detector.audit.chain.encode`, and no other bytes pass, so a copy that
@@ -36,14 +40,14 @@ True
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from detector.audit.chain import GENESIS, canonical, digest, encode, verify_record
-from detector.audit.reader import decode_record
+from detector.audit.records import chain_fields, decode_record
 
 ALTERED, MISSING, REORDERED, FOREIGN = "altered", "missing", "reordered", "foreign"
 TRUNCATED, REWRITTEN = "truncated", "rewritten"  # only against saved heads
@@ -59,7 +63,7 @@ class Head:
 
 @dataclass(frozen=True)
 class Break:
-    """The first problem in a partition: where (``offset`` None: past the last record) and what."""
+    """A problem in a partition: where (``offset`` None: past the last record) and what."""
 
     partition: int
     offset: int | None
@@ -78,10 +82,11 @@ class PartitionChain:
 
     partition: int
     records: int = 0  # read, including any after the first break
-    verified: int = 0  # in sequence and intact, before the first break
+    verified: int = 0  # in sequence and intact (before the first break, unless every break is wanted)
     head: Head | None = None
-    broken: Break | None = None
-    skipped: tuple[int, int] | None = None  # (expected, found) after a jump ahead, until found later
+    breaks: list[Break] = field(default_factory=list)
+    # After a jump ahead, until found later: the first seq skipped -> (its break's index, seq found).
+    skipped: dict[int, tuple[int, int]] = field(default_factory=dict)
 
     def next_seq(self) -> int:
         return 0 if self.head is None else self.head.seq + 1
@@ -92,10 +97,11 @@ class Verification:
     """The outcome for every partition seen or expected."""
 
     chains: dict[int, PartitionChain]
+    every_break: bool = False
 
     @property
     def breaks(self) -> list[Break]:
-        return [c.broken for _, c in sorted(self.chains.items()) if c.broken is not None]
+        return [b for _, c in sorted(self.chains.items()) for b in c.breaks]
 
     @property
     def ok(self) -> bool:
@@ -113,7 +119,8 @@ class Verification:
         for partition, chain in sorted(self.chains.items()):
             head = f", head seq {chain.head.seq} {chain.head.hash}" if chain.head else ""
             unverified = chain.records - chain.verified
-            after = f", {unverified} from the break on not verified" if unverified else ""
+            not_verified = "not verified" if self.every_break else "from the break on not verified"
+            after = f", {unverified} {not_verified}" if unverified else ""
             lines.append(f"partition {partition}: {chain.verified} records verified{after}{head}")
         lines.append(f"total: {self.verified} records verified in {len(self.chains)} partitions")
         lines.extend(f"BROKEN {b.describe()}" for b in self.breaks)
@@ -128,17 +135,18 @@ class ChainVerifier:
         key: bytes | None = None,
         partitions: Iterable[int] = (),
         expected_heads: Mapping[int, Head] | None = None,
+        every_break: bool = False,
     ) -> None:
         self.key = key or None
         self.expected_heads = dict(expected_heads or {})
+        self.every_break = every_break
         self._chains = {p: PartitionChain(p) for p in (*partitions, *self.expected_heads)}
 
     def add(self, partition: int, offset: int, value: bytes | None) -> None:
         chain = self._chains.setdefault(partition, PartitionChain(partition))
         chain.records += 1
         record = decode_record(value)
-        if chain.broken is not None:
-            _look_for_skipped(chain, offset, record)
+        if _found_skipped(chain, offset, record) or (chain.breaks and not self.every_break):
             return
         expected_seq = chain.next_seq()
         problem = self._problem(chain, record, value)
@@ -147,24 +155,26 @@ class ChainVerifier:
             if kind == MISSING:
                 found = record["chain"]["seq"]
                 detail = f"seq {_span(expected_seq, found - 1)} not in the partition (found seq {found} here)"
-                chain.skipped = (expected_seq, found)
-            chain.broken = Break(partition, offset, expected_seq, kind, detail)
+                chain.skipped[expected_seq] = (len(chain.breaks), found)
+            chain.breaks.append(Break(partition, offset, expected_seq, kind, detail))
+            if self.every_break:
+                chain.head = _resumed(kind, expected_seq, record) or chain.head
             return
         chain.head = Head(expected_seq, record["chain"]["hash"])
         chain.verified += 1
         anchor = self.expected_heads.get(partition)
         if anchor is not None and anchor.seq == expected_seq and anchor.hash != chain.head.hash:
             detail = f"the saved head has hash {anchor.hash}, this record {chain.head.hash}"
-            chain.broken = Break(partition, offset, expected_seq, REWRITTEN, detail)
+            chain.breaks.append(Break(partition, offset, expected_seq, REWRITTEN, detail))
 
     def result(self) -> Verification:
         for partition, anchor in self.expected_heads.items():
             chain = self._chains[partition]
             reached = chain.head.seq if chain.head else -1
-            if chain.broken is None and reached < anchor.seq:
+            if (self.every_break or not chain.breaks) and reached < anchor.seq:
                 detail = f"the chain ends at seq {reached}; the saved head is seq {anchor.seq}"
-                chain.broken = Break(partition, None, reached + 1, TRUNCATED, detail)
-        return Verification(dict(self._chains))
+                chain.breaks.append(Break(partition, None, reached + 1, TRUNCATED, detail))
+        return Verification(dict(self._chains), self.every_break)
 
     def _problem(self, chain: PartitionChain, record: Any, value: bytes | None) -> str | None:
         if record is None:
@@ -187,9 +197,10 @@ def verify_messages(
     key: bytes | None = None,
     partitions: Iterable[int] = (),
     expected_heads: Mapping[int, Head] | None = None,
+    every_break: bool = False,
 ) -> Verification:
     """Verify ``(partition, offset, value)`` triples, e.g. a topic read back or a copy held in memory."""
-    verifier = ChainVerifier(key, partitions, expected_heads)
+    verifier = ChainVerifier(key, partitions, expected_heads, every_break)
     for partition, offset, value in messages:
         verifier.add(partition, offset, value)
     return verifier.result()
@@ -210,19 +221,31 @@ def load_heads(path: Path) -> dict[int, Head]:
         raise ValueError(f"{path} is not a heads file written by verify --save-head ({error!r})") from None
 
 
-def _look_for_skipped(chain: PartitionChain, offset: int, record: Any) -> None:
-    """A skipped record found later means the partition is out of order, not incomplete."""
-    if chain.broken is None or chain.skipped is None or _seq(record) != chain.skipped[0]:
-        return
-    seq, found = chain.skipped
-    detail = f"seq {seq} comes later, at offset {offset} (found seq {found} here)"
-    chain.broken = replace(chain.broken, problem=REORDERED, detail=detail)
-    chain.skipped = None
+def _found_skipped(chain: PartitionChain, offset: int, record: Any) -> bool:
+    """Whether ``record`` is one a jump ahead skipped: then the partition is out of order, not
+    incomplete, and that break says so."""
+    fields = chain_fields(record)
+    seq = None if fields is None else fields["seq"]
+    for first, (index, found) in chain.skipped.items():
+        if seq == first:
+            detail = f"seq {first} comes later, at offset {offset} (found seq {found} here)"
+            chain.breaks[index] = replace(chain.breaks[index], problem=REORDERED, detail=detail)
+            del chain.skipped[first]
+            return True
+    return False
 
 
-def _seq(record: Any) -> Any:
-    chain = record.get("chain") if isinstance(record, dict) else None
-    return chain.get("seq") if isinstance(chain, dict) else None
+def _resumed(kind: str, expected_seq: int, record: dict[str, Any]) -> Head | None:
+    """Where checking goes on after a break at ``expected_seq``: the broken record's place when it
+    has one in this chain, else None (from the last good record)."""
+    if kind == FOREIGN:
+        return None
+    chain = record["chain"]
+    if kind == MISSING:
+        return Head(chain["seq"], chain["hash"])  # intact, past a gap
+    if kind == ALTERED or chain["seq"] == expected_seq:
+        return Head(expected_seq, str(chain["hash"]))  # in its place: the next record links to it
+    return None  # from earlier in the chain
 
 
 def _span(first: int, last: int) -> str:

@@ -21,13 +21,11 @@ from typing import NamedTuple
 import orjson
 
 from detector.audit.chain import ChainState
-from detector.audit.records import Provenance, decision_record, decision_reply, event_record, pseudonymise
+from detector.audit.records import Provenance, decision_record, decision_reply, event_record, rejected_record
 from detector.engine.engine import DetectionEngine
 from detector.engine.outputs import EngineEvent
 from detector.engine.records import InvalidInput, decode_label, decode_transaction
 from detector.service.topic_map import AUDIT, DEAD_LETTER, DECISIONS, TRANSACTIONS, TopicMap
-
-REJECTED = "rejected"
 
 
 class Kind(Enum):
@@ -138,15 +136,7 @@ class PartitionProcessor:
             ("dlq.offset", str(provenance.offset).encode()),
             ("dlq.instance", provenance.instance_id.encode()),
         )
-        audit = {
-            "record_type": REJECTED,
-            "schema": 1,
-            "reason": error.reason,
-            "detail": error.detail,
-            "customer_key": pseudonymise(key.decode(errors="replace"), self.pseudonym_key) if key else None,
-            "input": provenance.as_dict(),
-            "instance_id": provenance.instance_id,
-        }
+        audit = rejected_record(error, key, provenance, self.pseudonym_key)
         return [
             OutRecord(DEAD_LETTER, key, value or b"", headers),
             OutRecord(AUDIT, b"rejected", self.chain.seal_encoded(audit)),

@@ -19,13 +19,12 @@ other features, model, drift settings or label horizon is treated as absent in t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import structlog
 from confluent_kafka import Consumer
 
 from detector.audit.chain import ChainState
-from detector.audit.reader import decode_record
+from detector.audit.records import chained_for, decode_record
 from detector.engine.config import EngineConfig
 from detector.engine.engine import DetectionEngine
 from detector.service.checkpoints import Checkpoint, load_checkpoint
@@ -114,7 +113,7 @@ def read_chain_head(reader: Consumer, topic: str, partition: int, key: bytes | N
         last = None
         for message in read_to_end(reader, topic, partition, start, _TIMEOUT_S):
             record = decode_record(message.value())
-            if _chained_here(record, partition):
+            if chained_for(record, partition):
                 last = record
             else:
                 log.error("audit_record_foreign", partition=partition, offset=message.offset())
@@ -123,13 +122,3 @@ def read_chain_head(reader: Consumer, topic: str, partition: int, key: bytes | N
         if start <= low:
             return ChainState(partition=partition, key=key)
         span *= 16  # the tail held only aborted records, markers or foreign records: look further back
-
-
-def _chained_here(record: dict[str, Any] | None, partition: int) -> bool:
-    chain = record.get("chain") if record is not None else None
-    return (
-        isinstance(chain, dict)
-        and chain.get("partition") == partition
-        and type(chain.get("seq")) is int
-        and isinstance(chain.get("hash"), str)
-    )

@@ -11,9 +11,10 @@ import orjson
 import pytest
 
 from detector.audit.cli import register
+from detector.audit.export import CSV_COLUMNS, CsvSink, JsonlSink, export
 from detector.audit.reader import TopicMessage
 from detector.audit.records import pseudonymise
-from detector.audit.replay import CSV_COLUMNS, CsvSink, JsonlSink, RecordFilter, customer_ids, replay
+from detector.audit.selection import RecordFilter, customer_ids
 
 JAN2 = datetime(2026, 1, 2, tzinfo=UTC).timestamp()
 
@@ -71,14 +72,14 @@ def messages() -> list[TopicMessage]:
 
 def test_jsonl_export_is_the_original_bytes() -> None:
     out = io.BytesIO()
-    counts = replay(messages(), RecordFilter(decisions=frozenset({"block"})), JsonlSink(out))
+    counts = export(messages(), RecordFilter(decisions=frozenset({"block"})), JsonlSink(out))
     assert out.getvalue() == orjson.dumps(RECORDS[1]) + b"\n"
     assert (counts.read, counts.written, counts.unreadable) == (6, 1, 1)
 
 
 def test_csv_export_has_a_column_per_field_and_nested_values_as_json() -> None:
     out = io.BytesIO()
-    replay(messages(), RecordFilter(customers=frozenset({"c1"})), CsvSink(out))
+    export(messages(), RecordFilter(customers=frozenset({"c1"})), CsvSink(out))
     rows = list(csv.DictReader(io.StringIO(out.getvalue().decode())))
     assert tuple(rows[0]) == CSV_COLUMNS
     assert [(r["audit_partition"], r["audit_offset"], r["transaction_id"]) for r in rows] == [

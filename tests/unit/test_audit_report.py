@@ -15,16 +15,11 @@ import orjson
 import pytest
 from PIL import Image
 
-from detector.audit.metrics import (
-    REALTIME_MAX_MEDIAN_LAG_S,
-    collect,
-    generation_steps,
-    read_labels,
-    write_lag,
-)
+from detector.audit.collection import collect, read_labels
+from detector.audit.quality import REALTIME_MAX_MEDIAN_LAG_S, generation_steps, write_lag
 from detector.audit.reader import TopicMessage
-from detector.audit.replay import RecordFilter
 from detector.audit.report import LATENCY_PNG, SCORES_PNG, TIMELINE_PNG, build_report, write_report
+from detector.audit.selection import RecordFilter
 from detector.engine.records import Label, format_timestamp
 
 DAY1 = datetime(2026, 3, 1, tzinfo=UTC).timestamp()

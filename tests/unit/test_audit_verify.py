@@ -6,6 +6,7 @@ The tampering helpers are shared with the Kafka test, which applies them to a co
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import orjson
@@ -14,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detector.audit.chain import ChainState, verify_record
+from detector.audit.cli import register
 from detector.audit.verify import (
     ALTERED,
     FOREIGN,
@@ -230,3 +232,56 @@ def test_the_written_bytes_are_the_canonical_encoding_and_verify(records: list[d
         assert written == orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
         assert verify_record(orjson.loads(written), seq, previous, KEY) is None
         previous = record["chain"]["hash"]
+
+
+@pytest.mark.parametrize("how", sorted(TAMPERINGS))
+def test_every_break_lists_each_separate_problem_once(how: str) -> None:
+    """Any tampering at seq 5, and seq 9 deleted: with every break wanted both are listed, each
+    where it is, and the records between and after them still verify."""
+    values = chain_values(1, 12, KEY)
+    copy = tampered(tampered(values, "deleted", 9, KEY), how, AT, KEY)
+    at_gap = 2 * copy.index(values[10]) + 1  # seq 10, where seq 9 should be
+    result = verify_messages(with_offsets(1, copy), key=KEY, every_break=True)
+    assert [(b.offset, b.seq, b.problem) for b in result.breaks] == [
+        (2 * AT + 1, AT, TAMPERINGS[how]),
+        (at_gap, 9, MISSING),
+    ]
+    assert result.breaks[1].detail == "seq 9 is not in the partition (found seq 10 here)"
+    assert result.heads()[1].seq == 11
+    first_only = verify_messages(with_offsets(1, copy), key=KEY)
+    assert first_only.breaks == result.breaks[:1]
+
+
+def test_every_break_goes_on_past_an_altered_record_and_a_gap_with_counts() -> None:
+    values = chain_values(0, 12)
+    copy = tampered(tampered(values, "deleted", 8, None), "altered", 3, None)
+    result = verify_messages(with_offsets(0, copy), every_break=True)
+    assert result.breaks == [
+        Break(0, 7, 3, ALTERED, "the hash does not match the content"),
+        Break(0, 17, 8, MISSING, "seq 8 is not in the partition (found seq 9 here)"),
+    ]
+    chain = result.chains[0]
+    assert (chain.records, chain.verified) == (11, 9)
+    lines = result.summary_lines()
+    assert lines[0].startswith("partition 0: 9 records verified, 2 not verified, head seq 11 ")
+    assert lines[-2:] == [f"BROKEN {b.describe()}" for b in result.breaks]
+    first_only = verify_messages(with_offsets(0, copy)).summary_lines()
+    assert first_only[0].startswith("partition 0: 3 records verified, 8 from the break on not verified")
+    assert len([line for line in first_only if line.startswith("BROKEN")]) == 1
+
+
+def test_every_break_also_reports_a_truncated_tail_after_a_break() -> None:
+    values = chain_values(0, 10)
+    heads = verify_messages(with_offsets(0, values)).heads()
+    copy = tampered(values[:8], "altered", 2, None)
+    problems = [b.problem for b in verify_messages(with_offsets(0, copy), expected_heads=heads).breaks]
+    assert problems == [ALTERED]
+    every = verify_messages(with_offsets(0, copy), expected_heads=heads, every_break=True).breaks
+    assert [(b.offset, b.seq, b.problem) for b in every] == [(5, 2, ALTERED), (None, 8, TRUNCATED)]
+
+
+def test_verify_all_is_the_every_break_option() -> None:
+    parser = argparse.ArgumentParser(prog="fraud-detector")
+    register(parser.add_subparsers(dest="command", required=True))
+    assert parser.parse_args(["audit", "verify", "--all"]).every_break is True
+    assert parser.parse_args(["audit", "verify"]).every_break is False

@@ -14,18 +14,13 @@ fewer transactions (the ``labelled`` column says how many). Definitions:
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
 
 import numpy as np
 
-from detector.audit.reader import TopicMessage, decode_record
-from detector.audit.records import DECISION
-from detector.audit.replay import RecordFilter, event_time, field_value
-from detector.engine.records import InvalidInput, decode_label
+from detector.audit.collection import AuditCollection
 from detector.evaluation import average_precision, card_precision_at_k, roc_auc
 
 DAY_S = 86400.0
@@ -34,122 +29,6 @@ FRAUD, LEGITIMATE, UNLABELLED = 1, 0, -1
 # The lag from event time to the audit write is a latency only when transactions are stamped as they
 # happen; a replay or a simulation stamps them hours or years away from the wall clock.
 REALTIME_MAX_MEDIAN_LAG_S = 3600.0
-
-
-@dataclass
-class Labels:
-    """The latest known outcome of each transaction (by label time), and how many labels were unusable."""
-
-    outcomes: dict[str, bool] = field(default_factory=dict)
-    invalid: int = 0
-    _times: dict[str, float] = field(default_factory=dict)
-
-    def add(self, value: bytes | None) -> None:
-        try:
-            label = decode_label(value or b"")
-        except InvalidInput:
-            self.invalid += 1
-            return
-        if label.event_time >= self._times.get(label.transaction_id, float("-inf")):
-            self._times[label.transaction_id] = label.event_time
-            self.outcomes[label.transaction_id] = label.is_fraud
-
-
-def read_labels(values: Iterable[bytes | None]) -> Labels:
-    labels = Labels()
-    for value in values:
-        labels.add(value)
-    return labels
-
-
-@dataclass(frozen=True)
-class ModelEvent:
-    """A drift signal or model change of one partition's engine."""
-
-    time: float
-    kind: str
-    partition: int
-    generation: int
-    detail: dict[str, Any]
-
-
-@dataclass
-class AuditCollection:
-    """What the report keeps of each audit record: decision fields as columns, events whole."""
-
-    transaction_ids: list[str] = field(default_factory=list)
-    times: list[float] = field(default_factory=list)
-    cards: list[str] = field(default_factory=list)
-    scores: list[float] = field(default_factory=list)
-    outcomes: list[str] = field(default_factory=list)
-    partitions: list[int] = field(default_factory=list)
-    generations: list[int] = field(default_factory=list)
-    processing_ms: list[float] = field(default_factory=list)
-    write_lags_s: list[float] = field(default_factory=list)  # audit write (Kafka time) - event time
-    thresholds: Counter[tuple[float, float]] = field(default_factory=Counter)
-    events: list[ModelEvent] = field(default_factory=list)
-    record_types: Counter[str] = field(default_factory=Counter)
-    unreadable: int = 0
-
-    def add(self, message: TopicMessage, keep: RecordFilter) -> None:
-        record = decode_record(message.value)
-        if record is None:
-            self.unreadable += 1
-            return
-        if not keep.matches(record):
-            return
-        self.record_types[str(record.get("record_type"))] += 1
-        moment = event_time(record)
-        if moment is None:
-            return  # rejected input: counted, but it has no time and no score
-        try:
-            self._keep(record, moment, message)
-        except (KeyError, TypeError, ValueError):
-            self.unreadable += 1  # a decision or event without its fields: not the detector's
-
-    def _keep(self, record: dict[str, Any], moment: float, message: TopicMessage) -> None:
-        generation = int(field_value(record, "model.generation") or 0)
-        if record["record_type"] != DECISION:
-            detail = record.get("detail") if isinstance(record.get("detail"), dict) else {}
-            event = ModelEvent(moment, record["record_type"], message.partition, generation, detail)
-            self.events.append(event)
-            return
-        stamp = message.timestamp_ms
-        row = (
-            str(record["transaction_id"]),
-            moment,
-            str(record["customer_id"]),
-            float(record["score"]),
-            str(record["decision"]),
-            message.partition,
-            generation,
-            float(record.get("processing_ms", np.nan)),
-            np.nan if stamp is None else stamp / 1000.0 - moment,
-        )
-        thresholds = (float(record["thresholds"]["review"]), float(record["thresholds"]["block"]))
-        for column, value in zip(self._columns(), row, strict=True):
-            column.append(value)
-        self.thresholds[thresholds] += 1
-
-    def _columns(self) -> tuple[list[Any], ...]:
-        return (
-            self.transaction_ids,
-            self.times,
-            self.cards,
-            self.scores,
-            self.outcomes,
-            self.partitions,
-            self.generations,
-            self.processing_ms,
-            self.write_lags_s,
-        )
-
-
-def collect(messages: Iterable[TopicMessage], keep: RecordFilter) -> AuditCollection:
-    collection = AuditCollection()
-    for message in messages:
-        collection.add(message, keep)
-    return collection
 
 
 @dataclass(frozen=True)

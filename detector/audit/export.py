@@ -1,5 +1,4 @@
-"""Select audit records (by event time, customer, transaction, decision, type, model generation) and
-write them out as JSONL or CSV.
+"""Write the selected audit records out as JSONL or CSV (the ``audit replay`` command).
 
 JSONL lines are the records' original bytes, untouched, so an export can be verified again and
 read by any JSON tool; CSV flattens the fields an analyst sorts and filters on into columns (nested
@@ -16,9 +15,9 @@ from typing import IO, Any, Protocol
 
 import orjson
 
-from detector.audit.reader import TopicMessage, decode_record
-from detector.audit.records import pseudonymise
-from detector.engine.records import InvalidInput, parse_timestamp
+from detector.audit.reader import TopicMessage
+from detector.audit.records import decode_record
+from detector.audit.selection import RecordFilter, field_value
 
 # Where each CSV column's value is in a record (dots step into objects); the column is named by the
 # path with "_" for ".".
@@ -30,66 +29,6 @@ CSV_PATHS = (
     "chain.hash",
 )  # fmt: skip
 CSV_COLUMNS = ("audit_partition", "audit_offset", *(path.replace(".", "_") for path in CSV_PATHS))
-
-
-def field_value(record: dict[str, Any], path: str) -> Any:
-    """The value at a dotted ``path`` in nested objects, None where any step is missing."""
-    value: Any = record
-    for step in path.split("."):
-        if not isinstance(value, dict):
-            return None
-        value = value.get(step)
-    return value
-
-
-def event_time(record: dict[str, Any]) -> float | None:
-    """The record's event time in epoch seconds; None if it has none (e.g. rejected input)."""
-    try:
-        return parse_timestamp(record.get("event_time"), "event_time")
-    except InvalidInput:
-        return None
-
-
-def customer_ids(customers: Iterable[str], pseudonym_key: bytes | None) -> frozenset[str]:
-    """The ids to look for: as given, and as the detector pseudonymises them with ``pseudonym_key``."""
-    given = frozenset(customers)
-    return given | {pseudonymise(c, pseudonym_key) for c in given}
-
-
-@dataclass(frozen=True)
-class RecordFilter:
-    """Which records to keep; every condition given must hold, an empty set means any value.
-
-    Time bounds are on event time, half open: ``since <= t < until``. A condition on a decision
-    field (customer, transaction, decision) keeps decision records only.
-    """
-
-    since: float | None = None
-    until: float | None = None
-    customers: frozenset[str] = frozenset()
-    transaction_ids: frozenset[str] = frozenset()
-    decisions: frozenset[str] = frozenset()
-    record_types: frozenset[str] = frozenset()
-    generations: frozenset[int] = frozenset()
-
-    def matches(self, record: dict[str, Any]) -> bool:
-        conditions = (
-            (self.record_types, record.get("record_type")),
-            (self.decisions, record.get("decision")),
-            (self.customers, record.get("customer_id")),
-            (self.transaction_ids, record.get("transaction_id")),
-            (self.generations, field_value(record, "model.generation")),
-        )
-        if any(wanted and value not in wanted for wanted, value in conditions):
-            return False
-        if self.since is None and self.until is None:
-            return True
-        moment = event_time(record)
-        return (
-            moment is not None
-            and (self.since is None or moment >= self.since)
-            and (self.until is None or moment < self.until)
-        )
 
 
 class RecordSink(Protocol):
@@ -133,15 +72,15 @@ class CsvSink:
 
 
 @dataclass
-class ReplayCounts:
+class ExportCounts:
     read: int = 0
     written: int = 0
     unreadable: int = 0  # not a JSON object: not written by the detector (verify says more)
 
 
-def replay(messages: Iterable[TopicMessage], keep: RecordFilter, sink: RecordSink) -> ReplayCounts:
+def export(messages: Iterable[TopicMessage], keep: RecordFilter, sink: RecordSink) -> ExportCounts:
     """Write every record of ``messages`` that ``keep`` matches to ``sink``."""
-    counts = ReplayCounts()
+    counts = ExportCounts()
     for message in messages:
         counts.read += 1
         record = decode_record(message.value)
