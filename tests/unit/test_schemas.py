@@ -28,7 +28,8 @@ from detector.engine import outputs
 from detector.engine.engine import DetectionEngine
 from detector.engine.outputs import EngineEvent
 from detector.engine.records import InvalidInput, Label, Transaction, decode_label, decode_transaction
-from detector.service.partition import AUDIT, DEAD_LETTER, DECISIONS, LABELS, TRANSACTIONS, PartitionProcessor
+from detector.service.partition import PartitionProcessor
+from detector.service.topic_map import AUDIT, DEAD_LETTER, DECISIONS, LABELS, TRANSACTIONS, TopicMap
 from producers.config import SimulationConfig
 from producers.population import PopulationConfig
 from producers.simulator import SimulatedTransaction, Simulator
@@ -157,7 +158,7 @@ def test_the_services_audit_decision_and_dead_letter_records_are_valid(tmp_path:
         engine=DetectionEngine(),
         chain=ChainState(partition=1, key=b"chain-key"),
         instance_id="detector-1",
-        topic_names={TRANSACTIONS: "transactions", LABELS: "labels"},
+        topics=TopicMap({TRANSACTIONS: "transactions", LABELS: "labels"}),
         pseudonym_key=b"pseudonyms",
     )
     produced = []
