@@ -90,7 +90,8 @@ class CommittedReader:
 
 
 class ArrivalReader:
-    """Notes, on a thread, when each key of a topic first became readable, for latency.
+    """Notes, on a thread from its creation until :meth:`close`, when each key of a topic first
+    became readable, for latency.
 
     ``arrived`` maps the record key to ``clock()`` at its first arrival; ``created`` to the record's
     Kafka timestamp (CreateTime: when it was produced, inside its transaction) in seconds; ``repeats``
@@ -111,12 +112,15 @@ class ArrivalReader:
         self.repeats = 0
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._read, name=f"arrivals-{topic}", daemon=True)
+        self._thread.start()  # from now on: every arrival is noted, however soon the first comes
 
     def __enter__(self) -> ArrivalReader:
-        self._thread.start()
         return self
 
     def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
         self._stopping.set()
         self._thread.join(30)
         self._consumer.close()

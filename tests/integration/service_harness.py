@@ -20,7 +20,7 @@ class ServiceTopics:
 
     def __init__(self) -> None:
         self.prefix = unique_prefix("svc")
-        names = unique_settings("", self.prefix)
+        names = self.settings(bootstrap="")  # only the names are wanted here
         self.transactions, self.labels = names.transactions_topic, names.labels_topic
         self.audit, self.decisions = names.audit_topic, names.decisions_topic
         self.dead_letter = names.dead_letter_topic
