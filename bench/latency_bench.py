@@ -55,20 +55,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import (
     Broker,
-    DecisionReader,
-    ServiceProcess,
     cpu_sample,
     cpu_used,
-    create_service_topics,
     kafka_broker_process,
-    service_settings,
-    simulated_stream,
     wait_until_assigned,
 )
 from report import print_table, write_json
 
 from detector.engine.records import Label, Transaction
 from detector.service.settings import ServiceSettings
+from devkit.process import ServiceProcess
+from devkit.reading import ArrivalReader
+from devkit.settings import settings_env, unique_settings
+from devkit.streams import simulated_stream
+from devkit.topics import create_service_topics
 from producers.pacing import RatePacer
 
 GOAL_P99_MS = 100.0
@@ -160,26 +160,26 @@ def produce_paced(
 
 def measure(broker: Broker, stream: list[Encoded], args: argparse.Namespace, run: Run) -> dict[str, Any]:
     """One run on fresh topics with a fresh service process: latency, rates, commits and CPU."""
-    settings = service_settings(
+    settings = unique_settings(
         broker.bootstrap, batch_size=args.batch_size, batch_timeout_ms=run.batch_timeout_ms
     )
     create_service_topics(settings, args.partitions)
     log_path = Path(args.log_dir) / f"{settings.group_id}.log"
     samples: list[tuple[float, dict[str, float]]] = []  # (wall time, CPU sample) at window start and end
-    with ServiceProcess(settings, log_path) as service:
+    with ServiceProcess(settings_env(settings), log_path) as service:
         pids = {"service": service.pid, "bench": os.getpid()}
         if broker.pid is not None:
             pids["broker"] = broker.pid
         wait_until_assigned([service], args.partitions)
-        with DecisionReader(settings) as reader:
+        with ArrivalReader(settings.bootstrap_servers, settings.decisions_topic) as reader:
             produced = produce_paced(
                 settings, stream, run, args.warmup, lambda: samples.append((time.time(), cpu_sample(pids)))
             )
             reader.wait_for(len(produced.times), args.drain_timeout)
             samples.append((time.time(), cpu_sample(pids)))
-            arrived, created = dict(reader.received), dict(reader.created)
+            arrived, created = dict(reader.arrived), dict(reader.created)
         service.stop()
-        commits = service.events("stopped")[0]["transactions_committed"]
+        commits = service.log_events("stopped")[0]["transactions_committed"]
 
     window = produced.window_end - produced.window_start
     measured = {tid: at for tid, at in produced.times.items() if at >= produced.window_start}

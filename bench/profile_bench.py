@@ -36,12 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import (
     RunningService,
-    create_input_topics,
     gc_free_seconds,
     kafka_broker,
-    publish,
-    service_settings,
-    simulated_stream,
     warm_up_broker,
 )
 from report import print_table, write_json
@@ -55,6 +51,10 @@ from detector.engine.model import FraudModel
 from detector.engine.records import Label, Transaction, decode_label, decode_transaction
 from detector.service.partition import PartitionProcessor
 from detector.service.topic_map import LABELS, TRANSACTIONS, TopicMap
+from devkit.publishing import publish
+from devkit.settings import unique_settings
+from devkit.streams import simulated_stream
+from devkit.topics import create_input_topics
 
 
 def stage_times(items: list[Transaction | Label], config: EngineConfig) -> tuple[dict[str, float], list]:
@@ -133,7 +133,7 @@ def stage_times(items: list[Transaction | Label], config: EngineConfig) -> tuple
 def service_time(items: list[Transaction | Label], config: EngineConfig) -> float:
     with kafka_broker() as bootstrap:
         warm_up_broker(bootstrap)
-        settings = service_settings(bootstrap, checkpoint_interval_s=60.0)
+        settings = unique_settings(bootstrap, checkpoint_interval_s=60.0)
         create_input_topics(settings, partitions=1)  # one partition: one processor, as in memory
         publish(settings, items)
         with RunningService(settings, config) as running:

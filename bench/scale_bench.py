@@ -46,29 +46,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import (
     Broker,
-    DecisionReader,
-    ServiceProcess,
     cpu_sample,
     cpu_used,
-    create_service_topics,
     engine_rate,
     kafka_broker_process,
-    publish,
-    service_settings,
-    simulated_stream,
     wait_until_assigned,
 )
 from report import print_table, write_json
 
 from detector.engine.records import Label, Transaction
 from detector.service.engine_setup import engine_config_for
+from devkit.process import ServiceProcess
+from devkit.publishing import publish
+from devkit.reading import ArrivalReader
+from devkit.settings import settings_env, unique_settings
+from devkit.streams import simulated_stream
+from devkit.topics import create_service_topics
 
 
 def timed_run(
     broker: Broker, items: list[Transaction | Label], instances: int, args: argparse.Namespace
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """One run on fresh topics: its throughput row, and one CPU row per process."""
-    settings = service_settings(broker.bootstrap)
+    settings = unique_settings(broker.bootstrap)
     engine_before = engine_rate(items, engine_config_for(settings))
     create_service_topics(settings, args.partitions)
     n_transactions = sum(isinstance(item, Transaction) for item in items)
@@ -76,14 +76,14 @@ def timed_run(
         services = [
             stack.enter_context(
                 ServiceProcess(
-                    replace(settings, instance_id=f"i{k}"),
+                    settings_env(replace(settings, instance_id=f"i{k}")),
                     Path(args.log_dir) / f"{settings.group_id}-i{k}.log",
                 )
             )
             for k in range(instances)
         ]
         wait_until_assigned(services, args.partitions)
-        reader = stack.enter_context(DecisionReader(settings))
+        reader = stack.enter_context(ArrivalReader(settings.bootstrap_servers, settings.decisions_topic))
         pids = {f"instance {k + 1}": service.pid for k, service in enumerate(services)}
         pids["bench (producer, reader)"] = os.getpid()
         if broker.pid is not None:
@@ -93,8 +93,8 @@ def timed_run(
         publish(settings, items)
         published = time.time() - started
         if not reader.wait_for(n_transactions, args.timeout):
-            raise RuntimeError(f"only {len(reader.received):,} of {n_transactions:,} decisions arrived")
-        elapsed = max(reader.received.values()) - started
+            raise RuntimeError(f"only {len(reader.arrived):,} of {n_transactions:,} decisions arrived")
+        elapsed = max(reader.arrived.values()) - started
         used = cpu_used(before, cpu_sample(pids))
         sampled = time.time() - started
     engine = (engine_before + engine_rate(items, engine_config_for(settings))) / 2

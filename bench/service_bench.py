@@ -32,12 +32,8 @@ from harness import (
     RunningService,
     cpu_sample,
     cpu_used,
-    create_input_topics,
     engine_rate,
     kafka_broker_process,
-    publish,
-    service_settings,
-    simulated_stream,
     warm_up_broker,
 )
 from report import print_table, write_json
@@ -47,6 +43,10 @@ from detector.engine.config import EngineConfig
 from detector.engine.model import ModelConfig
 from detector.engine.records import Label, Transaction
 from detector.service.settings import ServiceSettings
+from devkit.publishing import publish
+from devkit.settings import unique_settings
+from devkit.streams import simulated_stream
+from devkit.topics import create_input_topics
 
 
 def service_rate(
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
         for kind in args.models:
             config = EngineConfig(model=ModelConfig(kind=kind))
             before = engine_rate(items, config)
-            settings = service_settings(
+            settings = unique_settings(
                 broker.bootstrap, checkpoint_interval_s=30.0, batch_size=args.batch_size
             )
             served, cpu = service_rate(

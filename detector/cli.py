@@ -58,7 +58,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> in
 
 
 def demo(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> int:
-    from detector.demo import run_demo
+    from devkit.demo import run_demo
 
     return run_demo(args.duration, args.output, args.seed, dict(environ))
 

@@ -18,7 +18,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from devbroker import LocalKafka
 from devbroker.jars import kafka_version
-from tests.integration.service_harness import wait_for_leaders
+from devkit.topics import wait_for_leaders
 
 
 @dataclass
@@ -144,7 +144,7 @@ def make_topic(kafka_admin: AdminClient) -> Iterator[Callable[..., str]]:
         new = NewTopic(name, num_partitions=partitions, config=dict(config or {}))
         kafka_admin.create_topics([new], operation_timeout=30)[name].result(timeout=60)
         created.append(name)
-        wait_for_leaders(kafka_admin, name, partitions)
+        wait_for_leaders(kafka_admin, [name], partitions)
         return name
 
     yield make

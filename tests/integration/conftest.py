@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.service_harness import ServiceProcess
+from devkit.process import ServiceProcess
 
 
 @pytest.fixture(autouse=True)

@@ -19,7 +19,9 @@ from pathlib import Path
 import pytest
 
 from devbroker import Listener, LocalKafka, authorizing_properties
-from tests.integration.service_harness import ServiceProcess, ServiceTopics, TopicReader, wait_until
+from devkit.process import ServiceProcess
+from devkit.reading import CommittedReader
+from tests.integration.service_harness import ServiceTopics, wait_until
 from tests.integration.test_security import _own_lines
 from tests.integration.test_service import _wait_for_topic, decided
 
@@ -96,7 +98,7 @@ def test_every_tool_works_with_its_least_privileged_principal(cluster: AclCluste
         assert _wait_for_topic(service, cluster.topics), "the detector did not start with its ACLs"
         published = _simulate(cluster.env_through_passthrough("producer", tmp_path / "producer.properties"))
         assert published.returncode == 0, published.stderr[-3000:]
-        audit = TopicReader(cluster.broker.bootstrap_servers, cluster.topics.audit)
+        audit = CommittedReader(cluster.broker.bootstrap_servers, cluster.topics.audit)
         wait_until(lambda: decided(audit) >= TRANSACTIONS, 120, "a decision for every transaction")
         audit.close()
     finally:

@@ -13,16 +13,11 @@ from pathlib import Path
 
 from detector.engine.records import Transaction
 from devbroker import LocalKafka
-from tests.integration.service_harness import (
-    ServiceProcess,
-    ServiceTopics,
-    TopicReader,
-    audit_decisions,
-    free_port,
-    http_status,
-    publish,
-    wait_until,
-)
+from devkit.ports import free_port, http_status
+from devkit.process import ServiceProcess
+from devkit.publishing import publish
+from devkit.reading import CommittedReader
+from tests.integration.service_harness import ServiceTopics, audit_decisions, wait_until
 from tests.integration.test_service import decided, simulated
 
 RECOVERY_GRACE_S = 120.0  # a wedged commit is abandoned after 15 s; then reconnecting backs off up to 10 s
@@ -35,7 +30,7 @@ def test_a_broker_restart_mid_run_keeps_exactly_one_decision_per_transaction(
     topics.create_inputs(kafka_bootstrap, partitions=3)
     items = simulated(8_000, seed=11)
     n_transactions = sum(isinstance(item, Transaction) for item in items)
-    publish(kafka_bootstrap, topics, items)
+    publish(topics.settings(kafka_bootstrap), items)
     port = free_port()
     readiness = f"http://127.0.0.1:{port}/readyz"
     env = topics.env(kafka_bootstrap, FRAUD_METRICS_PORT=str(port), FRAUD_BATCH_SIZE="100")
@@ -43,7 +38,7 @@ def test_a_broker_restart_mid_run_keeps_exactly_one_decision_per_transaction(
     service = ServiceProcess(env, log)
     try:
         wait_until(lambda: http_status(readiness) == 200, 90, "readiness")
-        audit = TopicReader(kafka_bootstrap, topics.audit)
+        audit = CommittedReader(kafka_bootstrap, topics.audit)
         wait_until(lambda: decided(audit) >= 1_000, 120, "the first decisions")
         audit.close()
 
@@ -58,7 +53,7 @@ def test_a_broker_restart_mid_run_keeps_exactly_one_decision_per_transaction(
         ready_after = time.monotonic() - restarted
         abandoned = "did not return within" in log.read_text()
 
-        audit = TopicReader(kafka_bootstrap, topics.audit)
+        audit = CommittedReader(kafka_bootstrap, topics.audit)
         wait_until(lambda: decided(audit) >= n_transactions, 180, "every decision after the outage")
     finally:
         exit_code = service.stop()

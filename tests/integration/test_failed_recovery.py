@@ -19,7 +19,9 @@ from detector.engine.records import Transaction
 from detector.service import clients, rebalance
 from detector.service.app import DetectorService
 from detector.service.settings import ServiceSettings
-from tests.integration.service_harness import ServiceTopics, TopicReader, audit_decisions, publish, wait_until
+from devkit.publishing import publish
+from devkit.reading import CommittedReader
+from tests.integration.service_harness import ServiceTopics, audit_decisions, wait_until
 from tests.integration.test_service import simulated
 
 
@@ -101,10 +103,10 @@ def _every_transaction_decided_once(
     """Run the service on 2,000 transactions' worth of input; each gets one decision, and it is ready."""
     items = simulated(2_000)
     n_transactions = sum(isinstance(item, Transaction) for item in items)
-    publish(kafka_bootstrap, topics, items)
+    publish(topics.settings(kafka_bootstrap), items)
     thread = _run(service)
     wait_until(lambda: service.transactions_committed > 0 or not thread.is_alive(), 120, "a first commit")
-    audit = TopicReader(kafka_bootstrap, topics.audit)  # the service has created it by now
+    audit = CommittedReader(kafka_bootstrap, topics.audit)  # the service has created it by now
 
     def all_decided() -> bool:
         audit.drain(0.5)
@@ -128,14 +130,14 @@ def test_a_stop_while_recovery_fails_commits_no_offset_beyond_the_written_decisi
     The processors then hold the aborted batch's state and input positions: checkpointing them
     on the way out would commit offsets whose decisions were never written.
     """
-    publish(kafka_bootstrap, topics, simulated(300))
+    publish(topics.settings(kafka_bootstrap), simulated(300))
     failed = _commit_failing_once(service)
     monkeypatch.setattr(rebalance, "recover_partition", _recovery_failing_on({2}, then=service.stop))
     thread = _run(service)
     thread.join(120)
     assert not thread.is_alive() and failed
 
-    decisions = TopicReader(kafka_bootstrap, topics.decisions)
+    decisions = CommittedReader(kafka_bootstrap, topics.decisions)
     decisions.drain_to_end()
     decided = decisions.count()
     decisions.close()

@@ -21,15 +21,11 @@ import orjson
 import pytest
 
 from detector.engine.records import MAX_ID_LENGTH, MAX_PAYLOAD_BYTES, Label, Transaction, format_timestamp
+from devkit.process import ServiceProcess
+from devkit.publishing import publish
+from devkit.reading import CommittedReader
 from tests.integration.rss import MB, RssSampler, needs_proc, summary_mb
-from tests.integration.service_harness import (
-    ServiceProcess,
-    ServiceTopics,
-    TopicReader,
-    audit_decisions,
-    publish,
-    wait_until,
-)
+from tests.integration.service_harness import ServiceTopics, audit_decisions, wait_until
 from tests.integration.test_service import _wait_for_topic, decided, simulated
 
 pytestmark = [pytest.mark.kafka, needs_proc]
@@ -141,16 +137,24 @@ def test_hostile_input_is_dead_lettered_and_valid_input_decided_once(
     service = ServiceProcess(topics.env(kafka_bootstrap), tmp_path / "service.log")
     try:
         assert _wait_for_topic(service, topics)
-        audit = TopicReader(kafka_bootstrap, topics.audit)
-        dead = TopicReader(kafka_bootstrap, topics.dead_letter)
+        audit = CommittedReader(kafka_bootstrap, topics.audit)
+        dead = CommittedReader(kafka_bootstrap, topics.dead_letter)
         with RssSampler(service.process.pid) as memory:
-            publish(kafka_bootstrap, topics, traffic)
-            publish(kafka_bootstrap, topics, [sent.pair() for sent in bad_labels], raw_topic=topics.labels)
+            publish(topics.settings(kafka_bootstrap), traffic)
+            publish(
+                topics.settings(kafka_bootstrap),
+                [sent.pair() for sent in bad_labels],
+                raw_topic=topics.labels,
+            )
             wait_until(
                 lambda: decided(audit) >= len(valid_ids), 240, "a decision for every valid transaction"
             )
             # Label checks need their transaction scored and still waiting for its label: only now.
-            publish(kafka_bootstrap, topics, [sent.pair() for sent in late_labels], raw_topic=topics.labels)
+            publish(
+                topics.settings(kafka_bootstrap),
+                [sent.pair() for sent in late_labels],
+                raw_topic=topics.labels,
+            )
             expected = _expected_dead_letters(topics, hostile, [*bad_labels, *late_labels])
             wait_until(
                 lambda: (dead.drain(0.5), dead.count())[1] >= expected.total(), 120, "every dead letter"
@@ -349,7 +353,7 @@ def _expected_dead_letters(
     return expected
 
 
-def _dead_letters(reader: TopicReader) -> Counter[tuple[str, str, str]]:
+def _dead_letters(reader: CommittedReader) -> Counter[tuple[str, str, str]]:
     """(input topic, digest of the original bytes, reason) of every dead letter."""
     found: Counter[tuple[str, str, str]] = Counter()
     for records in reader.records.values():

@@ -10,14 +10,10 @@ from confluent_kafka import Consumer
 
 from detector.engine.records import Label, Transaction
 from detector.service.metrics import MetricsPage, scrape
-from tests.integration.service_harness import (
-    ServiceProcess,
-    ServiceTopics,
-    free_port,
-    http_status,
-    publish,
-    wait_until,
-)
+from devkit.ports import free_port, http_status
+from devkit.process import ServiceProcess
+from devkit.publishing import publish
+from tests.integration.service_harness import ServiceTopics, wait_until
 from tests.integration.test_service import simulated
 
 pytestmark = pytest.mark.kafka
@@ -90,7 +86,7 @@ def test_counters_agree_with_what_went_through_and_health_follows_the_lifecycle(
     wait_until(lambda: http_status(f"{base}/readyz") == 200, 60, "readiness once the group is free")
     assert service.log_events("partitions_assigned")
 
-    publish(kafka_bootstrap, topics, items)
+    publish(topics.settings(kafka_bootstrap), items)
     during = scrape(f"{base}/metrics")
     assert during.total("fraud_decisions_total") <= n_valid
     assert during.total("fraud_records_consumed_total") <= len(items)

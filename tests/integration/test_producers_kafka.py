@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from detector.engine.records import decode_label, decode_transaction
+from devkit.reading import CommittedReader
 from producers import replay_cli, simulate_cli
 
 SMALL = {"days": 3, "population": {"cards": 300, "terminals": 40}, "fraud_rate": 0.05}
@@ -19,34 +18,9 @@ SMALL = {"days": 3, "population": {"cards": 300, "terminals": 40}, "fraud_rate":
 
 def read_all(bootstrap: str, topic: str) -> list[tuple[int, bytes, bytes]]:
     """(partition, key, value) of every committed message up to the current end of ``topic``."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"producers-test-{uuid.uuid4().hex}",
-            "isolation.level": "read_committed",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
-    try:
-        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
-        ends = {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in partitions
-        }
-        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-        messages: list[tuple[int, bytes, bytes]] = []
-        done = {p for p, end in ends.items() if end == 0}
-        deadline = time.monotonic() + 60
-        while len(done) < len(ends) and time.monotonic() < deadline:
-            for message in consumer.consume(10_000, timeout=1.0):
-                assert message.error() is None, message.error()
-                messages.append((message.partition(), message.key(), message.value()))
-                if message.offset() + 1 >= ends[message.partition()]:
-                    done.add(message.partition())
-        assert len(done) == len(ends), "timed out reading back"
-        return messages
-    finally:
-        consumer.close()
+    with CommittedReader(bootstrap, topic, keep=lambda m: (m.partition(), m.key(), m.value())) as reader:
+        reader.drain_to_end()
+    return [record for records in reader.records.values() for record in records]
 
 
 @pytest.mark.kafka

@@ -23,13 +23,9 @@ from detector.audit.reader import TopicReader as AuditReader
 from detector.audit.records import pseudonymise
 from detector.kafka_config import client_config
 from devbroker import Listener, LocalKafka
-from tests.integration.service_harness import (
-    ServiceProcess,
-    ServiceTopics,
-    TopicReader,
-    audit_decisions,
-    wait_until,
-)
+from devkit.process import ServiceProcess
+from devkit.reading import CommittedReader
+from tests.integration.service_harness import ServiceTopics, audit_decisions, wait_until
 from tests.integration.test_service import _wait_for_topic, decided
 from tests.integration.tls import Certificates, make_certificates
 
@@ -77,7 +73,7 @@ class SecuredRun:
     """What one simulator + service run over SASL_SSL left behind."""
 
     customers: dict[str, str]  # transaction id -> raw customer id, from the simulator's truth file
-    audit: TopicReader
+    audit: CommittedReader
     audit_bytes: list[bytes]  # every key and value of the audit topic, read over SASL_SSL
     pseudonym_key: str
 
@@ -123,7 +119,7 @@ def secured_run(
         truth = directory / "truth.jsonl"
         simulate = _simulate(env, directory, topics, "--truth-file", str(truth))
         assert simulate.returncode == 0, simulate.stderr[-3000:]
-        audit = TopicReader(secure_broker.plaintext, topics.audit)
+        audit = CommittedReader(secure_broker.plaintext, topics.audit)
         wait_until(lambda: decided(audit) >= TRANSACTIONS, 120, "a decision for every transaction")
     finally:
         code = service.stop()

@@ -14,17 +14,13 @@ from confluent_kafka import Producer
 
 from detector.engine.records import Label, Transaction
 from detector.service.checkpoints import write_checkpoint
+from devkit.process import ServiceProcess
+from devkit.publishing import publish
+from devkit.reading import CommittedReader
+from devkit.streams import simulated_stream
 from producers.config import preset
 from producers.labels import DelayDistribution
-from producers.simulator import SimulatedTransaction, simulate
-from tests.integration.service_harness import (
-    ServiceProcess,
-    ServiceTopics,
-    TopicReader,
-    audit_decisions,
-    publish,
-    wait_until,
-)
+from tests.integration.service_harness import ServiceTopics, audit_decisions, wait_until
 
 pytestmark = pytest.mark.kafka
 HOUR = 3600.0
@@ -32,21 +28,13 @@ HOUR = 3600.0
 
 def simulated(transactions: int, seed: int = 5) -> list[Transaction | Label]:
     """A short stream whose labels come within hours, so the model learns during the test."""
-    base = preset("default")
-    config = replace(
-        base,
-        seed=seed,
-        days=None,
-        max_transactions=transactions,
-        population=replace(base.population, cards=1_500, terminals=200),
-        labels=replace(
-            base.labels, fraud_delay=DelayDistribution(6 * HOUR), legit_delay=DelayDistribution(HOUR)
-        ),
+    labels = replace(
+        preset("default").labels, fraud_delay=DelayDistribution(6 * HOUR), legit_delay=DelayDistribution(HOUR)
     )
-    return [item.transaction if isinstance(item, SimulatedTransaction) else item for item in simulate(config)]
+    return simulated_stream(transactions, cards=1_500, seed=seed, terminals=200, labels=labels)
 
 
-def decided(reader: TopicReader, foreign: Collection[tuple[int, int]] = ()) -> int:
+def decided(reader: CommittedReader, foreign: Collection[tuple[int, int]] = ()) -> int:
     reader.drain(0.5)
     return sum(audit_decisions(reader, foreign).values())
 
@@ -56,12 +44,12 @@ def test_every_transaction_gets_exactly_one_chained_decision(kafka_bootstrap: st
     topics.create_inputs(kafka_bootstrap, partitions=3)
     items = simulated(10_000)
     n_transactions = sum(isinstance(item, Transaction) for item in items)
-    publish(kafka_bootstrap, topics, items)
+    publish(topics.settings(kafka_bootstrap), items)
 
     started = time.monotonic()
     service = ServiceProcess(topics.env(kafka_bootstrap), tmp_path / "service.log")
     assert _wait_for_topic(service, topics)
-    audit = TopicReader(kafka_bootstrap, topics.audit)
+    audit = CommittedReader(kafka_bootstrap, topics.audit)
     wait_until(lambda: decided(audit) >= n_transactions, 180, "all decisions")
     elapsed = time.monotonic() - started
     assert service.stop() == 0
@@ -70,7 +58,7 @@ def test_every_transaction_gets_exactly_one_chained_decision(kafka_bootstrap: st
     decisions = audit_decisions(audit)
     assert len(decisions) == n_transactions == 10_000
     assert set(decisions.values()) == {1}
-    replies = TopicReader(kafka_bootstrap, topics.decisions)
+    replies = CommittedReader(kafka_bootstrap, topics.decisions)
     replies.drain_to_end()
     assert replies.count() == n_transactions
     print(
@@ -91,7 +79,7 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(kafka_bootstrap: 
 
     def publish_next_slice() -> int:
         part = slices.pop(0)
-        publish(kafka_bootstrap, topics, part)
+        publish(topics.settings(kafka_bootstrap), part)
         return sum(isinstance(item, Transaction) for item in part)
 
     published = publish_next_slice()
@@ -100,7 +88,7 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(kafka_bootstrap: 
     rng = random.Random(7)
     service = ServiceProcess(env, log)
     assert _wait_for_topic(service, topics)
-    audit = TopicReader(kafka_bootstrap, topics.audit)
+    audit = CommittedReader(kafka_bootstrap, topics.audit)
     while slices:
         target = min(decided(audit) + rng.randrange(300, 1500), published)
         wait_until(lambda target=target: decided(audit) >= target, 120, "progress")
@@ -152,13 +140,13 @@ def test_poison_input_is_dead_lettered_with_its_reason(kafka_bootstrap: str, tmp
         "empty_payload",
     }
     mixed = items[:1000] + poison + items[1000:]
-    publish(kafka_bootstrap, topics, mixed)
+    publish(topics.settings(kafka_bootstrap), mixed)
 
     service = ServiceProcess(topics.env(kafka_bootstrap), tmp_path / "service.log")
     assert _wait_for_topic(service, topics)
-    audit = TopicReader(kafka_bootstrap, topics.audit)
+    audit = CommittedReader(kafka_bootstrap, topics.audit)
     wait_until(lambda: decided(audit) >= len(valid), 120, "decisions for every valid transaction")
-    dead = TopicReader(kafka_bootstrap, topics.dead_letter)
+    dead = CommittedReader(kafka_bootstrap, topics.dead_letter)
     wait_until(lambda: (dead.drain(0.5), dead.count())[1] >= len(poison), 60, "dead letters")
     assert service.alive()
     assert service.stop() == 0
@@ -191,8 +179,8 @@ def test_two_instances_split_the_partitions_and_decide_each_transaction_once(
         90,
         "a 2-way split",
     )
-    publish(kafka_bootstrap, topics, items)
-    audit = TopicReader(kafka_bootstrap, topics.audit)
+    publish(topics.settings(kafka_bootstrap), items)
+    audit = CommittedReader(kafka_bootstrap, topics.audit)
     wait_until(lambda: decided(audit) >= n_transactions, 180, "all decisions")
     owned = (_owned(first), _owned(second))
     assert first.stop() == 0 and second.stop() == 0
@@ -236,7 +224,7 @@ def test_a_labels_backlog_is_held_back_not_refused(kafka_bootstrap: str, tmp_pat
     transactions = [item for item in items if isinstance(item, Transaction)]
     limit = 400
     assert len(labels) > limit, "the backlog must exceed the queue for the test to mean anything"
-    publish(kafka_bootstrap, topics, labels)
+    publish(topics.settings(kafka_bootstrap), labels)
     engine_config = tmp_path / "engine.json"
     engine_config.write_bytes(orjson.dumps({"max_queued_labels": limit}))
     env = topics.env(kafka_bootstrap, FRAUD_ENGINE_CONFIG=str(engine_config), FRAUD_BATCH_SIZE="100")
@@ -245,11 +233,11 @@ def test_a_labels_backlog_is_held_back_not_refused(kafka_bootstrap: str, tmp_pat
     wait_until(lambda: bool(service.log_events("labels_paused")) or not service.alive(), 60, "labels paused")
     paused = service.log_events("labels_paused")
     assert paused and limit // 2 <= paused[0]["queued"] < limit
-    publish(kafka_bootstrap, topics, transactions)
-    audit = TopicReader(kafka_bootstrap, topics.audit)
+    publish(topics.settings(kafka_bootstrap), transactions)
+    audit = CommittedReader(kafka_bootstrap, topics.audit)
     wait_until(lambda: decided(audit) >= len(transactions), 120, "all decisions")
     assert service.stop() == 0
-    dead = TopicReader(kafka_bootstrap, topics.dead_letter)
+    dead = CommittedReader(kafka_bootstrap, topics.dead_letter)
     dead.drain_to_end()
     assert dead.count() == 0, "no label may be refused for a full queue"
     assert service.log_events("labels_resumed")
@@ -272,18 +260,18 @@ def _restarted_half_way(
     items = simulated(3_000, seed=8)
     half = len(items) // 2
     n_transactions = sum(isinstance(item, Transaction) for item in items)
-    publish(kafka_bootstrap, topics, items[:half])
+    publish(topics.settings(kafka_bootstrap), items[:half])
     env = topics.env(kafka_bootstrap)
     log = tmp_path / "service.log"
     service = ServiceProcess(env, log)
     assert _wait_for_topic(service, topics)
-    audit = TopicReader(kafka_bootstrap, topics.audit)
+    audit = CommittedReader(kafka_bootstrap, topics.audit)
     first_half = sum(isinstance(item, Transaction) for item in items[:half])
     wait_until(lambda: decided(audit) >= first_half, 120, "the first half's decisions")
     assert service.stop() == 0  # writes a final checkpoint
 
     restart_env = between(env)
-    publish(kafka_bootstrap, topics, items[half:])
+    publish(topics.settings(kafka_bootstrap), items[half:])
     service = ServiceProcess(restart_env, log)
     wait_until(lambda: decided(audit, foreign) >= n_transactions, 120, "every decision after the restart")
     assert service.stop() == 0

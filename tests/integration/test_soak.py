@@ -14,21 +14,20 @@ from __future__ import annotations
 import os
 import statistics
 import time
-import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from detector.engine.records import Label, Transaction
-from producers.config import preset
+from devkit.process import ServiceProcess
+from devkit.publishing import publish
+from devkit.reading import ArrivalReader
+from devkit.streams import sized_config
 from producers.pacing import RatePacer
 from producers.simulator import SimulatedTransaction, simulate
-from tests.integration.background import BackgroundSampler
 from tests.integration.rss import MB, RssSampler, needs_proc, summary_mb
-from tests.integration.service_harness import ServiceProcess, ServiceTopics, publish, wait_until
+from tests.integration.service_harness import ServiceTopics, wait_until
 from tests.integration.test_service import _wait_for_topic
 
 SOAK_SECONDS = float(os.environ.get("SOAK_SECONDS", "180"))
@@ -51,42 +50,10 @@ WARM_UP_S = 10.0
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, needs_proc, pytest.mark.timeout(SOAK_SECONDS + 300)]
 
 
-class DecisionArrivals(BackgroundSampler):
-    """When each decision became readable (read_committed), by transaction id, noted on a thread."""
-
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        super().__init__(name="decision-arrivals")
-        self._consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"soak-{uuid.uuid4().hex[:8]}",
-                "isolation.level": "read_committed",
-                "enable.auto.commit": False,
-                "fetch.wait.max.ms": 10,  # the default 500 ms would be most of what is measured
-            }
-        )
-        partitions = self._consumer.list_topics(topic, timeout=30).topics[topic].partitions
-        self._consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-        self.arrived: dict[str, float] = {}
-        self.repeats = 0
-
-    def run(self) -> None:
-        while not self.stopping.is_set():
-            # poll() returns as soon as a decision is readable; consume() would wait out its timeout.
-            first = self._consumer.poll(0.05)
-            if first is None:
-                continue
-            now = time.monotonic()
-            for message in [first, *self._consumer.consume(500, 0)]:
-                if message.error() is None:
-                    transaction_id = message.key().decode()
-                    if transaction_id in self.arrived:
-                        self.repeats += 1
-                    else:
-                        self.arrived[transaction_id] = now
-
-    def close(self) -> None:
-        self._consumer.close()
+def decision_arrivals(bootstrap: str, topic: str) -> ArrivalReader:
+    """When each decision became readable (read_committed), by transaction id, on this test's clock."""
+    # fetch.wait.max.ms: the default 500 ms would be most of what is measured.
+    return ArrivalReader(bootstrap, topic, clock=time.monotonic, config={"fetch.wait.max.ms": 10})
 
 
 def test_steady_load_keeps_memory_and_latency_flat(kafka_bootstrap: str, tmp_path: Path) -> None:
@@ -94,13 +61,13 @@ def test_steady_load_keeps_memory_and_latency_flat(kafka_bootstrap: str, tmp_pat
     topics = ServiceTopics()
     topics.create_inputs(kafka_bootstrap, partitions=3)
     service = ServiceProcess(topics.env(kafka_bootstrap), tmp_path / "service.log")
-    sent: dict[str, float] = {}
+    sent: dict[bytes, float] = {}
     try:
         assert _wait_for_topic(service, topics)
         wait_until(lambda: bool(service.log_events("partitions_assigned")), 60, "the partitions")
-        with DecisionArrivals(kafka_bootstrap, topics.decisions) as decisions:
+        with decision_arrivals(kafka_bootstrap, topics.decisions) as decisions:
             with RssSampler(service.process.pid, interval=2.0) as memory:
-                publish(kafka_bootstrap, topics, _paced(int(RATE * SOAK_SECONDS), sent))
+                publish(topics.settings(kafka_bootstrap), _paced(int(RATE * SOAK_SECONDS), sent))
             wait_until(lambda: len(decisions.arrived) >= len(sent), 120, "the last decisions")
             time.sleep(1.0)  # a repeated decision would come right behind
         assert service.alive() and not memory.exited, "the service died during the soak"
@@ -134,24 +101,18 @@ def test_steady_load_keeps_memory_and_latency_flat(kafka_bootstrap: str, tmp_pat
     assert memory.peak() < RSS_LIMIT
 
 
-def _paced(transactions: int, sent: dict[str, float]) -> Iterator[Transaction | Label]:
+def _paced(transactions: int, sent: dict[bytes, float]) -> Iterator[Transaction | Label]:
     """``transactions`` simulated transactions at ``RATE`` on an absolute schedule, each label as soon
     as it falls due; notes in ``sent`` when each transaction went out."""
-    base = preset("default")
-    config = replace(
-        base,
-        seed=31,
-        days=None,
-        max_transactions=transactions + 1,  # stop before the end-of-stream burst of labels
-        population=replace(base.population, cards=CARDS, terminals=CARDS // 2),
-    )
+    # one more than sent: stop before the end-of-stream burst of labels
+    config = sized_config(transactions + 1, CARDS, seed=31, terminals=CARDS // 2)
     pacer = RatePacer(RATE)
     for event in simulate(config):
         if isinstance(event, SimulatedTransaction):
             if len(sent) == transactions:
                 return
             pacer.wait(event.transaction.event_time)
-            sent[event.transaction.transaction_id] = time.monotonic()
+            sent[event.transaction.transaction_id.encode()] = time.monotonic()
             yield event.transaction
         else:
             yield event

@@ -1,0 +1,39 @@
+"""Service settings for one run on a shared broker, and the environment that gives them to a process.
+
+Names are unique per run, so runs on one broker never read each other's topics or join each other's
+group; the environment is derived from the fields' own metadata, so no variable name is written twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+
+from detector.service.settings import ServiceSettings
+
+
+def unique_prefix(kind: str) -> str:
+    """``kind`` and a random suffix: the start of every topic and group name of one run."""
+    return f"{kind}-{uuid.uuid4().hex[:8]}"
+
+
+def unique_settings(bootstrap: str, prefix: str | None = None, **overrides: object) -> ServiceSettings:
+    """Defaults but for topics and group named after ``prefix`` (by default a fresh one), no metrics
+    server, and ``overrides``."""
+    prefix = prefix or unique_prefix("run")
+    names = {
+        "transactions_topic": f"{prefix}.transactions",
+        "labels_topic": f"{prefix}.labels",
+        "audit_topic": f"{prefix}.audit",
+        "decisions_topic": f"{prefix}.decisions",
+        "dead_letter_topic": f"{prefix}.dead-letter",
+        "checkpoint_topic": f"{prefix}.checkpoints",
+        "group_id": f"{prefix}-group",
+    }
+    defaults = ServiceSettings(bootstrap_servers=bootstrap, metrics_port=0)
+    return dataclasses.replace(defaults, **{**names, **overrides})
+
+
+def settings_env(settings: ServiceSettings) -> dict[str, str]:
+    """The environment that makes ``fraud-detector run`` use exactly ``settings``."""
+    return {spec.metadata["env"]: str(getattr(settings, spec.name)) for spec in dataclasses.fields(settings)}

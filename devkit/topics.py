@@ -1,0 +1,58 @@
+"""Topics created before a run, each partition with a leader, so nothing publishes or reads too early.
+
+A freshly created partition refuses reads and writes until its leader is elected, and a producer
+to a missing topic would auto-create it with the broker's defaults; both are kept out of every run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterable
+
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from detector.service.settings import ServiceSettings
+from detector.service.topics import ensure_topics
+
+
+def wait_for_leaders(
+    admin: AdminClient, names: Iterable[str], partitions: int | None = None, timeout: float = 30.0
+) -> None:
+    """Until every topic in ``names`` is listed (with ``partitions`` partitions, if given), each with
+    a leader: creation returns before that, and producing before it fails."""
+    wanted = list(names)
+    deadline = time.monotonic() + timeout
+    while True:
+        listed = admin.list_topics(timeout=10).topics
+        if all(_has_leaders(listed.get(name), partitions) for name in wanted):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topics {wanted} have no leader for every partition after {timeout:.0f}s")
+        time.sleep(0.1)
+
+
+def _has_leaders(topic: object, partitions: int | None) -> bool:
+    if topic is None or topic.error is not None or not topic.partitions:
+        return False
+    if partitions is not None and len(topic.partitions) != partitions:
+        return False
+    return all(p.leader >= 0 for p in topic.partitions.values())
+
+
+def create_input_topics(settings: ServiceSettings, partitions: int) -> None:
+    """The transactions and labels topics, co-partitioned; the service creates its outputs itself."""
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+    names = [settings.transactions_topic, settings.labels_topic]
+    for future in admin.create_topics([NewTopic(name, partitions, 1) for name in names]).values():
+        future.result()
+    wait_for_leaders(admin, names, partitions)
+
+
+def create_service_topics(
+    settings: ServiceSettings, partitions: int, client: dict[str, str] | None = None
+) -> None:
+    """Every topic the service uses, created as the service would (and waited for), so a run's
+    timing or its first records never include the broker creating topics or electing leaders."""
+    admin = AdminClient(client or {"bootstrap.servers": settings.bootstrap_servers})
+    ensure_topics(admin, dataclasses.replace(settings, topic_partitions=partitions))
