@@ -21,10 +21,11 @@ from confluent_kafka import KafkaException
 
 from detector.audit.collection import Labels, collect, read_labels
 from detector.audit.export import CsvSink, JsonlSink, RecordSink, export
+from detector.audit.offline import read_labels_file, write_report_from_files
 from detector.audit.reader import ReadError, TopicReader, progress_wanted
 from detector.audit.selection import RecordFilter, customer_ids
 from detector.audit.verify import ChainVerifier, load_heads, save_heads
-from detector.engine.records import InvalidInput, format_timestamp, parse_timestamp
+from detector.engine.records import InvalidInput, parse_timestamp
 from detector.kafka_config import client_config, parse_settings
 
 EXIT_BROKEN, EXIT_FAILED, EXIT_INTERRUPTED = 1, 2, 130
@@ -141,6 +142,12 @@ def _report_options(parser: argparse.ArgumentParser) -> None:
         help="topic with the labels (default: $FRAUD_LABELS_TOPIC, else labels)",
     )
     labels.add_argument("--labels-file", type=Path, help="read the labels from this JSONL file instead")
+    parser.add_argument(
+        "--audit-file",
+        type=Path,
+        help="report on this audit JSONL file (the output of audit replay --output x.jsonl) instead of"
+        " the topic, with no Kafka: labels from --labels-file, or none",
+    )
     parser.add_argument("--k", type=int, default=100, help="cards a day for card precision@k (default: 100)")
 
 
@@ -191,6 +198,12 @@ def verify_command(args: argparse.Namespace) -> int:
 
 
 def report_command(args: argparse.Namespace) -> int:
+    if args.audit_file:
+        path = write_report_from_files(
+            args.audit_file, args.labels_file, args.out, since=args.since, until=args.until, k=args.k
+        )
+        print(f"report written to {path}")
+        return 0
     from detector.audit.report import build_report, write_report  # matplotlib: the report extra
 
     client = _client(args)
@@ -201,7 +214,7 @@ def report_command(args: argparse.Namespace) -> int:
     sources = {
         "audit topic": args.topic,
         "labels": f"file {args.labels_file}" if args.labels_file else f"topic {args.labels_topic}",
-        "event time": _period(args.since, args.until),
+        "event time": keep.period(),
     }
     path = write_report(build_report(collection, labels, args.k), args.out, sources)
     print(f"report written to {path}")
@@ -210,8 +223,7 @@ def report_command(args: argparse.Namespace) -> int:
 
 def _labels(args: argparse.Namespace, client: dict[str, str]) -> Labels:
     if args.labels_file:
-        with args.labels_file.open("rb") as lines:
-            return read_labels(line for line in lines if line.strip())
+        return read_labels_file(args.labels_file)
     with TopicReader(client, args.labels_topic) as reader:
         return read_labels(m.value for m in reader.messages(progress=progress_wanted(args.quiet)))
 
@@ -254,14 +266,6 @@ def _moment(text: str) -> float:
         return parse_timestamp(text, "time")
     except (ValueError, InvalidInput) as error:
         raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def _period(since: float | None, until: float | None) -> str:
-    if since is None and until is None:
-        return "all"
-    start = format_timestamp(since) if since is not None else "the first record"
-    end = f"before {format_timestamp(until)}" if until is not None else "the last record"
-    return f"from {start} to {end}"
 
 
 def _client(args: argparse.Namespace) -> dict[str, str]:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from detector.audit import page, plots
 from detector.audit.collection import AuditCollection, Labels
+from detector.audit.options import ReportOptions
 from detector.audit.quality import (
     Joined,
     Percentiles,
@@ -49,9 +50,12 @@ class Report:
     histogram: ScoreHistogram
     processing: Percentiles | None
     lag: WriteLag | None
+    options: ReportOptions
 
 
-def build_report(collection: AuditCollection, labels: Labels, k: int = 100) -> Report:
+def build_report(
+    collection: AuditCollection, labels: Labels, k: int = 100, *, options: ReportOptions | None = None
+) -> Report:
     joined = join(collection, labels.outcomes)
     return Report(
         collection=collection,
@@ -64,6 +68,7 @@ def build_report(collection: AuditCollection, labels: Labels, k: int = 100) -> R
         histogram=score_histogram(joined),
         processing=percentiles(joined.processing_ms),
         lag=write_lag(joined),
+        options=options or ReportOptions(),
     )
 
 

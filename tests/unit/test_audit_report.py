@@ -6,6 +6,7 @@ computed in the comments from the definitions, not with the code under test.
 
 from __future__ import annotations
 
+import argparse
 import math
 import re
 from datetime import UTC, date, datetime
@@ -15,7 +16,10 @@ import orjson
 import pytest
 from PIL import Image
 
+from detector.audit.chain import ChainState
+from detector.audit.cli import register
 from detector.audit.collection import collect, read_labels
+from detector.audit.offline import file_messages, write_report_from_files
 from detector.audit.quality import REALTIME_MAX_MEDIAN_LAG_S, generation_steps, write_lag
 from detector.audit.reader import TopicMessage
 from detector.audit.report import LATENCY_PNG, SCORES_PNG, TIMELINE_PNG, build_report, write_report
@@ -179,3 +183,46 @@ def test_a_report_without_decisions_says_so(tmp_path: Path) -> None:
     text = write_report(report, tmp_path, {"audit topic": "empty"}).read_text()
     assert "No decisions matched" in text
     assert not list(tmp_path.glob("*.png"))
+
+
+def audit_file(path: Path) -> Path:
+    """The records of :func:`messages` as ``audit replay --output`` writes them: one a line, chained
+    for partition 3."""
+    chain = ChainState(partition=3)
+    lines = [chain.seal_encoded(orjson.loads(m.value)) for m in messages() if m.value != b"not json"]
+    path.write_bytes(b"".join(line + b"\n" for line in [*lines, b"not json"]))
+    return path
+
+
+def test_an_exported_audit_file_reads_as_the_topic_it_came_from(tmp_path: Path) -> None:
+    collection = collect(file_messages(audit_file(tmp_path / "audit.jsonl")), RecordFilter())
+    assert set(collection.partitions) == {3}
+    assert all(math.isnan(lag) for lag in collection.write_lags_s)  # no Kafka write times in a file
+    from_file = build_report(collection, read_labels(labels()), k=K)
+    from_topic = build_report(collect(messages(), RecordFilter()), read_labels(labels()), k=K)
+    # repr: NaN (nothing to measure) is not equal to itself
+    assert repr([*from_file.days, from_file.overall]) == repr([*from_topic.days, from_topic.overall])
+    assert from_file.collection.unreadable == 1
+
+
+def test_audit_report_from_files_needs_no_kafka(tmp_path: Path) -> None:
+    labels_file = tmp_path / "labels.jsonl"
+    labels_file.write_bytes(b"".join(value + b"\n" for value in labels()))
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    common = ["audit", "report", "--bootstrap-servers", "127.0.0.1:1", "--k", str(K)]
+    audit = str(audit_file(tmp_path / "audit.jsonl"))
+    for out, extra in (("with", ["--labels-file", str(labels_file)]), ("without", [])):
+        args = parser.parse_args([*common, "--audit-file", audit, *extra, "--out", str(tmp_path / out)])
+        assert args.func(args) == 0
+    with_labels = (tmp_path / "with" / "report.html").read_text()
+    assert "<td>2026-03-02</td><td>4</td><td>1</td><td>1</td><td>4 (100.0%)</td>" in with_labels
+    assert f"<td>audit file</td><td>{audit}</td>" in with_labels
+    without = (tmp_path / "without" / "report.html").read_text()
+    assert "<td>2026-03-02</td><td>4</td><td>1</td><td>1</td><td>0 (0.0%)</td>" in without
+    direct = write_report_from_files(Path(audit), labels_file, tmp_path / "direct", k=K)
+    assert daily_rows(direct.read_text()) == daily_rows(with_labels)
+
+
+def daily_rows(text: str) -> list[str]:
+    return re.findall(r"<tr><td>20\d\d-\d\d-\d\d</td>.*</tr>", text)
