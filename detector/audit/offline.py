@@ -47,7 +47,7 @@ def write_report_from_files(
 
     keep = RecordFilter(since=since, until=until)
     labels = read_labels_file(labels_file) if labels_file is not None else Labels()
-    collection = collect(file_messages(audit_file), keep)
+    collection = collect(file_messages(audit_file), keep, explain=labels.frauds())
     sources = {
         "audit file": str(audit_file),
         "labels": f"file {labels_file}" if labels_file is not None else "none: no precision figures",
