@@ -122,15 +122,19 @@ def reason_stats(collection: AuditCollection, joined: Joined) -> list[CodeStats]
     return sorted(stats, key=lambda s: (-s.fired, s.code))
 
 
-def review_queue(collection: AuditCollection, joined: Joined, per_day: int) -> list[tuple[date, list[Case]]]:
-    """Each event-time day's ``per_day`` alerts with the highest score, highest first."""
+def review_queue(
+    collection: AuditCollection, joined: Joined, per_day: int, days: int
+) -> list[tuple[date, list[Case]]]:
+    """The ``per_day`` alerts with the highest score of each of the latest ``days`` days with alerts,
+    in day order, the highest score first."""
     alerts = np.flatnonzero(joined.alerts)
     by_day: defaultdict[int, list[int]] = defaultdict(list)
     for row in alerts[np.lexsort((-joined.scores[alerts], joined.days[alerts]))]:
         rows = by_day[int(joined.days[row])]
         if len(rows) < per_day:
             rows.append(int(row))
-    return [(day_date(day), [case(collection, joined, r) for r in rows]) for day, rows in by_day.items()]
+    latest = list(by_day.items())[-days:] if days > 0 else []
+    return [(day_date(day), [case(collection, joined, r) for r in rows]) for day, rows in latest]
 
 
 def replay_command(transaction_id: str, topic: str | None) -> str:

@@ -11,6 +11,7 @@ from datetime import date
 
 from detector.audit import page
 from detector.audit.findings import Case, CodeStats, MissedFraud, replay_command
+from detector.audit.options import ReportOptions
 from detector.audit.reasons import feature_sentence, sentence
 from detector.engine.records import format_timestamp
 
@@ -48,51 +49,46 @@ decision: the score did not send them to review, whatever a rule did.</p>
 
 
 def reasons_section(stats: Sequence[CodeStats], decisions: int) -> str:
-    rules = [s for s in stats if s.code.startswith("rule:")]
-    others = [s for s in stats if not s.code.startswith("rule:")]
-    headers = (
-        "reason code", "meaning", "fired", "share of decisions", "labelled", "frauds", "precision",
-        "frauds below the review threshold",
-    )  # fmt: skip
-    rule_table = (
-        page.table(headers, [_stats_row(s, decisions) for s in rules], "cases")
-        if rules
-        else "<p>No rule fired in this period.</p>"
-    )
+    rules = [_stats_row(s, decisions) for s in stats if s.code.startswith("rule:")]
+    others = [_stats_row(s, decisions)[:-1] for s in stats if not s.code.startswith("rule:")]
+    headers = ("reason code", "meaning", "fired", "share of decisions", "labelled", "frauds", "precision")
+    rule_headers = (*headers, "frauds below the review threshold")
     return f"""
 <h2>Reason codes and rules</h2>
 <p class="note">How often each reason code was given and how precise it was: precision is the
-share of frauds among the labelled transactions it was given to. The last column counts frauds
-it flagged although their score was below the review threshold: what a rule adds to the model.
-<code>feature:</code> codes name the features that pushed the score up most; they are given only
-to scores at or above the review threshold.</p>
+share of frauds among the labelled transactions it was given to. For a rule, the last column counts
+the frauds it flagged although their score was below the review threshold: what the rule adds to
+the model. <code>feature:</code> codes name the features that pushed the score up most; they are
+given only to scores at or above the review threshold.</p>
 <h3>Rules</h3>
-{rule_table}
+{page.table(rule_headers, rules, "cases") if rules else "<p>No rule fired in this period.</p>"}
 <h3>Scores, features and event-time flags</h3>
-{page.table(headers, [_stats_row(s, decisions) for s in others], "cases") if others else "<p>None.</p>"}
+{page.table(headers, others, "cases") if others else "<p>None.</p>"}
 """
 
 
-def queue_section(queue: Sequence[tuple[date, list[Case]]], per_day: int, topic: str | None) -> str:
+def queue_section(queue: Sequence[tuple[date, list[Case]]], options: ReportOptions) -> str:
     if not queue:
         return "<h2>Review queue</h2>\n<p>No alerts in this period.</p>"
     rows = []
     for day, cases in reversed(queue):  # the latest day first: that is the one to work on
         for rank, case in enumerate(cases, 1):
-            command = page.code(replay_command(case.transaction_id, topic))
-            rows.append((day.isoformat(), str(rank), *_case_cells(case, with_features=False), command))
-    headers = ("day (UTC)", "rank", *CASE_HEADERS, "full record")
+            command = page.code(replay_command(case.transaction_id, options.audit_topic))
+            first = day.isoformat() if rank == 1 else ""
+            rows.append((first, str(rank), *_case_cells(case, with_features=False), command))
+    headers = ("day (UTC)", "rank", *CASE_HEADERS, "command for the full record")
     return f"""
 <h2>Review queue</h2>
-<p class="note">Each day's {per_day} alerts with the highest score, the latest day first; the label
-column says what is known so far. The command prints the decision's full audit record (every
+<p class="note">Each day's {options.queue_per_day} alerts with the highest score, for the latest
+{options.queue_days} days with alerts (--queue-per-day, --queue-days), the latest day first; the
+label column says what is known so far. The command prints the decision's full audit record (every
 feature, the model and where the input came from).</p>
 {page.table(headers, rows, "cases")}
 """
 
 
 CASE_HEADERS = ("transaction", "card", "event time (UTC)", "amount", "score", "decision", "label",
-                "reason codes")  # fmt: skip
+                "reason codes (hover for the meaning)")  # fmt: skip
 
 
 def _case_cells(case: Case, with_features: bool) -> tuple[str, ...]:
@@ -104,7 +100,7 @@ def _case_cells(case: Case, with_features: bool) -> tuple[str, ...]:
         f"{case.score:.3f}",
         case.decision,
         case.label,
-        page.lines(page.hint(code, sentence(code)) for code in case.reason_codes),
+        page.joined(page.hint(code, sentence(code)) for code in case.reason_codes) or "–",
     )
     if not with_features:
         return cells

@@ -17,5 +17,6 @@ class ReportOptions:
 
     min_score_shift: float = DEFAULT_MIN_SCORE_SHIFT
     queue_per_day: int = 5
+    queue_days: int = 7  # the latest days with alerts: a queue is worked from the most recent
     missed_cases: int = 20
     audit_topic: str | None = None

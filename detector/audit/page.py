@@ -37,6 +37,11 @@ def lines(items: Iterable[Html]) -> Html:
     return Html("<br>".join(items))
 
 
+def joined(items: Iterable[Html]) -> Html:
+    """Items one after the other, wrapping where the cell is full."""
+    return Html(", ".join(items))
+
+
 def code(text: str) -> Html:
     return Html(f"<code>{html.escape(text)}</code>")
 
@@ -55,10 +60,12 @@ table {{ border-collapse: collapse; margin: 0.8em 0 1.6em; font-size: 0.92em; }}
 th, td {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }}
 th {{ background: #f0f0f0; }}
 td:first-child, th:first-child {{ text-align: left; }}
-table.cases td {{ text-align: left; vertical-align: top; }}
+table.cases td, table.cases th {{ text-align: left; vertical-align: top; }}
 abbr {{ text-decoration: underline dotted; cursor: help; }}
-code {{ font-size: 0.9em; white-space: nowrap; }}
+code {{ font-size: 0.9em; }}
+table.cases td {{ max-width: 22em; }}
 table.totals tr:last-child td {{ font-weight: 600; }}
+table.totals td {{ white-space: nowrap; }}
 img {{ max-width: 100%; border: 1px solid #ddd; }}
 .note {{ color: #444; max-width: 60em; }}
 </style>

@@ -98,7 +98,7 @@ def build_report(
         options=options,
         missed=missed_fraud(collection, joined, options.missed_cases),
         reasons=reason_stats(collection, joined),
-        queue=review_queue(collection, joined, options.queue_per_day),
+        queue=review_queue(collection, joined, options.queue_per_day, options.queue_days),
         events=material_events(collection.events, options.min_score_shift),
     )
 
@@ -118,7 +118,7 @@ def write_report(report: Report, directory: Path, sources: Mapping[str, str]) ->
         )
         sections += [
             investigation.missed_section(report.missed, report.overall.labelled),
-            investigation.queue_section(report.queue, options.queue_per_day, options.audit_topic),
+            investigation.queue_section(report.queue, options),
             investigation.reasons_section(report.reasons, report.overall.transactions),
             overview.daily_section(report),
             overview.events_section(report, options.min_score_shift),

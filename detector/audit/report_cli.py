@@ -49,6 +49,13 @@ def report_options(parser: argparse.ArgumentParser) -> None:
         help=f"alerts a day in the review queue (default: {DEFAULTS.queue_per_day})",
     )
     parser.add_argument(
+        "--queue-days",
+        type=int,
+        default=DEFAULTS.queue_days,
+        metavar="N",
+        help=f"latest days with alerts in the review queue (default: {DEFAULTS.queue_days})",
+    )
+    parser.add_argument(
         "--missed-cases",
         type=int,
         default=DEFAULTS.missed_cases,
@@ -61,6 +68,7 @@ def report_command(args: argparse.Namespace) -> int:
     options = ReportOptions(
         min_score_shift=args.min_score_shift,
         queue_per_day=args.queue_per_day,
+        queue_days=args.queue_days,
         missed_cases=args.missed_cases,
         audit_topic=None if args.audit_file else args.topic,
     )
