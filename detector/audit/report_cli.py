@@ -41,27 +41,13 @@ def report_options(parser: argparse.ArgumentParser) -> None:
         help="list a score-drift event only if the mean score moved by at least SHIFT of its earlier"
         f" value (default: {DEFAULTS.min_score_shift:g}, i.e. {DEFAULTS.min_score_shift * 100:.0f}%%)",
     )
-    parser.add_argument(
-        "--queue-per-day",
-        type=int,
-        default=DEFAULTS.queue_per_day,
-        metavar="N",
-        help=f"alerts a day in the review queue (default: {DEFAULTS.queue_per_day})",
-    )
-    parser.add_argument(
-        "--queue-days",
-        type=int,
-        default=DEFAULTS.queue_days,
-        metavar="N",
-        help=f"latest days with alerts in the review queue (default: {DEFAULTS.queue_days})",
-    )
-    parser.add_argument(
-        "--missed-cases",
-        type=int,
-        default=DEFAULTS.missed_cases,
-        metavar="N",
-        help=f"missed frauds listed (default: {DEFAULTS.missed_cases})",
-    )
+    for flag, what in (
+        ("--queue-per-day", "alerts a day in the review queue"),
+        ("--queue-days", "latest days with alerts in the review queue"),
+        ("--missed-cases", "missed frauds listed"),
+    ):
+        default = getattr(DEFAULTS, flag.removeprefix("--").replace("-", "_"))
+        parser.add_argument(flag, type=int, default=default, metavar="N", help=f"{what} (default: {default})")
 
 
 def report_command(args: argparse.Namespace) -> int:
