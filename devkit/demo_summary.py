@@ -25,9 +25,10 @@ def read_report(
     client: dict[str, str], settings: ServiceSettings, stream: StreamThread, output: Path
 ) -> Report:
     """The analyst report from the audit topic, with the simulator's ground truth as labels."""
+    labels = Labels(outcomes=stream.truth)
     with TopicReader(client, settings.audit_topic) as reader:
-        collection = collect(reader.messages(), RecordFilter())
-    report = build_report(collection, Labels(outcomes=stream.truth))
+        collection = collect(reader.messages(), RecordFilter(), explain=labels.frauds())
+    report = build_report(collection, labels)
     sources = {
         "audit topic": f"{settings.audit_topic} (demo broker)",
         "labels": "the simulator's ground truth (every transaction, not only the labelled ones)",
