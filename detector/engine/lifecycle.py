@@ -5,6 +5,7 @@ one: ``predict_proba_one`` scores with the champion, ``learn_one`` teaches a lab
 and behind that the label's error feeds the drift detectors. A warning or a drift starts a
 background model (a :class:`Challenger`) that replaces the champion once it ranks recent labels
 better; with ``recovery="reset"`` a drift replaces the champion by an untrained model at once.
+The scores it hands out feed a data-drift monitor too (``watch_score``), which only reports.
 Each new champion starts a new *generation*; each signal and change is an :class:`EngineEvent`,
 collected by :meth:`DriftAwareModel.pop_events`.
 
