@@ -9,11 +9,12 @@ could win on loss while ranking worse.)
 
 >>> from detector.engine.model import FraudModel, ModelConfig
 >>> champion = FraudModel(ModelConfig())
->>> challenger = Challenger(FraudModel(ModelConfig()), started_at=0.0, window=100)
+>>> challenger = Challenger(FraudModel(ModelConfig()), window=100)
 >>> for _ in range(30):
 ...     for amount, fraud in ((900.0, True), (10.0, False)):
 ...         challenger.observe({"amount": amount}, fraud, champion.predict_proba_one({"amount": amount}))
->>> challenger.is_ready(min_labels=20, min_frauds=10), challenger.beats_champion()
+>>> challenger_auc, champion_auc = challenger.aucs()
+>>> challenger.is_ready(min_labels=20, min_frauds=10), challenger_auc > champion_auc
 (True, True)
 """
 
@@ -28,9 +29,8 @@ from detector.evaluation import roc_auc
 class Challenger:
     """The background model, and both models' scores on the latest labels."""
 
-    def __init__(self, model: FraudModel, started_at: float, window: int) -> None:
+    def __init__(self, model: FraudModel, window: int) -> None:
         self.model = model
-        self.started_at = started_at
         # (is_fraud, challenger's probability, champion's probability), newest last
         self._recent: deque[tuple[bool, float, float]] = deque(maxlen=window)
         self._recent_frauds = 0
@@ -55,7 +55,3 @@ class Challenger:
             roc_auc(labels, [p for _, p, _ in self._recent]),
             roc_auc(labels, [p for _, _, p in self._recent]),
         )
-
-    def beats_champion(self) -> bool:
-        challenger_auc, champion_auc = self.aucs()
-        return challenger_auc > champion_auc

@@ -112,7 +112,6 @@ class ErrorDriftMonitor:
     """Concept drift from labels: misses on frauds and false alarms on legitimate transactions."""
 
     def __init__(self, config: DriftConfig) -> None:
-        self.config = config
         self._miss = _ErrorStream("miss", config.miss_detector)
         self._false_alarm = _ErrorStream("false_alarm", config.false_alarm_detector)
 

@@ -1,5 +1,8 @@
 """The detection engine: score transactions, learn from delayed labels, detect drift, recover.
 
+The engine joins labels to what was scored, in event time, and decides; the model it scores and
+teaches, with its drift detection and recovery, is a :class:`DriftAwareModel` (lifecycle.py).
+
 Plain Python with no I/O: the same inputs in the same order give the same decisions, events and
 state, which is what makes backtests, benchmarks and crash recovery by replay possible.
 
@@ -38,40 +41,50 @@ from collections import Counter
 from dataclasses import replace
 from typing import Any
 
-from detector.engine import outputs
-from detector.engine.challenger import Challenger
 from detector.engine.config import EngineConfig
-from detector.engine.drift import DRIFT, WARNING, DriftSignal, ErrorDriftMonitor, ScoreDriftMonitor
 from detector.engine.features import FeatureExtractor
 from detector.engine.labels import LabelQueue, PendingScore, PendingScores
+from detector.engine.lifecycle import MODEL_CHANGES, DriftAwareModel
 from detector.engine.model import FraudModel
 from detector.engine.outputs import Decision, EngineEvent
 from detector.engine.policy import APPROVE
 from detector.engine.records import InvalidInput, Label, Transaction
 
-_SNAPSHOT_MAGIC = b"fraud-engine/2\n"  # bumped whenever the pickled state classes change
-STABLE = "stable"
+_SNAPSHOT_MAGIC = b"fraud-engine/3\n"  # bumped whenever the pickled state classes change
 FUTURE_SKEW, TOO_LATE = "skew:future_event_time", "late:event_time"
 
 
 class DetectionEngine:
-    """Features, model, decision policy, label join and drift handling for one ordered stream."""
+    """Features, the drift-aware model, decision policy and label join for one ordered stream."""
 
     def __init__(self, config: EngineConfig | None = None) -> None:
         self.config = config = config or EngineConfig()
         self.extractor = FeatureExtractor(config.features)
-        self.model = FraudModel(config.model)
-        self.challenger: Challenger | None = None
-        self.generation = 1
-        self.drift_state = STABLE
-        self.error_monitor = ErrorDriftMonitor(config.drift)
-        self.score_monitor = ScoreDriftMonitor(config.drift.score_drift_delta)
+        self.lifecycle = DriftAwareModel(config.model, config.drift)
         self.pending = PendingScores(config.label_horizon, config.max_pending)
         self.label_queue = LabelQueue()
         self.watermark = float("-inf")
         self._future_streak = 0  # consecutive transactions too far ahead of the watermark
         self.stats: Counter[str] = Counter()
         self._events: list[EngineEvent] = []
+
+    @property
+    def model(self) -> FraudModel:
+        """The champion: the model that scores now and learns each label."""
+        return self.lifecycle.model
+
+    @property
+    def generation(self) -> int:
+        return self.lifecycle.generation
+
+    @property
+    def drift_state(self) -> str:
+        return self.lifecycle.drift_state
+
+    @property
+    def queued_labels(self) -> int:
+        """Labels waiting for event time to pass their timestamp."""
+        return len(self.label_queue)
 
     # -- inputs -------------------------------------------------------------------------------
 
@@ -90,14 +103,15 @@ class DetectionEngine:
         state_tx = tx if not flags or flags[0] != FUTURE_SKEW else replace(tx, event_time=self.watermark)
 
         features = self.extractor.transform_one(state_tx)
-        score = self.model.predict_proba_one(features)
+        lifecycle = self.lifecycle
+        score = lifecycle.predict_proba_one(features)
         policy = self.config.policy
         facts = {**tx.to_dict(), **features} if policy.rules else features
         outcome, reasons = policy.decide(facts, score)
         reasons.extend(flags)
         top_features: tuple[tuple[str, float], ...] = ()
         if score >= policy.review_threshold:
-            top_features = tuple(self.model.contributions(features, self.config.top_reasons))
+            top_features = tuple(lifecycle.contributions(features, self.config.top_reasons))
             reasons.extend(f"feature:{name}" for name, _ in top_features)
 
         self.extractor.learn_one(state_tx)
@@ -107,13 +121,13 @@ class DetectionEngine:
                 event_time=state_tx.event_time,
                 customer_id=tx.customer_id,
                 terminal_id=tx.terminal_id,
-                score=score,
                 flagged=score >= policy.review_threshold,
-                generation=self.generation,
+                generation=lifecycle.generation,
                 features=array("d", list(features.values())),  # sized exactly, not grown
             ),
         )
-        self._watch_scores(score, state_tx.event_time)
+        lifecycle.watch_score(score, state_tx.event_time)
+        self._collect_events()
         self.stats["transactions_scored"] += 1
         self.stats[f"decisions_{outcome}"] += 1
         if outcome != APPROVE and score < policy.review_threshold:
@@ -126,8 +140,8 @@ class DetectionEngine:
             top_features=top_features,
             features=features,
             model_kind=self.config.model.kind,
-            model_generation=self.generation,
-            drift_state=self.drift_state,
+            model_generation=lifecycle.generation,
+            drift_state=lifecycle.drift_state,
             review_threshold=policy.review_threshold,
             block_threshold=policy.block_threshold,
         )
@@ -205,7 +219,7 @@ class DetectionEngine:
             "cards": len(self.extractor.cards),
             "terminals": len(self.extractor.terminals),
             "pending_scores": len(self.pending),
-            "queued_labels": len(self.label_queue),
+            "queued_labels": self.queued_labels,
             "model_generation": self.generation,
             "labels_learned": self.model.labels_learned,
         }
@@ -253,92 +267,24 @@ class DetectionEngine:
             return
         self.pending.take(label.transaction_id, now=label.event_time)
         x = dict(zip(self.extractor.names, pending.features, strict=True))
-        is_fraud = label.is_fraud
-        if self.challenger is not None:
-            self.challenger.observe(x, is_fraud, self.model.predict_proba_one(x))
-        self.model.learn_one(x, is_fraud)
-        self.extractor.learn_label(pending.customer_id, pending.terminal_id, is_fraud, label.event_time)
-        self.stats["labels_learned"] += 1
-        drift_config = self.config.drift
-        # Errors of an earlier generation say nothing about the model in force now, and a model
-        # still learning its first labels has an error curve that falls by design.
-        if (
-            drift_config.enabled
-            and pending.generation == self.generation
-            and self.model.labels_learned > drift_config.warmup_labels
-        ):
-            signal = self.error_monitor.update(is_fraud, pending.flagged)
-            if signal is not None:
-                self._react(signal, label.event_time)
-        if self.challenger is not None:
-            self._settle_challenge(self.challenger, label.event_time)
-
-    def _react(self, signal: DriftSignal, event_time: float) -> None:
-        """A warning starts a background model; a drift resets, or waits for the background model."""
-        kind = outputs.DRIFT_DETECTED if signal.level == DRIFT else outputs.DRIFT_WARNING
-        if signal.level == WARNING and self.drift_state != STABLE:
-            return  # already warned: one event per episode, not one per label
-        self._emit(kind, event_time, stream=signal.stream, error_rate=signal.error_rate)
-        if signal.level == DRIFT and self.config.drift.recovery == "reset":
-            self._replace_model(FraudModel(self.config.model), outputs.MODEL_RESET, event_time)
-            return
-        self.drift_state = signal.level
-        if self.challenger is None:
-            self.challenger = Challenger(
-                FraudModel(self.config.model),
-                started_at=event_time,
-                window=self.config.drift.min_background_labels,
-            )
-            self._emit(outputs.BACKGROUND_STARTED, event_time, trigger=signal.level)
-
-    def _settle_challenge(self, challenger: Challenger, event_time: float) -> None:
-        """After a drift, promote the background model as soon as it ranks better; drop it when stale.
-
-        A young model often loses at first and overtakes later, so it is compared again every
-        ``challenge_every`` labels rather than judged once.
-        """
-        drift_config = self.config.drift
-        learned = challenger.model.labels_learned
-        if (
-            self.drift_state == DRIFT
-            and learned % drift_config.challenge_every == 0
-            and challenger.is_ready(drift_config.min_background_labels, drift_config.min_background_frauds)
-        ):
-            challenger_auc, champion_auc = challenger.aucs()
-            if challenger_auc > champion_auc + drift_config.promotion_margin:
-                aucs = {"background_auc": challenger_auc, "champion_auc": champion_auc}
-                self._replace_model(challenger.model, outputs.MODEL_SWAPPED, event_time, **aucs)
-                return
-        if learned >= drift_config.max_background_labels:
-            reason = "not_better" if self.drift_state == DRIFT else "no_drift_confirmed"
-            self._discard_challenger(event_time, reason=reason)
-
-    def _discard_challenger(self, event_time: float, **detail: Any) -> None:
-        self._emit(outputs.BACKGROUND_DISCARDED, event_time, **detail)
-        self.challenger = None
-        self.drift_state = STABLE
-        self.error_monitor = ErrorDriftMonitor(self.config.drift)
-
-    def _replace_model(self, model: FraudModel, kind: str, event_time: float, **detail: Any) -> None:
-        retired_labels = self.model.labels_learned
-        self.model = model
-        self.generation += 1
-        self.challenger = None
-        self.drift_state = STABLE
-        self.error_monitor = ErrorDriftMonitor(self.config.drift)
-        self.stats["model_changes"] += 1
-        self._emit(
-            kind, event_time, labels_learned=model.labels_learned, retired_labels=retired_labels, **detail
+        self.lifecycle.learn_one(
+            x,
+            label.is_fraud,
+            flagged=pending.flagged,
+            scored_generation=pending.generation,
+            event_time=label.event_time,
         )
+        self.extractor.learn_label(pending.customer_id, pending.terminal_id, label.is_fraud, label.event_time)
+        self.stats["labels_learned"] += 1
+        self._collect_events()
 
-    def _watch_scores(self, score: float, event_time: float) -> None:
-        shift = self.score_monitor.update(score)
-        if shift is not None:
-            self._emit(outputs.SCORE_DRIFT, event_time, mean_before=shift[0], mean_after=shift[1])
-
-    def _emit(self, kind: str, event_time: float, **detail: Any) -> None:
-        self._events.append(EngineEvent(kind, event_time, self.generation, detail))
-        self.stats[f"events_{kind}"] += 1
+    def _collect_events(self) -> None:
+        """Take over the model's events, counted as they happen."""
+        for event in self.lifecycle.pop_events():
+            if event.kind in MODEL_CHANGES:
+                self.stats["model_changes"] += 1
+            self.stats[f"events_{event.kind}"] += 1
+            self._events.append(event)
 
 
 # What the engine's components are built from, and so cannot change under learned state.

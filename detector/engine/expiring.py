@@ -100,24 +100,20 @@ class ExpiringStore(_Keyed, Generic[V]):
 
     def evict(self, now: float) -> int:
         """Drop the entries last touched before ``now - ttl``; returns how many went."""
-        if now < self._next_sweep:  # checked here too: this runs several times per transaction
+        if now < self._next_sweep:  # the usual case: this runs several times per transaction
             return 0
-        return sum(1 for _ in self.pop_expired(now))
-
-    def pop_expired(self, now: float) -> Iterator[tuple[str, V]]:
-        """Like :meth:`evict`, but hands each expired entry to the caller (e.g. to count it)."""
-        if now < self._next_sweep:
-            return
         self._next_sweep = now + self._sweep_every
         entries = self._entries
         horizon = now - self.ttl
+        expired = 0
         while entries:
-            key, (touched, value) = next(iter(entries.items()))
+            key, (touched, _) = next(iter(entries.items()))
             if touched >= horizon:
-                return
+                break
             del entries[key]
-            self.evicted_for_age += 1
-            yield key, value
+            expired += 1
+        self.evicted_for_age += expired
+        return expired
 
 
 @cache

@@ -36,7 +36,6 @@ class PendingScore:
     event_time: float
     customer_id: str
     terminal_id: str
-    score: float
     flagged: bool
     generation: int
     features: array
@@ -51,10 +50,6 @@ class PendingScores:
 
     def __len__(self) -> int:
         return len(self._waiting)
-
-    @property
-    def dropped_for_size(self) -> int:
-        return self._waiting.evicted_for_size
 
     def add(self, transaction_id: str, pending: PendingScore) -> None:
         # Each decoded transaction brings its own copies of the card and terminal ids; interned, all

@@ -88,10 +88,8 @@ class FraudModel:
     """A River classifier behind a fraud-probability interface, with running feature statistics."""
 
     def __init__(self, config: ModelConfig) -> None:
-        self.config = config
         self.classifier = build_classifier(config)
         self.labels_learned = 0
-        self.frauds_learned = 0
         self._is_linear = isinstance(self.classifier, compose.Pipeline)
         # Occlusion needs each feature's mean; the linear model explains itself without it.
         self._baseline = None if self._is_linear else _RunningStats()
@@ -103,7 +101,6 @@ class FraudModel:
     def learn_one(self, x: dict[str, float], is_fraud: bool) -> None:
         self.classifier.learn_one(x, is_fraud)
         self.labels_learned += 1
-        self.frauds_learned += is_fraud
         if self._baseline is not None:
             self._baseline.update(x)
 
