@@ -77,7 +77,7 @@ class Partitions:
         labels beyond ``limit`` (``max_queued_labels``). Pausing at half of it keeps every label.
         """
         for partition, owned in self._owned.items():
-            queued = owned.processor.engine.gauges()["queued_labels"]
+            queued = owned.processor.engine.queued_labels
             labels = [TopicPartition(labels_topic, partition)]
             if queued >= limit // 2 and not owned.labels_paused:
                 consumer.pause(labels)
