@@ -7,37 +7,11 @@ to a missing topic would auto-create it with the broker's defaults; both are kep
 from __future__ import annotations
 
 import dataclasses
-import time
-from collections.abc import Iterable
 
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from detector.service.settings import ServiceSettings
-from detector.service.topics import ensure_topics
-
-
-def wait_for_leaders(
-    admin: AdminClient, names: Iterable[str], partitions: int | None = None, timeout: float = 30.0
-) -> None:
-    """Until every topic in ``names`` is listed (with ``partitions`` partitions, if given), each with
-    a leader: creation returns before that, and producing before it fails."""
-    wanted = list(names)
-    deadline = time.monotonic() + timeout
-    while True:
-        listed = admin.list_topics(timeout=10).topics
-        if all(_has_leaders(listed.get(name), partitions) for name in wanted):
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"topics {wanted} have no leader for every partition after {timeout:.0f}s")
-        time.sleep(0.1)
-
-
-def _has_leaders(topic: object, partitions: int | None) -> bool:
-    if topic is None or topic.error is not None or not topic.partitions:
-        return False
-    if partitions is not None and len(topic.partitions) != partitions:
-        return False
-    return all(p.leader >= 0 for p in topic.partitions.values())
+from detector.service.topics import ensure_topics, wait_for_leaders
 
 
 def create_input_topics(settings: ServiceSettings, partitions: int) -> None:

@@ -17,6 +17,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicCollection
 from confluent_kafka.admin import AclOperation, AdminClient, NewTopic
 
 from detector.service.settings import ServiceSettings
+from detector.service.topics import TopicLayoutError, wait_for_leaders
 from producers.sinks import REFUSALS, ConnectionRefused
 
 _TIMEOUT_S = 30.0
@@ -37,6 +38,10 @@ def ensure_input_topics(
     if missing:
         partitions = next(iter(counts.values()), settings.topic_partitions)
         _create(admin, missing, partitions, settings.replication_factor)
+        try:  # they are described below, which fails until they have leaders
+            wait_for_leaders(admin, missing)
+        except TopicLayoutError as error:
+            raise InputTopicsError(str(error)) from None
         counts.update(dict.fromkeys(missing, partitions))
     first, second = topics
     if counts[first] != counts[second]:

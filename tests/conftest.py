@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from detector.service.topics import wait_for_leaders
 from devbroker import LocalKafka
 from devbroker.jars import kafka_version
-from devkit.topics import wait_for_leaders
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic, TopicMetadata
 
 from detector.service.settings import ConfigurationError, ServiceSettings
 
@@ -47,28 +47,31 @@ def topic_configs(settings: ServiceSettings) -> dict[str, dict[str, str]]:
     }
 
 
-def _wait_for_leaders(admin: AdminClient, names: list[str]) -> dict:
-    """Topic metadata once every topic is listed with a leader for each partition.
+def wait_for_leaders(
+    admin: AdminClient, names: list[str], partitions: int | None = None, timeout: float = _TIMEOUT_S
+) -> dict:
+    """Topic metadata once every topic of ``names`` is listed (with ``partitions`` partitions, if
+    given) with a leader for each partition.
 
-    Creation returns before the new topics show in metadata, and before their leaders are elected.
+    Creation returns before the new topics show in metadata, and before their leaders are elected;
+    producing or describing them before that fails.
     """
-    deadline = time.monotonic() + _TIMEOUT_S
+    deadline = time.monotonic() + timeout
     while True:
-        topics = admin.list_topics(timeout=_TIMEOUT_S).topics
-        if all(
-            name in topics
-            and topics[name].partitions
-            and all(p.leader >= 0 for p in topics[name].partitions.values())
-            for name in names
-        ):
+        topics = admin.list_topics(timeout=timeout).topics
+        if all(_has_leaders(topics.get(name), partitions) for name in names):
             return topics
         if time.monotonic() > deadline:
-            raise TopicLayoutError(f"topics {names} have no leaders {_TIMEOUT_S:.0f} s after creation")
-        time.sleep(0.2)
+            raise TopicLayoutError(f"topics {names} have no leaders {timeout:.0f} s after creation")
+        time.sleep(0.1)
 
 
-def _has_leaders(partitions: dict) -> bool:
-    return bool(partitions) and all(partition.leader >= 0 for partition in partitions.values())
+def _has_leaders(topic: TopicMetadata | None, partitions: int | None = None) -> bool:
+    if topic is None or topic.error is not None or not topic.partitions:
+        return False
+    if partitions is not None and len(topic.partitions) != partitions:
+        return False
+    return all(partition.leader >= 0 for partition in topic.partitions.values())
 
 
 def ensure_topics(admin: AdminClient, settings: ServiceSettings) -> int:
@@ -93,7 +96,7 @@ def ensure_topics(admin: AdminClient, settings: ServiceSettings) -> int:
             except KafkaException as error:
                 if "TOPIC_ALREADY_EXISTS" not in str(error):  # another instance created it first
                     raise TopicLayoutError(f"cannot create topic {name!r}: {error}") from error
-        existing = _wait_for_leaders(admin, list(wanted))
+        existing = wait_for_leaders(admin, list(wanted))
     counts = {name: len(existing[name].partitions) for name in wanted}
     inputs = counts[settings.transactions_topic]
     if counts[settings.labels_topic] != inputs:
