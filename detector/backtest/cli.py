@@ -94,7 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # --help, or a usage error already printed in one line
+        return int(stop.code or 0)
     try:
         return _backtest(args)
     except (BacktestError, ReplayError, InvalidInput, OSError) as error:
