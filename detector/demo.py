@@ -325,9 +325,10 @@ def _drain(detector: DetectorProcess, url: str, began: float, latest: Reading) -
 def _report(client: dict[str, str], settings: ServiceSettings, stream: StreamThread, output: Path) -> Report:
     """The analyst report from the audit topic, with the simulator's ground truth as labels."""
     say("reading the audit trail back for the report ...")
+    labels = Labels(outcomes=stream.truth)
     with TopicReader(client, settings.audit_topic) as reader:
-        collection = collect(reader.messages(), RecordFilter())
-    report = build_report(collection, Labels(outcomes=stream.truth))
+        collection = collect(reader.messages(), RecordFilter(), explain=labels.frauds())
+    report = build_report(collection, labels)
     sources = {
         "audit topic": f"{settings.audit_topic} (demo broker)",
         "labels": "the simulator's ground truth (every transaction, not only the labelled ones)",

@@ -13,19 +13,17 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from datetime import UTC, datetime
 from functools import wraps
 from pathlib import Path
 
 from confluent_kafka import KafkaException
 
-from detector.audit.collection import Labels, collect, read_labels
+from detector.audit.cli_options import add_time_filters, kafka_client, moment
 from detector.audit.export import CsvSink, JsonlSink, RecordSink, export
 from detector.audit.reader import ReadError, TopicReader, progress_wanted
+from detector.audit.report_cli import report_command, report_options
 from detector.audit.selection import RecordFilter, customer_ids
 from detector.audit.verify import ChainVerifier, load_heads, save_heads
-from detector.engine.records import InvalidInput, format_timestamp, parse_timestamp
-from detector.kafka_config import client_config, parse_settings
 
 EXIT_BROKEN, EXIT_FAILED, EXIT_INTERRUPTED = 1, 2, 130
 Handler = Callable[[argparse.Namespace], int]
@@ -62,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             " against them later (--head).",
         )
     )
-    _report_options(
+    report_options(
         command(
             "report",
             report_command,
@@ -74,7 +72,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _replay_options(parser: argparse.ArgumentParser) -> None:
-    _add_time_filters(parser)
+    add_time_filters(parser)
     selection = parser.add_argument_group("filters (repeat an option to allow several values)")
     selection.add_argument("--customer", action="append", default=[], help="customer (card) id")
     selection.add_argument("--transaction-id", action="append", default=[])
@@ -92,7 +90,7 @@ def _replay_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--start-time",
-        type=_moment,
+        type=moment,
         metavar="TIME",
         help="skip records written to Kafka before TIME (write time, not event time): faster reads"
         " of a long topic",
@@ -131,19 +129,6 @@ def _verify_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _report_options(parser: argparse.ArgumentParser) -> None:
-    _add_time_filters(parser)
-    parser.add_argument("--out", type=Path, required=True, help="directory for report.html and PNGs")
-    labels = parser.add_mutually_exclusive_group()
-    labels.add_argument(
-        "--labels-topic",
-        default=os.environ.get("FRAUD_LABELS_TOPIC") or "labels",
-        help="topic with the labels (default: $FRAUD_LABELS_TOPIC, else labels)",
-    )
-    labels.add_argument("--labels-file", type=Path, help="read the labels from this JSONL file instead")
-    parser.add_argument("--k", type=int, default=100, help="cards a day for card precision@k (default: 100)")
-
-
 def replay_command(args: argparse.Namespace) -> int:
     key = os.environ.get(args.pseudonym_key_env, "").encode() or None
     keep = RecordFilter(
@@ -156,7 +141,7 @@ def replay_command(args: argparse.Namespace) -> int:
         generations=frozenset(args.generation),
     )
     start_ms = None if args.start_time is None else round(args.start_time * 1000)
-    with _sink(args) as sink, TopicReader(_client(args), args.topic) as reader:
+    with _sink(args) as sink, TopicReader(kafka_client(args), args.topic) as reader:
         try:
             counts = export(reader.messages(start_ms, args.follow, progress_wanted(args.quiet)), keep, sink)
         except KeyboardInterrupt:
@@ -172,7 +157,7 @@ def replay_command(args: argparse.Namespace) -> int:
 def verify_command(args: argparse.Namespace) -> int:
     key = os.environ.get(args.hmac_key_env, "").encode() or None
     expected = load_heads(args.head) if args.head else None
-    with TopicReader(_client(args), args.topic) as reader:
+    with TopicReader(kafka_client(args), args.topic) as reader:
         verifier = ChainVerifier(key, reader.partitions, expected, args.every_break)
         for message in reader.messages(progress=progress_wanted(args.quiet)):
             verifier.add(message.partition, message.offset, message.value)
@@ -188,32 +173,6 @@ def verify_command(args: argparse.Namespace) -> int:
         save_heads(args.save_head, args.topic, result)
         print(f"heads saved to {args.save_head}: keep it where the audit topic's writers cannot change it")
     return 0
-
-
-def report_command(args: argparse.Namespace) -> int:
-    from detector.audit.report import build_report, write_report  # matplotlib: the report extra
-
-    client = _client(args)
-    keep = RecordFilter(since=args.since, until=args.until)
-    with TopicReader(client, args.topic) as reader:
-        collection = collect(reader.messages(progress=progress_wanted(args.quiet)), keep)
-    labels = _labels(args, client)
-    sources = {
-        "audit topic": args.topic,
-        "labels": f"file {args.labels_file}" if args.labels_file else f"topic {args.labels_topic}",
-        "event time": _period(args.since, args.until),
-    }
-    path = write_report(build_report(collection, labels, args.k), args.out, sources)
-    print(f"report written to {path}")
-    return 0
-
-
-def _labels(args: argparse.Namespace, client: dict[str, str]) -> Labels:
-    if args.labels_file:
-        with args.labels_file.open("rb") as lines:
-            return read_labels(line for line in lines if line.strip())
-    with TopicReader(client, args.labels_topic) as reader:
-        return read_labels(m.value for m in reader.messages(progress=progress_wanted(args.quiet)))
 
 
 def _common_options() -> argparse.ArgumentParser:
@@ -236,36 +195,6 @@ def _common_options() -> argparse.ArgumentParser:
     )
     common.add_argument("--quiet", action="store_true", help="no progress bar (none when not on a TTY)")
     return common
-
-
-def _add_time_filters(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group(
-        "event time (TIME: RFC 3339 with an offset, or a date for UTC midnight)"
-    )
-    group.add_argument("--since", type=_moment, metavar="TIME", help="records at or after TIME")
-    group.add_argument("--until", type=_moment, metavar="TIME", help="records before TIME")
-
-
-def _moment(text: str) -> float:
-    """RFC 3339 with an offset, or a plain date meaning midnight UTC, as epoch seconds."""
-    try:
-        if len(text) == 10:
-            return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
-        return parse_timestamp(text, "time")
-    except (ValueError, InvalidInput) as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def _period(since: float | None, until: float | None) -> str:
-    if since is None and until is None:
-        return "all"
-    start = format_timestamp(since) if since is not None else "the first record"
-    end = f"before {format_timestamp(until)}" if until is not None else "the last record"
-    return f"from {start} to {end}"
-
-
-def _client(args: argparse.Namespace) -> dict[str, str]:
-    return client_config(args.bootstrap_servers, parse_settings(args.kafka_config))
 
 
 @contextmanager

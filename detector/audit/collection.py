@@ -1,14 +1,20 @@
 """What the audit report reads: each decision's fields as columns, model events whole, and the
 latest label of each transaction.
 
+Whole feature vectors are kept only for the transactions asked for (``explain``: the frauds, when
+labels are read first), since a topic holds millions of decisions; for the others each feature's
+mean and spread are accumulated, which is what tells an analyst which features stood out.
+
 A record that is not the detector's (not JSON, or a
 decision without its fields) is counted as unreadable, not guessed at: ``audit verify`` says more.
 """
 
 from __future__ import annotations
 
+import math
+import sys
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +44,9 @@ class Labels:
             self._times[label.transaction_id] = label.event_time
             self.outcomes[label.transaction_id] = label.is_fraud
 
+    def frauds(self) -> frozenset[str]:
+        return frozenset(t for t, fraud in self.outcomes.items() if fraud)
+
 
 def read_labels(values: Iterable[bytes | None]) -> Labels:
     labels = Labels()
@@ -58,6 +67,30 @@ class ModelEvent:
 
 
 @dataclass
+class FeatureProfile:
+    """Running count, sum and sum of squares of each feature over every decision read."""
+
+    sums: dict[str, list[float]] = field(default_factory=dict)
+
+    def add(self, features: dict[str, Any]) -> None:
+        for name, value in features.items():
+            if isinstance(value, int | float) and math.isfinite(value):
+                totals = self.sums.setdefault(name, [0.0, 0.0, 0.0])
+                totals[0] += 1
+                totals[1] += value
+                totals[2] += value * value
+
+    def zscore(self, name: str, value: float) -> float:
+        """How many standard deviations ``value`` is from the feature's mean; 0 for a constant feature."""
+        count, total, total_sq = self.sums.get(name, (0.0, 0.0, 0.0))
+        if count < 2:
+            return 0.0
+        mean = total / count
+        spread = math.sqrt(max(total_sq / count - mean * mean, 0.0))
+        return (value - mean) / spread if spread > 1e-12 else 0.0
+
+
+@dataclass
 class AuditCollection:
     """What the report keeps of each audit record: decision fields as columns, events whole."""
 
@@ -70,6 +103,12 @@ class AuditCollection:
     generations: list[int] = field(default_factory=list)
     processing_ms: list[float] = field(default_factory=list)
     write_lags_s: list[float] = field(default_factory=list)  # audit write (Kafka time) - event time
+    amounts: list[float] = field(default_factory=list)
+    review_thresholds: list[float] = field(default_factory=list)
+    reason_codes: list[tuple[str, ...]] = field(default_factory=list)
+    explain: Collection[str] = frozenset()  # transactions whose features are kept whole
+    features: dict[str, dict[str, float]] = field(default_factory=dict)
+    profile: FeatureProfile = field(default_factory=FeatureProfile)
     thresholds: Counter[tuple[float, float]] = field(default_factory=Counter)
     events: list[ModelEvent] = field(default_factory=list)
     record_types: Counter[str] = field(default_factory=Counter)
@@ -109,11 +148,18 @@ class AuditCollection:
             generation,
             float(record.get("processing_ms", np.nan)),
             np.nan if stamp is None else stamp / 1000.0 - moment,
+            float(record.get("amount") or 0.0),
+            float(record["thresholds"]["review"]),
+            tuple(sys.intern(str(code)) for code in record.get("reason_codes") or ()),
         )
-        thresholds = (float(record["thresholds"]["review"]), float(record["thresholds"]["block"]))
+        thresholds = (row[-2], float(record["thresholds"]["block"]))
+        features = record.get("features") if isinstance(record.get("features"), dict) else {}
         for column, value in zip(self._columns(), row, strict=True):
             column.append(value)
         self.thresholds[thresholds] += 1
+        self.profile.add(features)
+        if row[0] in self.explain:
+            self.features[row[0]] = features
 
     def _columns(self) -> tuple[list[Any], ...]:
         return (
@@ -126,11 +172,17 @@ class AuditCollection:
             self.generations,
             self.processing_ms,
             self.write_lags_s,
+            self.amounts,
+            self.review_thresholds,
+            self.reason_codes,
         )
 
 
-def collect(messages: Iterable[TopicMessage], keep: RecordFilter) -> AuditCollection:
-    collection = AuditCollection()
+def collect(
+    messages: Iterable[TopicMessage], keep: RecordFilter, explain: Collection[str] = frozenset()
+) -> AuditCollection:
+    """The report's view of ``messages``; the features of the transactions in ``explain`` kept whole."""
+    collection = AuditCollection(explain=explain)
     for message in messages:
         collection.add(message, keep)
     return collection

@@ -79,12 +79,18 @@ def _alert_bars(axes: Axes, noon: list[datetime], days: Sequence[PeriodMetrics])
 
 
 def _precision_lines(axes: Axes, noon: list[datetime], days: Sequence[PeriodMetrics], k: int) -> None:
-    for values, style, label in (
-        ([d.alert_precision for d in days], "o-", "alert precision (labelled alerts)"),
-        ([d.card_precision for d in days], "s-", f"card precision@{k}"),
-        ([d.average_precision for d in days], "^-", "average precision"),
+    for values, style, colour, label in (
+        ([d.alert_precision for d in days], "o-", "#1f77b4", "alert precision (labelled alerts)"),
+        ([d.card_precision for d in days], "s-", "#ff7f0e", f"card precision@{k}"),
+        (
+            [d.card_precision_ceiling for d in days],
+            ":",
+            "#ff7f0e",
+            f"card precision@{k} ceiling (best possible)",
+        ),
+        ([d.average_precision for d in days], "^-", "#2ca02c", "average precision"),
     ):
-        axes.plot(noon, values, style, label=label)
+        axes.plot(noon, values, style, color=colour, label=label)
     axes.set_ylim(-0.02, 1.02)
     axes.set_title("Daily precision (labelled transactions only; gaps: nothing labelled to measure)")
     axes.set_ylabel("share (0 to 1)")

@@ -9,6 +9,8 @@ fewer transactions (the ``labelled`` column says how many). Definitions:
 * card precision@k: among the ``k`` cards with the highest score of the day (labelled transactions
   only), the share with a fraud that day, divided by ``k`` even when fewer cards were scored
   (:func:`detector.evaluation.card_precision_at_k`); over several days, the mean of the days;
+* its ceiling: the same with the frauds themselves as scores, the best any model could do with
+  that day's frauds (fewer than ``k`` compromised cards cannot fill ``k`` places);
 * average precision: area under the precision-recall curve of the scores, labelled transactions.
 """
 
@@ -46,6 +48,8 @@ class Joined:
     generations: np.ndarray
     processing_ms: np.ndarray
     write_lags_s: np.ndarray
+    amounts: np.ndarray
+    review_thresholds: np.ndarray
 
     @property
     def labelled(self) -> np.ndarray:
@@ -70,6 +74,8 @@ def join(collection: AuditCollection, labels: Mapping[str, bool]) -> Joined:
         generations=np.array(collection.generations, dtype=np.int64),
         processing_ms=np.array(collection.processing_ms, dtype=float),
         write_lags_s=np.array(collection.write_lags_s, dtype=float),
+        amounts=np.array(collection.amounts, dtype=float),
+        review_thresholds=np.array(collection.review_thresholds, dtype=float),
     )
 
 
@@ -87,6 +93,7 @@ class PeriodMetrics:
     fraud_alerts: int
     alert_precision: float
     card_precision: float
+    card_precision_ceiling: float
     average_precision: float
 
     @property
@@ -102,6 +109,7 @@ def period_metrics(joined: Joined, rows: np.ndarray | slice, k: int, day: date |
     labelled_alerts = int((alerts & labelled).sum())
     fraud_alerts = int((alerts & fraud).sum())
     days, cards, scores = joined.days[rows][labelled], joined.cards[rows][labelled], joined.scores[rows]
+    frauds = list(fraud[labelled].astype(float))
     return PeriodMetrics(
         day=day,
         transactions=len(labels),
@@ -112,9 +120,8 @@ def period_metrics(joined: Joined, rows: np.ndarray | slice, k: int, day: date |
         labelled_alerts=labelled_alerts,
         fraud_alerts=fraud_alerts,
         alert_precision=fraud_alerts / labelled_alerts if labelled_alerts else float("nan"),
-        card_precision=card_precision_at_k(
-            list(days), list(cards), list(scores[labelled]), list(fraud[labelled]), k
-        ),
+        card_precision=card_precision_at_k(list(days), list(cards), list(scores[labelled]), frauds, k),
+        card_precision_ceiling=card_precision_at_k(list(days), list(cards), frauds, frauds, k),
         average_precision=average_precision(fraud[labelled], scores[labelled]),
     )
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from detector.audit.records import pseudonymise
-from detector.engine.records import InvalidInput, parse_timestamp
+from detector.engine.records import InvalidInput, format_timestamp, parse_timestamp
 
 
 def field_value(record: dict[str, Any], path: str) -> Any:
@@ -69,3 +69,11 @@ class RecordFilter:
             and (self.since is None or moment >= self.since)
             and (self.until is None or moment < self.until)
         )
+
+    def period(self) -> str:
+        """The event-time bounds in words, for the report's list of sources."""
+        if self.since is None and self.until is None:
+            return "all"
+        start = format_timestamp(self.since) if self.since is not None else "the first record"
+        end = f"before {format_timestamp(self.until)}" if self.until is not None else "the last record"
+        return f"from {start} to {end}"
