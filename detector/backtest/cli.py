@@ -7,12 +7,14 @@ line on stderr and exit code 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from pathlib import Path
 from typing import NoReturn
 
 from detector.backtest.comparison import compare, print_comparison, write_comparison
 from detector.backtest.metrics import periods
+from detector.backtest.output import write_reports
 from detector.backtest.running import run_backtest
 from detector.backtest.variants import BacktestError, build_variants, parse_rule
 from detector.engine import MODEL_KINDS
@@ -23,9 +25,9 @@ from detector.history.reading import ReplayError
 EXIT_FAILED = 2
 
 EPILOG = """\
-Outputs, under --out: per configuration <name>/scores.jsonl, <name>/events.jsonl and
-<name>/audit.jsonl (for `fraud-detector audit verify` and `report`), and comparison.json with the
-printed tables.
+Outputs, under --out: per configuration <name>/scores.jsonl, <name>/events.jsonl,
+<name>/audit.jsonl (what `fraud-detector audit report --audit-file` reads) and the HTML report
+<name>/report/; labels.jsonl, every label read; comparison.json, the printed tables.
 
 Example (two models, each also with drift handling off, on a simulated stream):
   fraud-simulate --preset drift --days 60 --output jsonl --output-dir history
@@ -86,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--to", dest="end", metavar="TIMESTAMP", help="evaluate up to (RFC 3339)")
     evaluation.add_argument("--weekly", action="store_true", help="also a table for each week")
     parser.add_argument("--out", type=Path, default=Path("out/backtest"), help="(default: out/backtest)")
+    parser.add_argument("--no-report", action="store_true", help="leave out each configuration's HTML report")
     parser.add_argument(
         "--quiet", action="store_true", help="no progress bar (there is none when not on a TTY)"
     )
@@ -130,7 +133,19 @@ def _backtest(args: argparse.Namespace) -> int:
     document["skipped"] = dict(replay.stats.skipped)
     print_comparison(document)
     print(f"\nwrote {write_comparison(document, args.out)}")
+    if not args.no_report:
+        _reports(args.out, [variant.name for variant in variants], start, end, args.k)
     return 0
+
+
+def _reports(out: Path, names: list[str], start: float | None, end: float | None, k: int) -> None:
+    if importlib.util.find_spec("matplotlib") is None:  # the report extra, not in the service image
+        print(
+            "no HTML reports: install the report extra: pip install 'fraud-detector[report]'", file=sys.stderr
+        )
+        return
+    for path in write_reports(out, names, start, end, k):
+        print(f"wrote {path}")
 
 
 def _moment(option: str, value: str | None) -> float | None:

@@ -6,8 +6,10 @@
 * ``events.jsonl``: the engine's drift and model events, with the event time they happened at and
   the partition's engine they came from;
 * ``audit.jsonl``: the audit trail the service would have written: the same record builders, each
-  partition's records sealed into its own hash chain, so ``fraud-detector audit verify`` and
-  ``report`` read it as they read an export of the audit topic.
+  partition's records sealed into its own hash chain, so ``fraud-detector audit report
+  --audit-file`` reads it as it reads an export of the audit topic;
+* ``report/``: that report, from ``audit.jsonl`` and the run's ``<out>/labels.jsonl`` (every label
+  read, as published), when matplotlib (the report extra) is installed.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from detector.audit.records import Provenance, decision_record, event_record, re
 from detector.engine.outputs import Decision, EngineEvent
 from detector.engine.records import InvalidInput, format_timestamp
 
-SCORES, EVENTS, AUDIT = "scores.jsonl", "events.jsonl", "audit.jsonl"
+SCORES, EVENTS, AUDIT, LABELS = "scores.jsonl", "events.jsonl", "audit.jsonl", "labels.jsonl"
+REPORT = "report"
 _BUFFER = 1 << 20
 
 
@@ -83,3 +86,17 @@ class VariantOutput:
 
     def _seal(self, record: dict, partition: int) -> None:
         self._audit.write(self._chains[partition].seal_encoded(record) + b"\n")
+
+
+def write_reports(
+    out: Path, names: list[str], since: float | None, until: float | None, k: int
+) -> list[Path]:
+    """The audit report of each configuration, from its audit file and the run's labels."""
+    from detector.audit.offline import write_report_from_files  # matplotlib: the report extra
+
+    return [
+        write_report_from_files(
+            out / name / AUDIT, out / LABELS, out / name / REPORT, since=since, until=until, k=k
+        )
+        for name in names
+    ]

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from detector.audit.records import Provenance
 from detector.backtest.metrics import OUTCOME_CODES, REJECTED, Results
-from detector.backtest.output import VariantOutput
+from detector.backtest.output import LABELS, VariantOutput
 from detector.backtest.routing import partition_for
 from detector.backtest.truth import GroundTruth
 from detector.backtest.variants import Variant
@@ -125,6 +125,7 @@ def run_backtest(
     truth = GroundTruth()
     offsets = {TRANSACTIONS_TOPIC: [0] * partitions, LABELS_TOPIC: [0] * partitions}
     bar = tqdm(unit=" events", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    labels = (out / LABELS).open("wb", buffering=1 << 20)  # for the reports, whatever the input format
     count = 0
     began = time.perf_counter()
     try:
@@ -136,6 +137,7 @@ def run_backtest(
             provenance = Provenance(topic, partition, offset, INSTANCE_ID)
             if topic is LABELS_TOPIC:
                 truth.label(event)  # type: ignore[arg-type]
+                labels.write(event.to_json() + b"\n")
                 _feed(runs, event, None, provenance)
             else:
                 _feed(runs, event, truth.add(event), provenance)  # type: ignore[arg-type]
@@ -145,6 +147,7 @@ def run_backtest(
         bar.update(count % _PROGRESS_EVERY)
     finally:
         bar.close()
+        labels.close()
         for run in runs:
             run.output.close()
     return Backtest(truth, runs, count, time.perf_counter() - began)

@@ -134,6 +134,8 @@ def test_outputs_routing_audit_chains_and_a_replayed_rule(history: tuple[Path, P
     ]
     assert fraud_detector(["backtest", *argv, "--weekly", "--quiet"]) == 0
 
+    assert (out / "logistic_regression" / "report" / "report.html").is_file()
+    assert read_jsonl(out / "labels.jsonl") == read_jsonl(labels)
     scored = read_jsonl(out / "logistic_regression" / "scores.jsonl")
     sent = read_jsonl(transactions)
     assert [line["transaction_id"] for line in scored] == [tx["transaction_id"] for tx in sent]
@@ -188,7 +190,17 @@ def test_a_config_that_cannot_learn_ranks_below_one_that_can(tmp_path: Path) -> 
     for name, rate in configs.items():
         (tmp_path / f"{name}.json").write_text(f'{{"model": {{"learning_rate": {rate}}}}}')
     out = tmp_path / "bt"
-    argv = [str(transactions), "--labels", str(labels), "--out", str(out), "--quiet", "--k", "5"]
+    argv = [
+        str(transactions),
+        "--labels",
+        str(labels),
+        "--out",
+        str(out),
+        "--quiet",
+        "--k",
+        "5",
+        "--no-report",
+    ]
     for name in configs:
         argv += ["--config", str(tmp_path / f"{name}.json")]
     assert backtest(argv) == 0
