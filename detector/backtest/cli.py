@@ -20,7 +20,6 @@ from detector.backtest.variants import BacktestError, build_variants, parse_rule
 from detector.engine import MODEL_KINDS
 from detector.engine.records import InvalidInput, parse_timestamp
 from detector.history.options import add_input_options, replay_from_args
-from detector.history.reading import ReplayError
 
 EXIT_FAILED = 2
 
@@ -103,11 +102,8 @@ def main(argv: list[str]) -> int:
         return int(stop.code or 0)
     try:
         return _backtest(args)
-    except (BacktestError, ReplayError, InvalidInput, OSError) as error:
+    except (ValueError, OSError) as error:  # BacktestError, ReplayError, InvalidInput: all ValueErrors
         print(f"{parser.prog}: {_one_line(error)}", file=sys.stderr)
-        return EXIT_FAILED
-    except ValueError as error:  # the reader's options, checked when it is built
-        print(f"{parser.prog}: {error}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted", file=sys.stderr)

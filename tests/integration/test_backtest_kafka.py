@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import replace
 from pathlib import Path
 
 import orjson
@@ -15,9 +14,6 @@ from detector.backtest.cli import main as backtest
 from detector.backtest.routing import partition_for
 from detector.engine.records import Label, Transaction
 from detector.service.metrics import scrape
-from producers.config import preset
-from producers.labels import DelayDistribution
-from producers.simulator import SimulatedTransaction, simulate
 from producers.sinks import KafkaSink
 from tests.integration.service_harness import (
     ServiceProcess,
@@ -28,25 +24,9 @@ from tests.integration.service_harness import (
     wait_for_leaders,
     wait_until,
 )
+from tests.streams import short_label_stream
 
 pytestmark = pytest.mark.kafka
-HOUR = 3600.0
-
-
-def simulated(transactions: int) -> list[Transaction | Label]:
-    """A short stream whose labels come within hours, so the model learns and drifts are possible."""
-    base = preset("default")
-    config = replace(
-        base,
-        seed=11,
-        days=None,
-        max_transactions=transactions,
-        population=replace(base.population, cards=800, terminals=120),
-        labels=replace(
-            base.labels, fraud_delay=DelayDistribution(4 * HOUR), legit_delay=DelayDistribution(HOUR)
-        ),
-    )
-    return [item.transaction if isinstance(item, SimulatedTransaction) else item for item in simulate(config)]
 
 
 def write_jsonl(path: Path, records: list[Transaction] | list[Label]) -> Path:
@@ -57,7 +37,7 @@ def write_jsonl(path: Path, records: list[Transaction] | list[Label]) -> Path:
 def test_the_backtest_scores_exactly_as_the_service_on_one_partition(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    items = simulated(6_000)
+    items = short_label_stream(6_000, seed=11, cards=800, terminals=120)
     transactions = [item for item in items if isinstance(item, Transaction)]
     labels = [item for item in items if isinstance(item, Label)]
 

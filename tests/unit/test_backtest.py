@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import zlib
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,32 +16,15 @@ from detector.backtest.routing import partition_for
 from detector.backtest.variants import BacktestError, build_variants, parse_rule
 from detector.cli import main as fraud_detector
 from detector.engine.records import Label, Transaction
-from producers.config import preset
-from producers.labels import DelayDistribution
-from producers.simulator import SimulatedTransaction, simulate
+from tests.streams import short_label_stream
 
 HOUR, DAY = 3600.0, 86400.0
-
-
-def simulated(transactions: int, seed: int = 3) -> list[Transaction | Label]:
-    base = preset("default")
-    config = replace(
-        base,
-        seed=seed,
-        days=None,
-        max_transactions=transactions,
-        population=replace(base.population, cards=400, terminals=60),
-        labels=replace(
-            base.labels, fraud_delay=DelayDistribution(2 * HOUR), legit_delay=DelayDistribution(HOUR)
-        ),
-    )
-    return [item.transaction if isinstance(item, SimulatedTransaction) else item for item in simulate(config)]
 
 
 @pytest.fixture(scope="module")
 def history(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     directory = tmp_path_factory.mktemp("history")
-    items = simulated(4_000)
+    items = short_label_stream(4_000, seed=3, cards=400, terminals=60, fraud_delay=2 * HOUR)
     transactions, labels = directory / "transactions.jsonl", directory / "labels.jsonl"
     transactions.write_bytes(b"".join(i.to_json() + b"\n" for i in items if isinstance(i, Transaction)))
     labels.write_bytes(b"".join(i.to_json() + b"\n" for i in items if isinstance(i, Label)))
