@@ -63,6 +63,13 @@ def demo(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> i
     return run_demo(args.duration, args.output, args.seed, dict(environ))
 
 
+def backtest(arguments: list[str]) -> int:
+    """Imported only when used: it brings in River."""
+    from detector.backtest.cli import main as backtest_main
+
+    return backtest_main(arguments)
+
+
 def audit(arguments: list[str]) -> int:
     """The audit tools, imported only when used (they bring in the Kafka client)."""
     from detector.audit.cli import register
@@ -117,6 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
         "audit", help="replay, verify or report on the audit trail (audit --help)", add_help=False
     )
     audit_parser.add_argument("arguments", nargs=argparse.REMAINDER)  # parsed by audit()
+    backtest_parser = commands.add_parser(
+        "backtest",
+        help="run engine configurations on history files and compare (backtest --help)",
+        add_help=False,
+    )
+    backtest_parser.add_argument("arguments", nargs=argparse.REMAINDER)  # parsed by backtest()
     settings_parser = commands.add_parser("settings", help="print the settings table (markdown)")
     settings_parser.set_defaults(func=lambda _: print(settings_table()) or 0)
     return parser
@@ -126,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["audit"]:
         return audit(argv[1:])
+    if argv[:1] == ["backtest"]:
+        return backtest(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -13,7 +13,8 @@ from pathlib import Path
 from confluent_kafka import KafkaException
 
 from detector.engine.records import Label, Transaction
-from detector.kafka_config import client_config, parse_settings
+from detector.history.options import key_value
+from detector.kafka_config import client_config
 from producers.pacing import EventTimePacer, Pacer, RatePacer, Unpaced
 from producers.publishing import Progress, print_summary, progress_enabled, publish
 from producers.sinks import ConnectionRefused, DeliveryReport, JsonlSink, KafkaSink, Sink
@@ -23,15 +24,6 @@ log = logging.getLogger("producers")
 
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
-
-
-def key_value(text: str) -> tuple[str, str]:
-    """An argparse type for KEY=VALUE options."""
-    try:
-        ((key, value),) = parse_settings([text]).items()
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-    return key, value
 
 
 def add_version_option(parser: argparse.ArgumentParser) -> None:

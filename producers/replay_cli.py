@@ -23,18 +23,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
+from detector.history.options import add_input_options, replay_from_args
+from detector.history.reading import ReplayError
 from producers.cli_common import (
     add_output_options,
     add_pacing_options,
     add_version_option,
-    key_value,
     run,
     setup_logging,
 )
-from producers.durations import parse_duration
-from producers.replay import Replay, ReplayError, SourceFormat
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,55 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="\n\n".join(__doc__.split("\n\n")[1:]),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("transactions", type=Path, help="transaction file (.jsonl or .csv)")
-    inputs = parser.add_argument_group("input")
-    inputs.add_argument(
-        "--map",
-        type=key_value,
-        action="append",
-        default=[],
-        metavar="FIELD=COLUMN",
-        help="read contract FIELD from COLUMN of the transaction file (repeatable)",
-    )
-    inputs.add_argument(
-        "--timestamp-format",
-        metavar="STRPTIME",
-        help="format of timestamps that are not RFC 3339, taken as UTC, e.g. '%%Y-%%m-%%d %%H:%%M:%%S'",
-    )
-    labels = inputs.add_mutually_exclusive_group()
-    labels.add_argument("--labels", type=Path, help="label file (.jsonl or .csv)")
-    labels.add_argument(
-        "--label-column", metavar="COLUMN", help="take labels from this column (1/0, true/false)"
-    )
-    inputs.add_argument(
-        "--label-map",
-        type=key_value,
-        action="append",
-        default=[],
-        metavar="FIELD=COLUMN",
-        help="like --map, for --labels",
-    )
-    inputs.add_argument(
-        "--label-delay",
-        type=parse_duration,
-        default=0.0,
-        metavar="DURATION",
-        help="with --label-column: a label's time after its transaction's, e.g. 7d (default: 0s)",
-    )
-    inputs.add_argument(
-        "--max-disorder",
-        type=parse_duration,
-        default=0.0,
-        metavar="DURATION",
-        help="how far back in time a record may be and still be put in order, e.g. 5m (default: 0s: "
-        "the input must be sorted)",
-    )
-    inputs.add_argument(
-        "--on-error",
-        choices=("stop", "skip"),
-        default="stop",
-        help="on a bad record: stop with exit code 1 (default), or skip it and count it",
-    )
+    add_input_options(parser)
     add_output_options(parser)
     add_pacing_options(parser)
     add_version_option(parser)
@@ -104,21 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging()
     try:
-        replay = Replay(
-            args.transactions,
-            transaction_format=SourceFormat(dict(args.map), args.timestamp_format),
-            labels=args.labels,
-            label_format=SourceFormat(dict(args.label_map), args.timestamp_format),
-            label_column=args.label_column,
-            label_delay=args.label_delay,
-            max_disorder=args.max_disorder,
-            on_error=args.on_error,
-        )
+        replay = replay_from_args(args)
     except ValueError as error:
         parser.error(str(error))
-    for path in filter(None, (args.transactions, args.labels)):
-        if not path.is_file():
-            parser.error(f"no such file: {path}")
 
     def summary() -> dict[str, object]:
         stats = replay.stats

@@ -118,7 +118,7 @@ def _model_lanes(
             )
     kinds = sorted({e.kind for e in events})
     # Each kind at its own height in the lane: a drift and the background model it starts coincide.
-    heights = np.linspace(-0.2, 0.2, len(kinds)) if len(kinds) > 1 else [0.0]
+    heights = np.linspace(-0.2, 0.2, len(kinds)) if len(kinds) > 1 else [0.0] * len(kinds)
     for kind, height in zip(kinds, heights, strict=True):
         marker, colour, label = EVENT_STYLES.get(kind, _OTHER_EVENT)
         chosen = [e for e in events if e.kind == kind]
