@@ -14,16 +14,13 @@ from detector.backtest.cli import main as backtest
 from detector.backtest.routing import partition_for
 from detector.engine.records import Label, Transaction
 from detector.service.metrics import scrape
+from detector.service.topics import wait_for_leaders
+from devkit.ports import free_port
+from devkit.process import ServiceProcess
+from devkit.publishing import publish
+from devkit.reading import CommittedReader
 from producers.sinks import KafkaSink
-from tests.integration.service_harness import (
-    ServiceProcess,
-    ServiceTopics,
-    TopicReader,
-    free_port,
-    publish,
-    wait_for_leaders,
-    wait_until,
-)
+from tests.integration.service_harness import ServiceTopics, wait_until
 from tests.streams import short_label_stream
 
 pytestmark = pytest.mark.kafka
@@ -46,7 +43,7 @@ def test_the_backtest_scores_exactly_as_the_service_on_one_partition(
     # the transactions.
     topics = ServiceTopics()
     topics.create_inputs(kafka_bootstrap, partitions=1)
-    publish(kafka_bootstrap, topics, labels)
+    publish(topics.settings(kafka_bootstrap), labels)
     port = free_port()
     service = ServiceProcess(topics.env(kafka_bootstrap, FRAUD_METRICS_PORT=str(port)), tmp_path / "s.log")
     metrics = f"http://127.0.0.1:{port}/metrics"
@@ -58,8 +55,8 @@ def test_the_backtest_scores_exactly_as_the_service_on_one_partition(
             return False
 
     wait_until(labels_taken, 120, "every label consumed")
-    publish(kafka_bootstrap, topics, transactions)
-    audit = TopicReader(kafka_bootstrap, topics.audit)
+    publish(topics.settings(kafka_bootstrap), transactions)
+    audit = CommittedReader(kafka_bootstrap, topics.audit)
 
     def decided() -> int:
         audit.drain(0.5)
@@ -95,7 +92,7 @@ def test_routing_matches_the_partitions_the_producers_write_to(kafka_bootstrap: 
     topic, partitions = f"bt-routing-{uuid.uuid4().hex[:8]}", 7
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result()
-    wait_for_leaders(admin, topic, partitions)
+    wait_for_leaders(admin, [topic], partitions)
     customers = [f"C{number:05d}" for number in range(300)] + ["ü-card", "x" * 100]
     sink = KafkaSink({"bootstrap.servers": kafka_bootstrap}, transactions_topic=topic, labels_topic=topic)
     for number, customer in enumerate(customers):
