@@ -24,8 +24,12 @@ pytestmark = pytest.mark.kafka  # it starts a local broker: Java and the Kafka j
 MARK = "FRAUD_DEMO_TEST_RUN"
 
 
+STARTED: list[str] = []  # the run ids of this session's demos
+
+
 def start_demo(output: Path, duration: float) -> tuple[subprocess.Popen[bytes], str]:
     run_id = uuid.uuid4().hex
+    STARTED.append(run_id)
     with (output.parent / f"{output.name}.out").open("wb") as log:
         process = subprocess.Popen(
             [
@@ -47,11 +51,15 @@ def start_demo(output: Path, duration: float) -> tuple[subprocess.Popen[bytes], 
 
 @pytest.fixture(autouse=True)
 def no_demo_left_running() -> Iterator[None]:
-    """A test that fails before its demo ends must not leave the demo, its broker or detector behind."""
+    """A test that fails before its demo ends must not leave the demo, its broker or detector behind.
+
+    Only this session's demos: another session's, on the same machine, are none of its business.
+    """
     yield
-    for pid in processes_marked(""):  # every run's mark
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    for run_id in STARTED:
+        for pid in processes_marked(run_id):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def processes_marked(run_id: str) -> list[int]:
