@@ -13,8 +13,7 @@ Such a failure is logged as ``transaction_timed_out``, with how long the transac
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import structlog
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
@@ -66,18 +65,20 @@ class Transactions:
         producer = self.clients.producer
         assert producer is not None
         topic = self.topics.name(out.role)
-        with self._timeout_explained():
-            while True:
-                try:
-                    if out.headers:
-                        producer.produce(
-                            topic, out.value, key=out.key, partition=partition, headers=list(out.headers)
-                        )
-                    else:  # an empty header list still costs a conversion per record
-                        producer.produce(topic, out.value, key=out.key, partition=partition)
-                    return
-                except BufferError:
-                    producer.poll(0.05)  # the local queue is full: let deliveries drain
+        while True:
+            try:
+                if out.headers:
+                    producer.produce(
+                        topic, out.value, key=out.key, partition=partition, headers=list(out.headers)
+                    )
+                else:  # an empty header list still costs a conversion per record
+                    producer.produce(topic, out.value, key=out.key, partition=partition)
+                return
+            except BufferError:
+                producer.poll(0.05)  # the local queue is full: let deliveries drain
+            except KafkaException as exception:  # e.g. fenced: the loop recovers
+                self._timed_out(exception.args[0])
+                raise
 
     def write_checkpoints(self, owned: Partitions, partitions: list[int]) -> None:
         """Snapshots of ``partitions`` into the open transaction, at the positions it commits.
@@ -135,14 +136,6 @@ class Transactions:
                 log.error("transaction_failed", error=str(error), abortable=error.txn_requires_abort())
             self.metrics.aborted()
             raise  # the loop's recovery: a new producer aborts this transaction and state is rebuilt
-
-    @contextmanager
-    def _timeout_explained(self) -> Iterator[None]:
-        try:
-            yield
-        except KafkaException as exception:
-            self._timed_out(exception.args[0])
-            raise
 
     def _timed_out(self, error: KafkaError) -> bool:
         """Log a fencing error of a transaction open longer than its timeout as what it is."""
