@@ -106,3 +106,19 @@ def test_an_interrupted_demo_stops_everything_it_started(tmp_path: Path) -> None
     assert process.wait(timeout=90) == 130, log.read_text()
     assert processes_marked(run_id) == []
     assert not (output / "summary.txt").exists()
+
+
+def test_an_interrupted_demo_whose_detector_and_broker_hang_still_stops_them(tmp_path: Path) -> None:
+    """Frozen, the detector cannot stop gracefully nor the broker shut down: each is killed after a
+    short grace, so the demo ends well before the 60 s and 30 s that its parts may take at most."""
+    output = tmp_path / "demo"
+    process, run_id = start_demo(output, duration=300)
+    log = tmp_path / "demo.out"
+    wait_until(lambda: "streaming" in log.read_text() or process.poll() is not None, 120, "the stream")
+    children = [pid for pid in processes_marked(run_id) if pid != process.pid]
+    assert len(children) >= 2  # its broker and its detector
+    for pid in children:
+        os.kill(pid, signal.SIGSTOP)  # a SIGTERM now waits for ever; only SIGKILL ends them
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=45) == 130, log.read_text()
+    assert processes_marked(run_id) == []
