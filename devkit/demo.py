@@ -29,7 +29,7 @@ from types import FrameType
 
 from detector.audit.quality import DAY_S
 from detector.kafka_config import client_config
-from detector.service.metrics import scrape
+from detector.service.metrics_page import scrape
 from detector.service.settings import ServiceSettings, SettingsError
 from devbroker import LocalKafka
 from devbroker.errors import DevbrokerError

@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import platform
 import time
-import urllib.request
 from collections import Counter as Tally
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -38,9 +37,7 @@ from typing import Any
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, Message, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Histogram, Info, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
-from prometheus_client.samples import Sample
 
 from detector.engine.policy import OUTCOMES
 from detector.service.partition import Kind, Outcome, PartitionProcessor
@@ -303,25 +300,3 @@ class ServiceMetrics(Collector):
             checkpoint_age.add_metric([str(partition)], max(now - written_at, 0.0))
         yield from counters.values()
         yield from (events, state, generation, learned, lag, checkpoint_age)
-
-
-@dataclass(frozen=True)
-class MetricsPage:
-    """A ``/metrics`` page read back, for the demo's progress line and the tests' checks."""
-
-    samples: tuple[Sample, ...]
-
-    def total(self, name: str, **labels: str) -> float:
-        """The sum of ``name``'s samples whose labels include ``labels``."""
-        return sum(
-            sample.value
-            for sample in self.samples
-            if sample.name == name and labels.items() <= sample.labels.items()
-        )
-
-
-def scrape(url: str, timeout: float = 5.0) -> MetricsPage:
-    """Read a metrics page (raises :class:`OSError` when nothing answers)."""
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        text = response.read().decode()
-    return MetricsPage(tuple(s for family in text_string_to_metric_families(text) for s in family.samples))

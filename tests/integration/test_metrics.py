@@ -10,7 +10,8 @@ from confluent_kafka import Consumer
 
 from detector.engine.policy import OUTCOMES
 from detector.engine.records import Label, Transaction
-from detector.service.metrics import DEAD_LETTER_REASONS, MetricsPage, scrape
+from detector.service.metrics import DEAD_LETTER_REASONS
+from detector.service.metrics_page import MetricsPage, scrape
 from devkit.ports import free_port, http_status
 from devkit.process import ServiceProcess
 from devkit.publishing import publish

@@ -19,7 +19,8 @@ from detector.engine.policy import OUTCOMES
 from detector.engine.records import Label, Transaction
 from detector.service import metrics as metrics_module
 from detector.service.health import HealthServer
-from detector.service.metrics import DEAD_LETTER_REASONS, MetricsPage, ServiceMetrics
+from detector.service.metrics import DEAD_LETTER_REASONS, ServiceMetrics
+from detector.service.metrics_page import MetricsPage
 from detector.service.partition import PartitionProcessor
 from detector.service.topic_map import LABELS, TRANSACTIONS, TopicMap
 
