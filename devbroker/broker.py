@@ -306,9 +306,9 @@ class LocalKafka:
         self._proc = None
         _RUNNING.discard(self)
 
-    def close(self) -> None:
-        """Stop, and delete the data dir if this object made it."""
-        self.stop()
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop (SIGKILL after ``timeout``), and delete the data dir if this object made it."""
+        self.stop(timeout)
         if self._owns_data_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 from typing import TextIO
 
 from detector.engine import outputs
-from detector.service.metrics import MetricsPage
+from detector.service.metrics_page import MetricsPage
 
 DRIFT_SIGNALS = (outputs.DRIFT_WARNING, outputs.DRIFT_DETECTED)
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import orjson
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, Producer
 
 from detector.service.reading import read_to_end
 
@@ -32,6 +32,7 @@ class Checkpoint:
     snapshot: bytes
     offsets: dict[str, int]
     checkpoint_id: str
+    written_at: float | None = None  # the manifest's Kafka timestamp (epoch seconds), if it has one
 
 
 def write_checkpoint(
@@ -60,13 +61,16 @@ def load_checkpoint(consumer: Consumer, topic: str, partition: int) -> Checkpoin
     by hand): the caller rebuilds the state from the input rather than stopping on it.
     """
     latest: dict[str, tuple[bytes, str | None]] = {}
+    written_at = None
     for message in read_to_end(consumer, topic, partition, start=0):
         header = dict(message.headers() or []).get(_HEADER_ID)
-        latest[(message.key() or b"").decode(errors="replace")] = (
-            message.value() or b"",
-            header.decode(errors="replace") if header else None,
-        )
-    return assemble(latest, partition)
+        key = (message.key() or b"").decode(errors="replace")
+        latest[key] = (message.value() or b"", header.decode(errors="replace") if header else None)
+        if key == f"{partition}/manifest":
+            kind, milliseconds = message.timestamp()
+            written_at = None if kind == TIMESTAMP_NOT_AVAILABLE else milliseconds / 1000.0
+    checkpoint = assemble(latest, partition)
+    return replace(checkpoint, written_at=written_at) if checkpoint is not None else None
 
 
 def assemble(latest: dict[str, tuple[bytes, str | None]], partition: int) -> Checkpoint | None:

@@ -11,27 +11,35 @@ Two kinds of numbers, each from the source that is exact for it:
   drift and model events) comes from :attr:`DetectionEngine.stats`, which checkpoints carry across
   restarts and replay rebuilds exactly. These are exported as the engine's own totals, copied at
   each commit, so they never count a replayed record twice and never go back after an abort.
-  Engine state sizes and the model generation are copied at the same moment.
+  Engine state sizes and the model generation are copied at the same moment, and so is the time of
+  each partition's last checkpoint, whose age is computed when scraped.
+
+Decisions by outcome and dead letters by reason exist at 0 for every owned partition from its
+assignment, so a rate or an alert on them reads zero rather than no data; those still at zero are
+removed when the partition goes. The process's CPU, memory and open files (``process_*``) and the
+build (``fraud_build_info``) are served from the same registry.
 
 Each instance has its own :class:`CollectorRegistry`, so several services can run in one process.
 """
 
 from __future__ import annotations
 
+import json
+import platform
 import time
-import urllib.request
 from collections import Counter as Tally
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from importlib import resources
+from importlib.metadata import version
 from typing import Any
 
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, Message, TopicPartition
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, Info, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
-from prometheus_client.samples import Sample
 
+from detector.engine.policy import OUTCOMES
 from detector.service.partition import Kind, Outcome, PartitionProcessor
 from detector.service.topic_map import TRANSACTIONS, TopicMap
 
@@ -52,6 +60,15 @@ _EVENT_PREFIX = "events_"
 STATE_KINDS = ("cards", "terminals", "pending_scores", "queued_labels")
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, float("inf"))
 LAG_INTERVAL_S = 1.0
+
+
+def dead_letter_reasons() -> tuple[str, ...]:
+    """Every dead-letter reason, as the wire contract's schema lists them (its tests hold it to the code)."""
+    schema = json.loads((resources.files("detector") / "schemas" / "dead-letter.schema.json").read_text())
+    return tuple(schema["properties"]["headers"]["properties"]["dlq.reason"]["enum"])
+
+
+DEAD_LETTER_REASONS = dead_letter_reasons()
 
 
 @dataclass(frozen=True)
@@ -119,11 +136,16 @@ class ServiceMetrics(Collector):
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        ProcessCollector(registry=registry)
+        Info("fraud_build", "the running build", registry=registry).info(
+            {"version": version("fraud-detector"), "python_version": platform.python_version()}
+        )
         registry.register(self)
         self._pending = _Pending()
         self._began = time.perf_counter()
         self._counted: dict[int, tuple[PartitionProcessor, Tally[Outcome]]] = {}  # partition -> outcomes seen
         self._engines: dict[int, EngineTotals] = {}
+        self._checkpoints: dict[int, float] = {}  # partition -> epoch seconds of its last committed one
         self._lag: dict[tuple[str, int], int] = {}
         self._lag_updated = float("-inf")
 
@@ -140,8 +162,23 @@ class ServiceMetrics(Collector):
             if kind != TIMESTAMP_NOT_AVAILABLE:
                 self._pending.timestamps.append(milliseconds / 1000.0)
 
-    def committed(self, processors: Mapping[int, PartitionProcessor], commit_started: float) -> None:
-        """Count the committed transaction's records and copy each engine's totals."""
+    def owned(self, partition: int, checkpoint_written_at: float | None) -> None:
+        """A partition assigned or recovered here: its outcome series exist from now on, at 0 if new."""
+        label = str(partition)
+        for outcome in OUTCOMES:
+            self.decisions.labels(outcome, label)
+        for reason in DEAD_LETTER_REASONS:
+            self.dead_letters.labels(reason, label)
+        if checkpoint_written_at is not None:
+            self._checkpoints[partition] = checkpoint_written_at
+
+    def committed(
+        self,
+        processors: Mapping[int, PartitionProcessor],
+        commit_started: float,
+        checkpoint_times: Mapping[int, float] | None = None,
+    ) -> None:
+        """Count the committed transaction's records and copy each engine's totals and checkpoint time."""
         now, wall = time.perf_counter(), time.time()
         self.transactions.labels("committed").inc()
         self.batch_seconds.observe(now - self._began)
@@ -155,6 +192,7 @@ class ServiceMetrics(Collector):
             self._count_outputs(partition, processor)
             engine = processor.engine
             self._engines[partition] = EngineTotals(dict(engine.stats), engine.gauges())
+        self._checkpoints.update(checkpoint_times or {})
 
     def aborted(self) -> None:
         """The open transaction's records will be processed again after recovery: count them then."""
@@ -162,10 +200,17 @@ class ServiceMetrics(Collector):
         self._pending = _Pending()
 
     def forget(self, partitions: Iterable[int]) -> None:
-        """Partitions this instance no longer owns stop being reported here."""
+        """Partitions this instance no longer owns stop being reported here; what it emitted stays."""
+        gone = {str(partition) for partition in partitions}
+        for counter in (self.decisions, self.dead_letters):
+            for sample in counter.collect()[0].samples:
+                partition = sample.labels.get("partition")
+                if partition in gone and sample.name.endswith("_total") and sample.value == 0:
+                    counter.remove(*sample.labels.values())
         for partition in partitions:
             self._counted.pop(partition, None)
             self._engines.pop(partition, None)
+            self._checkpoints.pop(partition, None)
             for key in [key for key in self._lag if key[1] == partition]:
                 del self._lag[key]
 
@@ -245,27 +290,13 @@ class ServiceMetrics(Collector):
         )
         for (role, partition), behind in list(self._lag.items()):
             lag.add_metric([role, str(partition)], behind)
-        yield from counters.values()
-        yield from (events, state, generation, learned, lag)
-
-
-@dataclass(frozen=True)
-class MetricsPage:
-    """A ``/metrics`` page read back, for the demo's progress line and the tests' checks."""
-
-    samples: tuple[Sample, ...]
-
-    def total(self, name: str, **labels: str) -> float:
-        """The sum of ``name``'s samples whose labels include ``labels``."""
-        return sum(
-            sample.value
-            for sample in self.samples
-            if sample.name == name and labels.items() <= sample.labels.items()
+        now = time.time()
+        checkpoint_age = GaugeMetricFamily(
+            "fraud_checkpoint_age_seconds",
+            "since the partition's last committed checkpoint was written",
+            labels=["partition"],
         )
-
-
-def scrape(url: str, timeout: float = 5.0) -> MetricsPage:
-    """Read a metrics page (raises :class:`OSError` when nothing answers)."""
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        text = response.read().decode()
-    return MetricsPage(tuple(s for family in text_string_to_metric_families(text) for s in family.samples))
+        for partition, written_at in list(self._checkpoints.items()):
+            checkpoint_age.add_metric([str(partition)], max(now - written_at, 0.0))
+        yield from counters.values()
+        yield from (events, state, generation, learned, lag, checkpoint_age)

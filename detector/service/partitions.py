@@ -24,6 +24,7 @@ class OwnedPartition:
 
     processor: PartitionProcessor
     checkpointed: dict[str, int] | None = None  # input positions of its last checkpoint, if any
+    checkpoint_written_at: float | None = None  # and when it was written (epoch seconds)
     labels_paused: bool = False  # its labels wait for its transactions
 
     def checkpoint_due(self) -> bool:
@@ -57,10 +58,23 @@ class Partitions:
         """By partition; safe to call from another thread (it copies the items at once)."""
         return {partition: owned.processor for partition, owned in list(self._owned.items())}
 
-    def assign(self, processor: PartitionProcessor, checkpointed: dict[str, int] | None) -> None:
+    def checkpoint_times(self) -> dict[int, float]:
+        """When each partition's last checkpoint was written, for those that have one."""
+        return {
+            partition: owned.checkpoint_written_at
+            for partition, owned in self._owned.items()
+            if owned.checkpoint_written_at is not None
+        }
+
+    def assign(
+        self,
+        processor: PartitionProcessor,
+        checkpointed: dict[str, int] | None,
+        checkpoint_written_at: float | None = None,
+    ) -> None:
         """Own ``processor``'s partition afresh: a checkpoint of an aborted transaction never happened,
         and a pause does not outlive an assignment or a rewind."""
-        self._owned[processor.partition] = OwnedPartition(processor, checkpointed)
+        self._owned[processor.partition] = OwnedPartition(processor, checkpointed, checkpoint_written_at)
 
     def drop(self, partitions: list[int]) -> None:
         """Revoked or lost partitions, or their state once it is ahead of what was committed."""

@@ -153,7 +153,8 @@ class Rebalancing:
                 positions=dict(start.start_offsets),
             )
             checkpointed = dict(start.start_offsets) if start.checkpoint_id is not None else None
-            self.partitions.assign(processor, checkpointed)
+            self.partitions.assign(processor, checkpointed, start.checkpoint_written_at)
+            self.metrics.owned(partition, start.checkpoint_written_at)
             start_at.extend(
                 TopicPartition(inputs[role], partition, offset)
                 for role, offset in start.start_offsets.items()

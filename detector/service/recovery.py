@@ -43,6 +43,7 @@ class PartitionStart:
     start_offsets: dict[str, int]  # role -> first offset to read
     replay_until: dict[str, int]  # role -> first offset whose output is not committed yet
     checkpoint_id: str | None
+    checkpoint_written_at: float | None  # epoch seconds, for the checkpoint age metric
 
 
 def recover_partition(
@@ -72,6 +73,7 @@ def recover_partition(
         start_offsets=starts,
         replay_until=replay_until,
         checkpoint_id=checkpoint.checkpoint_id if checkpoint else None,
+        checkpoint_written_at=checkpoint.written_at if checkpoint else None,
     )
 
 

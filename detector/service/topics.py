@@ -75,15 +75,20 @@ def _has_leaders(topic: TopicMetadata | None, partitions: int | None = None) -> 
 
 
 def ensure_topics(admin: AdminClient, settings: ServiceSettings) -> int:
-    """Create what is missing, check the layout, and return the number of input partitions.
+    """Check the layout, create what is missing, and return the number of input partitions.
 
-    Missing topics get as many partitions as the transactions topic when it exists already,
-    else ``FRAUD_TOPIC_PARTITIONS``.
+    Missing topics get as many partitions as the transactions topic when it exists already (else
+    the labels topic, else ``FRAUD_TOPIC_PARTITIONS``). A layout that cannot work is refused before
+    anything is created, so a refusal leaves the cluster as it was.
     """
     wanted = topic_configs(settings)
     existing = admin.list_topics(timeout=_TIMEOUT_S).topics
-    inputs = existing.get(settings.transactions_topic)
-    partitions = len(inputs.partitions) if inputs is not None else settings.topic_partitions
+    inputs = [
+        existing[name] for name in (settings.transactions_topic, settings.labels_topic) if name in existing
+    ]
+    partitions = len(inputs[0].partitions) if inputs else settings.topic_partitions
+    planned = {name: len(existing[name].partitions) if name in existing else partitions for name in wanted}
+    _check_layout(planned, settings)
     missing = [
         NewTopic(name, partitions, settings.replication_factor, config=config)
         for name, config in wanted.items()
@@ -97,7 +102,12 @@ def ensure_topics(admin: AdminClient, settings: ServiceSettings) -> int:
                 if "TOPIC_ALREADY_EXISTS" not in str(error):  # another instance created it first
                     raise TopicLayoutError(f"cannot create topic {name!r}: {error}") from error
         existing = wait_for_leaders(admin, list(wanted))
-    counts = {name: len(existing[name].partitions) for name in wanted}
+    # Again as created: another instance may have created some of them meanwhile, otherwise.
+    return _check_layout({name: len(existing[name].partitions) for name in wanted}, settings)
+
+
+def _check_layout(counts: dict[str, int], settings: ServiceSettings) -> int:
+    """The number of input partitions, if ``counts`` (partitions by topic) is a layout that works."""
     inputs = counts[settings.transactions_topic]
     if counts[settings.labels_topic] != inputs:
         raise TopicLayoutError(

@@ -4,6 +4,10 @@ confluent-kafka's exactly-once pattern: ``begin_transaction``, produce every out
 ``send_offsets_to_transaction`` with the next offsets to read, ``commit_transaction``. A failure
 is raised to the loop, whose recovery aborts the transaction with a new producer and rebuilds the
 partitions from what was committed.
+
+A transaction left open past ``FRAUD_TRANSACTION_TIMEOUT_MS`` is aborted by the broker, which bumps
+the producer's epoch: librdkafka then reports "fenced by a newer instance" although there is none.
+Such a failure is logged as ``transaction_timed_out``, with how long the transaction had been open.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from detector.service.partitions import Partitions
 from detector.service.topic_map import CHECKPOINTS, TopicMap
 
 log = structlog.get_logger("detector.service")
+# What librdkafka reports when the broker has bumped the producer's epoch, also after a timeout.
+_FENCED = frozenset({KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH})
 
 
 class Transactions:
@@ -44,6 +50,7 @@ class Transactions:
         self.checkpoint_interval_s = checkpoint_interval_s
         self.committed = 0
         self._last_checkpoint = time.monotonic()
+        self._began = time.monotonic()  # when the open transaction began
 
     def checkpoint_due(self) -> bool:
         return time.monotonic() - self._last_checkpoint >= self.checkpoint_interval_s
@@ -51,6 +58,7 @@ class Transactions:
     def begin(self) -> None:
         assert self.clients.producer is not None
         self.clients.producer.begin_transaction()
+        self._began = time.monotonic()
         self.metrics.began()
 
     def produce(self, out: OutRecord, partition: int) -> None:
@@ -68,6 +76,9 @@ class Transactions:
                 return
             except BufferError:
                 producer.poll(0.05)  # the local queue is full: let deliveries drain
+            except KafkaException as exception:  # e.g. fenced: the loop recovers
+                self._timed_out(exception.args[0])
+                raise
 
     def write_checkpoints(self, owned: Partitions, partitions: list[int]) -> None:
         """Snapshots of ``partitions`` into the open transaction, at the positions it commits.
@@ -81,6 +92,7 @@ class Transactions:
                 continue
             processor = state.processor
             state.checkpointed = dict(processor.positions)
+            state.checkpoint_written_at = time.time()
             snapshot = processor.engine.snapshot()
             checkpoint_id = write_checkpoint(
                 self.clients.producer,
@@ -117,12 +129,29 @@ class Transactions:
             _retrying(lambda: producer.commit_transaction(COMMIT_TIMEOUT_S))
             self.committed += 1
             self.readiness.committed()
-            self.metrics.committed(processors, commit_started)
+            self.metrics.committed(processors, commit_started, owned.checkpoint_times())
         except KafkaException as exception:
             error: KafkaError = exception.args[0]
-            log.error("transaction_failed", error=str(error), abortable=error.txn_requires_abort())
+            if not self._timed_out(error):
+                log.error("transaction_failed", error=str(error), abortable=error.txn_requires_abort())
             self.metrics.aborted()
             raise  # the loop's recovery: a new producer aborts this transaction and state is rebuilt
+
+    def _timed_out(self, error: KafkaError) -> bool:
+        """Log a fencing error of a transaction open longer than its timeout as what it is."""
+        open_ms = (time.monotonic() - self._began) * 1000
+        timeout_ms = self.clients.settings.transaction_timeout_ms
+        if error.code() not in _FENCED or open_ms < timeout_ms:
+            return False
+        log.error(
+            "transaction_timed_out",
+            open_s=round(open_ms / 1000, 1),
+            timeout_ms=timeout_ms,
+            error=str(error),
+            hint="the broker aborted a transaction open past FRAUD_TRANSACTION_TIMEOUT_MS; no other"
+            " instance is involved",
+        )
+        return True
 
     def checkpoint_in_own_transaction(self, owned: Partitions, partitions: list[int]) -> None:
         self.begin()

@@ -24,8 +24,12 @@ pytestmark = pytest.mark.kafka  # it starts a local broker: Java and the Kafka j
 MARK = "FRAUD_DEMO_TEST_RUN"
 
 
+STARTED: list[str] = []  # the run ids of this session's demos
+
+
 def start_demo(output: Path, duration: float) -> tuple[subprocess.Popen[bytes], str]:
     run_id = uuid.uuid4().hex
+    STARTED.append(run_id)
     with (output.parent / f"{output.name}.out").open("wb") as log:
         process = subprocess.Popen(
             [
@@ -47,11 +51,15 @@ def start_demo(output: Path, duration: float) -> tuple[subprocess.Popen[bytes], 
 
 @pytest.fixture(autouse=True)
 def no_demo_left_running() -> Iterator[None]:
-    """A test that fails before its demo ends must not leave the demo, its broker or detector behind."""
+    """A test that fails before its demo ends must not leave the demo, its broker or detector behind.
+
+    Only this session's demos: another session's, on the same machine, are none of its business.
+    """
     yield
-    for pid in processes_marked(""):  # every run's mark
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    for run_id in STARTED:
+        for pid in processes_marked(run_id):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def processes_marked(run_id: str) -> list[int]:
@@ -98,3 +106,19 @@ def test_an_interrupted_demo_stops_everything_it_started(tmp_path: Path) -> None
     assert process.wait(timeout=90) == 130, log.read_text()
     assert processes_marked(run_id) == []
     assert not (output / "summary.txt").exists()
+
+
+def test_an_interrupted_demo_whose_detector_and_broker_hang_still_stops_them(tmp_path: Path) -> None:
+    """Frozen, the detector cannot stop gracefully nor the broker shut down: each is killed after a
+    short grace, so the demo ends well before the 60 s and 30 s that its parts may take at most."""
+    output = tmp_path / "demo"
+    process, run_id = start_demo(output, duration=300)
+    log = tmp_path / "demo.out"
+    wait_until(lambda: "streaming" in log.read_text() or process.poll() is not None, 120, "the stream")
+    children = [pid for pid in processes_marked(run_id) if pid != process.pid]
+    assert len(children) >= 2  # its broker and its detector
+    for pid in children:
+        os.kill(pid, signal.SIGSTOP)  # a SIGTERM now waits for ever; only SIGKILL ends them
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=45) == 130, log.read_text()
+    assert processes_marked(run_id) == []

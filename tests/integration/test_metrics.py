@@ -8,8 +8,10 @@ import orjson
 import pytest
 from confluent_kafka import Consumer
 
+from detector.engine.policy import OUTCOMES
 from detector.engine.records import Label, Transaction
-from detector.service.metrics import MetricsPage, scrape
+from detector.service.metrics import DEAD_LETTER_REASONS
+from detector.service.metrics_page import MetricsPage, scrape
 from devkit.ports import free_port, http_status
 from devkit.process import ServiceProcess
 from devkit.publishing import publish
@@ -18,6 +20,8 @@ from tests.integration.test_service import simulated
 
 pytestmark = pytest.mark.kafka
 LABEL_COUNTERS = ("joined", "unknown", "duplicate", "invalid")
+PARTITIONS = {"0", "1", "2"}
+PROCESS_SERIES = ("process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds")
 
 
 def group_holder(bootstrap: str, topics: ServiceTopics) -> Consumer:
@@ -73,7 +77,8 @@ def test_counters_agree_with_what_went_through_and_health_follows_the_lifecycle(
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     holder = group_holder(kafka_bootstrap, topics)
-    service = ServiceProcess(topics.env(kafka_bootstrap, FRAUD_METRICS_PORT=str(port)), tmp_path / "s.log")
+    env = topics.env(kafka_bootstrap, FRAUD_METRICS_PORT=str(port), FRAUD_CHECKPOINT_INTERVAL_S="2")
+    service = ServiceProcess(env, tmp_path / "s.log")
     try:
         wait_until(
             lambda: http_status(f"{base}/healthz") == 200 or not service.alive(), 60, "the health server"
@@ -85,6 +90,7 @@ def test_counters_agree_with_what_went_through_and_health_follows_the_lifecycle(
         holder.close()
     wait_until(lambda: http_status(f"{base}/readyz") == 200, 60, "readiness once the group is free")
     assert service.log_events("partitions_assigned")
+    assert_outcome_series_at_zero(scrape(f"{base}/metrics"))
 
     publish(topics.settings(kafka_bootstrap), items)
     during = scrape(f"{base}/metrics")
@@ -98,6 +104,7 @@ def test_counters_agree_with_what_went_through_and_health_follows_the_lifecycle(
 
     wait_until(settled, 120, "every record counted")
     wait_until(lambda: scrape(f"{base}/metrics").total("fraud_consumer_lag") == 0, 60, "no lag")
+    wait_until(lambda: checkpoint_ages(scrape(f"{base}/metrics")).keys() == PARTITIONS, 60, "checkpoints")
     page = scrape(f"{base}/metrics")
     assert http_status(f"{base}/healthz") == 200 and http_status(f"{base}/readyz") == 200
     assert service.stop() == 0
@@ -113,6 +120,38 @@ def test_counters_agree_with_what_went_through_and_health_follows_the_lifecycle(
     partitions = {s.labels["partition"] for s in page.samples if s.name == "fraud_model_generation"}
     assert partitions == {"0", "1", "2"}
     assert page.total("fraud_kafka_transactions_total", result="aborted") == 0
+    assert all(age >= 0 for age in checkpoint_ages(page).values())
+    assert {name for name in PROCESS_SERIES if page.total(name) > 0} == set(PROCESS_SERIES)
+    (build,) = [sample for sample in page.samples if sample.name == "fraud_build_info"]
+    assert build.value == 1 and build.labels["version"]
+
+    # A restart reports the age of the checkpoints it restored, before writing any of its own.
+    restarted_port = free_port()
+    restarted = ServiceProcess(
+        topics.env(
+            kafka_bootstrap, FRAUD_METRICS_PORT=str(restarted_port), FRAUD_CHECKPOINT_INTERVAL_S="3600"
+        ),
+        tmp_path / "restarted.log",
+    )
+    with restarted:
+        url = f"http://127.0.0.1:{restarted_port}"
+        wait_until(lambda: http_status(f"{url}/readyz") == 200 or not restarted.alive(), 120, "the restart")
+        assert checkpoint_ages(scrape(f"{url}/metrics")).keys() == PARTITIONS
+        assert not restarted.log_events("checkpoint_written")
+
+
+def assert_outcome_series_at_zero(page: MetricsPage) -> None:
+    """Before any input, every outcome and dead-letter reason reads 0 for each owned partition."""
+    for name, label, values in (
+        ("fraud_decisions_total", "outcome", OUTCOMES),
+        ("fraud_dead_letters_total", "reason", DEAD_LETTER_REASONS),
+    ):
+        series = {(s.labels[label], s.labels["partition"]): s.value for s in page.samples if s.name == name}
+        assert series == {(value, partition): 0 for value in values for partition in PARTITIONS}
+
+
+def checkpoint_ages(page: MetricsPage) -> dict[str, float]:
+    return {s.labels["partition"]: s.value for s in page.samples if s.name == "fraud_checkpoint_age_seconds"}
 
 
 def assert_labels_consistent(page: MetricsPage, n_labels: int) -> None:

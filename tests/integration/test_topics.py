@@ -6,7 +6,7 @@ import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from detector.service.settings import ServiceSettings
-from detector.service.topics import TopicLayoutError, ensure_topics
+from detector.service.topics import TopicLayoutError, ensure_topics, topic_configs
 from tests.integration.service_harness import ServiceTopics
 
 
@@ -41,5 +41,24 @@ def test_labels_with_another_partition_count_are_refused_with_the_reason(
             "FRAUD_LABELS_TOPIC": make_topic("labels", partitions=2),
         }
     )
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     with pytest.raises(TopicLayoutError, match="same partition count"):
-        ensure_topics(AdminClient({"bootstrap.servers": kafka_bootstrap}), settings)
+        ensure_topics(admin, settings)
+    outputs = {settings.decisions_topic, settings.dead_letter_topic, settings.audit_topic}
+    outputs.add(settings.checkpoint_topic)
+    assert outputs.isdisjoint(admin.list_topics(timeout=30).topics)  # refused before creating any
+
+
+def test_missing_transactions_are_created_like_the_labels(kafka_bootstrap: str, make_topic) -> None:
+    topics = ServiceTopics()
+    settings = ServiceSettings.from_env(
+        {
+            **topics.env(kafka_bootstrap),
+            "FRAUD_LABELS_TOPIC": make_topic("labels", partitions=4),
+            "FRAUD_TOPIC_PARTITIONS": "3",
+        }
+    )
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    assert ensure_topics(admin, settings) == 4
+    metadata = admin.list_topics(timeout=30).topics
+    assert {len(metadata[name].partitions) for name in topic_configs(settings)} == {4}

@@ -1,17 +1,20 @@
 """The Grafana dashboard and the alert rules query only what the service exports, in valid PromQL.
 
-Every expression is parsed (tests/unit/promql.py) and each series it selects must be one the
-service's registry serves: a panel or an alert on a renamed metric would otherwise show no data
-and never fire. Grafana's provisioning must point at the compose Prometheus and the mounted folder.
+Every expression is parsed with promql-parser (Prometheus's grammar, Grafana's interval variables
+substituted first) and each series it selects must be one the service's registry serves: a panel or
+an alert on a renamed metric would otherwise show no data and never fire. Grafana's provisioning
+must point at the compose Prometheus and the mounted folder.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import promql_parser
 import pytest
 import yaml
 from prometheus_client import CollectorRegistry
@@ -19,7 +22,6 @@ from prometheus_client import CollectorRegistry
 from detector.engine import outputs
 from detector.engine.policy import OUTCOMES
 from detector.service.metrics import ServiceMetrics
-from tests.unit.promql import PromQLError, Selector, parse
 
 ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "deploy" / "grafana"
@@ -35,6 +37,36 @@ SAMPLE_SUFFIXES = {
 EVENT_KINDS = {value for name, value in vars(outputs).items() if name.isupper() and isinstance(value, str)}
 # Label values the queries may match, where the code names them.
 KNOWN_VALUES = {"kind": EVENT_KINDS, "outcome": set(OUTCOMES), "input": {"transactions", "labels"}}
+# Grafana replaces these with a duration before the query reaches Prometheus.
+GRAFANA_DURATIONS = re.compile(
+    r"\$(__rate_interval|__interval|__range)\b|\$\{(__rate_interval|__interval|__range)\}"
+)
+OPERATORS = {"Equal": "=", "NotEqual": "!=", "Re": "=~", "NotRe": "!~"}  # promql_parser.MatchOp names
+
+
+@dataclass(frozen=True)
+class Selector:
+    """One series selector of a query: the metric and its (label, operator, value) matchers."""
+
+    metric: str
+    matchers: tuple[tuple[str, str, str], ...]
+
+
+def parse(expression: str) -> list[Selector]:
+    """The selectors of ``expression``, in order; ValueError if it is not valid PromQL."""
+    selectors: list[Selector] = []
+
+    def visit(node: promql_parser.Expr) -> None:
+        if isinstance(node, promql_parser.VectorSelector):
+            matchers = tuple(
+                (m.name, OPERATORS[str(m.op).removeprefix("MatchOp.")], m.value)
+                for m in node.matchers.matchers
+            )
+            named = [value for label, operator, value in matchers if label == "__name__" and operator == "="]
+            selectors.append(Selector(node.name or named[0], matchers))
+
+    promql_parser.walk(promql_parser.parse(GRAFANA_DURATIONS.sub("5m", expression)), visit)
+    return selectors
 
 
 def queryable(registry: CollectorRegistry) -> set[str]:
@@ -93,7 +125,7 @@ def test_every_dashboard_query_parses_and_selects_exported_series(
     dashboard: dict[str, Any], exported: set[str]
 ) -> None:
     used = {s.metric for e in dashboard_expressions(dashboard) for s in check_selectors(e, exported)}
-    # What the dashboard is for: throughput, outcomes, latency, lag, dead letters, drift and swaps.
+    # What the dashboard is for: throughput, outcomes, latency, lag, dead letters, drift and swaps,
     assert {
         "fraud_records_consumed_total",
         "fraud_decisions_total",
@@ -102,6 +134,12 @@ def test_every_dashboard_query_parses_and_selects_exported_series(
         "fraud_dead_letters_total",
         "fraud_engine_events_total",
         "fraud_model_generation",
+        # and the process: its checkpoints, CPU, memory, files and build.
+        "fraud_checkpoint_age_seconds",
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "fraud_build_info",
     } <= used
     kinds = {
         kind
@@ -134,8 +172,17 @@ def test_every_alert_rule_parses_and_selects_exported_series(exported: set[str])
     ],
 )
 def test_the_parser_refuses_broken_queries(broken: str) -> None:
-    with pytest.raises(PromQLError):
+    with pytest.raises(ValueError):
         parse(broken)
+
+
+def test_grafana_variables_are_durations_to_the_parser() -> None:
+    (selector,) = parse('rate(fraud_decisions_total{outcome="block"}[$__rate_interval])')
+    assert selector == Selector("fraud_decisions_total", (("outcome", "=", "block"),))
+    assert [s.metric for s in parse("increase(up[${__range}]) / on() group_left fraud_consumer_lag")] == [
+        "up",
+        "fraud_consumer_lag",
+    ]
 
 
 def test_a_renamed_metric_is_caught(exported: set[str]) -> None:

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import platform
 import time
 import urllib.error
 import urllib.request
+from importlib.metadata import version
 
 import pytest
 from confluent_kafka import TIMESTAMP_CREATE_TIME, Message
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from detector.audit.chain import ChainState
 from detector.engine.engine import DetectionEngine
+from detector.engine.policy import OUTCOMES
 from detector.engine.records import Label, Transaction
+from detector.service import metrics as metrics_module
 from detector.service.health import HealthServer
-from detector.service.metrics import MetricsPage, ServiceMetrics
+from detector.service.metrics import DEAD_LETTER_REASONS, ServiceMetrics
+from detector.service.metrics_page import MetricsPage
 from detector.service.partition import PartitionProcessor
 from detector.service.topic_map import LABELS, TRANSACTIONS, TopicMap
 
@@ -136,3 +142,57 @@ def test_health_endpoints_answer_from_the_heartbeat_and_the_ready_flag(
         assert get(f"{base}/nothing")[0] == 404
     finally:
         server.stop()
+
+
+def test_the_process_and_the_build_are_described() -> None:
+    samples = page(ServiceMetrics()).samples
+    names = {sample.name for sample in samples}
+    assert {"process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds"} <= names
+    (build,) = [sample for sample in samples if sample.name == "fraud_build_info"]
+    assert build.value == 1
+    assert build.labels == {"version": version("fraud-detector"), "python_version": platform.python_version()}
+
+
+def test_outcome_series_read_zero_from_the_assignment_and_the_unused_ones_go_with_the_partition() -> None:
+    metrics = ServiceMetrics()
+    metrics.owned(1, checkpoint_written_at=None)
+    decisions = {s.labels["outcome"]: s.value for s in samples_of(metrics, "fraud_decisions_total")}
+    dead_letters = {s.labels["reason"]: s.value for s in samples_of(metrics, "fraud_dead_letters_total")}
+    assert decisions == dict.fromkeys(OUTCOMES, 0.0)
+    assert dead_letters == dict.fromkeys(DEAD_LETTER_REASONS, 0.0)
+    assert {"bad_json", "duplicate_transaction", "label_queue_full"} <= set(DEAD_LETTER_REASONS)
+
+    processor = new_processor()
+    metrics.began()
+    feed(metrics, processor, TRANSACTIONS, 0, b"{broken")
+    metrics.committed({1: processor}, 0.0)
+    metrics.owned(1, checkpoint_written_at=None)  # recovered after an abort: nothing is reset
+    assert value(metrics, "fraud_dead_letters_total", reason="bad_json", partition="1") == 1
+
+    metrics.forget([1])
+    assert [s.labels for s in samples_of(metrics, "fraud_dead_letters_total")] == [
+        {"reason": "bad_json", "partition": "1"}
+    ]
+    assert samples_of(metrics, "fraud_decisions_total") == []
+
+
+def test_checkpoint_age_counts_from_the_last_committed_checkpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = T0 + 1_000
+    monkeypatch.setattr(metrics_module.time, "time", lambda: now)
+    metrics = ServiceMetrics()
+    metrics.owned(1, checkpoint_written_at=T0)  # the checkpoint it was restored from
+    metrics.owned(2, checkpoint_written_at=None)  # none yet
+    assert ages(metrics) == {"1": 1_000.0}
+    metrics.began()
+    metrics.committed({}, 0.0, checkpoint_times={1: T0 + 990, 2: T0 + 400})
+    assert ages(metrics) == {"1": 10.0, "2": 600.0}
+    metrics.forget([2])
+    assert ages(metrics) == {"1": 10.0}
+
+
+def samples_of(metrics: ServiceMetrics, name: str) -> list[Sample]:
+    return [sample for sample in page(metrics).samples if sample.name == name]
+
+
+def ages(metrics: ServiceMetrics) -> dict[str, float]:
+    return {s.labels["partition"]: s.value for s in samples_of(metrics, "fraud_checkpoint_age_seconds")}

@@ -1,0 +1,65 @@
+"""A transaction held open past FRAUD_TRANSACTION_TIMEOUT_MS is logged as timed out, not as fenced.
+
+The broker aborts such a transaction and bumps the producer's epoch, and librdkafka then says the
+producer was fenced by a newer instance. The service runs in a thread of the test, with its first
+commit held back past the timeout; everything else is the real service on the real broker.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from detector.engine.config import EngineConfig
+from detector.service.app import DetectorService
+from detector.service.partitions import Partitions
+from detector.service.settings import ServiceSettings
+from devkit.publishing import publish
+from tests.integration.service_harness import ServiceTopics, wait_until
+from tests.integration.test_service import simulated
+
+pytestmark = pytest.mark.kafka
+TIMEOUT_MS = 1_000
+# Past the timeout and the broker's next look for timed-out transactions (every 10 s by default).
+HOLD_S = 13.0
+
+
+def test_a_transaction_held_past_its_timeout_is_reported_as_timed_out(kafka_bootstrap: str) -> None:
+    topics = ServiceTopics()
+    topics.create_inputs(kafka_bootstrap, partitions=1)
+    env = topics.env(kafka_bootstrap, FRAUD_TRANSACTION_TIMEOUT_MS=str(TIMEOUT_MS))
+    service = DetectorService(ServiceSettings.from_env(env), EngineConfig(), environ={})
+    commit = service.transactions.commit
+    held: list[bool] = []
+
+    def commit_late(owned: Partitions) -> None:
+        if not held:
+            held.append(True)
+            time.sleep(HOLD_S)  # a slow step inside the open transaction
+        commit(owned)
+
+    service.transactions.commit = commit_late  # type: ignore[method-assign]
+    publish(topics.settings(kafka_bootstrap), simulated(300))
+    with capture_logs() as logs:
+        thread = threading.Thread(target=service.run, name="detector", daemon=True)
+        thread.start()
+        try:
+            wait_until(
+                lambda: service.transactions_committed > 0 or not thread.is_alive(), 120, "a commit after it"
+            )
+        finally:
+            service.stop()
+            thread.join(60)
+    events: dict[str, list[dict[str, Any]]] = {}
+    for entry in logs:
+        events.setdefault(entry["event"], []).append(entry)
+    assert held and "transaction_timed_out" in events, sorted(events)
+    timed_out = events["transaction_timed_out"][0]
+    assert timed_out["timeout_ms"] == TIMEOUT_MS and timed_out["open_s"] * 1000 >= TIMEOUT_MS
+    assert "FRAUD_TRANSACTION_TIMEOUT_MS" in timed_out["hint"]
+    assert "transaction_failed" not in events  # no word of a newer instance beside it
+    assert "kafka_resynchronised" in events  # and it went on with a new producer
