@@ -16,13 +16,23 @@ from collections.abc import Mapping
 from importlib.metadata import version
 from pathlib import Path
 
-from detector.service.settings import ConfigurationError, ServiceSettings, SettingsError, settings_table
+from detector.service.settings import (
+    ConfigurationError,
+    ServiceSettings,
+    SettingsError,
+    settings_help,
+    settings_table,
+)
 
 
 def read_env_file(path: Path) -> dict[str, str]:
     """``KEY=VALUE`` lines (``#`` comments, blank lines allowed), as in a docker env file."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise SettingsError(f"--env-file {path}: cannot read: {getattr(error, 'strerror', error)}") from None
     values: dict[str, str] = {}
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
             continue
@@ -97,7 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {version('fraud-detector')}")
     commands = parser.add_subparsers(dest="command", required=True)
-    run_parser = commands.add_parser("run", help="run the detector service (settings from the environment)")
+    run_parser = commands.add_parser(
+        "run",
+        help="run the detector service (settings from the environment)",
+        epilog=settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     run_parser.add_argument("--env-file", type=Path, help="KEY=VALUE file; the environment overrides it")
     run_parser.set_defaults(func=run)
     demo_parser = commands.add_parser(
