@@ -70,6 +70,11 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> in
 def demo(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> int:
     from devkit.demo import run_demo
 
+    try:
+        args.output.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SettingsError(f"--output {args.output}: cannot write there: {error.strerror}") from None
+
     return run_demo(args.duration, args.output, args.seed, dict(environ))
 
 
@@ -139,10 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["audit"]:
-        return audit(argv[1:])
-    args = build_parser().parse_args(argv)
     try:
+        if argv[:1] == ["audit"]:
+            return audit(argv[1:])
+        args = build_parser().parse_args(argv)
         return args.func(args)
     except (SettingsError, ConfigurationError) as error:
         print(f"fraud-detector: {error}", file=sys.stderr)

@@ -84,6 +84,8 @@ def _explained(kind: str, ctx: dict[str, Any], given: Any, message: str) -> str:
         return f"expected an integer, got {given!r}"
     if kind.startswith("float_"):
         return f"expected a number, got {given!r}"
+    if kind == "too_short":
+        return f"needs at least {ctx['min_length']} value(s), got {given!r}"
     if kind == "literal_error":
         return f"must be {ctx['expected']}, got {given!r}"
     return f"{message[:1].lower()}{message[1:]}, got {given!r}"

@@ -29,11 +29,11 @@ from producers.cli_common import (
     add_output_options,
     add_pacing_options,
     add_version_option,
+    duration,
     key_value,
     run,
     setup_logging,
 )
-from producers.durations import parse_duration
 from producers.replay import Replay, ReplayError, SourceFormat
 
 
@@ -74,14 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     inputs.add_argument(
         "--label-delay",
-        type=parse_duration,
+        type=duration,
         default=0.0,
         metavar="DURATION",
         help="with --label-column: a label's time after its transaction's, e.g. 7d (default: 0s)",
     )
     inputs.add_argument(
         "--max-disorder",
-        type=parse_duration,
+        type=duration,
         default=0.0,
         metavar="DURATION",
         help="how far back in time a record may be and still be put in order, e.g. 5m (default: 0s: "
