@@ -58,6 +58,11 @@ def problems(error: ValidationError) -> list[str]:
     return [_line(detail) for detail in error.errors()]
 
 
+def report(headline: str, error: ValidationError) -> str:
+    """``headline:`` then each problem on an indented line of its own."""
+    return f"{headline}:\n  " + "\n  ".join(problems(error))
+
+
 def _line(detail: Any) -> str:
     where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in detail["loc"])
     what = _explained(detail["type"], detail.get("ctx") or {}, detail.get("input"), detail["msg"])

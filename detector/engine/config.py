@@ -29,7 +29,7 @@ from detector.engine.drift import DriftConfig
 from detector.engine.features import DAY, FeatureConfig
 from detector.engine.model import ModelConfig
 from detector.engine.policy import DecisionPolicy
-from detector.validation import CONFIG_RULES, Count, Duration, NonNegativeCount, PositiveDuration, problems
+from detector.validation import CONFIG_RULES, Count, Duration, NonNegativeCount, PositiveDuration, report
 
 
 @validated_dataclass(frozen=True, config=CONFIG_RULES)
@@ -57,7 +57,7 @@ class EngineConfig:
         try:
             return _ADAPTER.validate_python(values)
         except ValidationError as error:
-            raise ValueError("invalid engine config:\n  " + "\n  ".join(problems(error))) from None
+            raise ValueError(report("invalid engine config", error)) from None
 
 
 _ADAPTER = TypeAdapter(EngineConfig)

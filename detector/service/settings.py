@@ -28,7 +28,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from detector.engine import MODEL_KINDS
-from detector.validation import Duration, problems
+from detector.validation import Duration, report
 
 
 class ConfigurationError(RuntimeError):
@@ -142,14 +142,14 @@ class ServiceSettings(BaseSettings):
         try:
             return cls(**given)
         except ValidationError as error:
-            raise SettingsError("invalid settings:\n  " + "\n  ".join(problems(error))) from None
+            raise SettingsError(report("invalid settings", error)) from None
 
     def replaced(self, **changes: Any) -> ServiceSettings:
         """A copy with ``changes`` (by field name), validated like any settings."""
         try:
             return type(self)(**{**self.model_dump(), **changes})
         except ValidationError as error:
-            raise SettingsError("invalid settings:\n  " + "\n  ".join(problems(error))) from None
+            raise SettingsError(report("invalid settings", error)) from None
 
     def redacted(self) -> dict[str, Any]:
         """The settings for a start-up log line, secrets replaced by whether they are set."""
