@@ -239,7 +239,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--compare-rate", type=float, default=GOAL_RATE)
     parser.add_argument("--compare-timeouts-ms", type=int, nargs="*", default=[5, 100, 500])
     parser.add_argument(
-        "--batch-size", type=int, default=ServiceSettings.batch_size, help="FRAUD_BATCH_SIZE for every run"
+        "--batch-size",
+        type=int,
+        default=ServiceSettings.model_fields["batch_size"].default,
+        help="FRAUD_BATCH_SIZE for every run",
     )
     parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds per run")
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds produced first and not measured")

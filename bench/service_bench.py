@@ -86,7 +86,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cards", type=int, default=5_000)
     parser.add_argument("--partitions", type=int, default=3)
     parser.add_argument(
-        "--batch-size", type=int, default=ServiceSettings.batch_size, help="FRAUD_BATCH_SIZE of the service"
+        "--batch-size",
+        type=int,
+        default=ServiceSettings.model_fields["batch_size"].default,
+        help="FRAUD_BATCH_SIZE of the service",
     )
     parser.add_argument("--models", nargs="+", default=["logistic_regression"], choices=MODEL_KINDS)
     parser.add_argument("--profile", help="write a cProfile of the service's consuming thread to this file")

@@ -14,7 +14,6 @@ import json
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import asdict
 from pathlib import Path
 
 from confluent_kafka import KafkaException
@@ -36,7 +35,7 @@ _TIMEOUT_S = 30.0
 
 def acl_bindings(spec: Mapping, settings: ServiceSettings) -> list[AclBinding]:
     """Every (principal, resource, operation) the spec allows, with the settings' names filled in."""
-    names = asdict(settings)
+    names = settings.model_dump()
     bindings = []
     for acl in spec["acls"]:
         principal = spec["principals"][acl["role"]]

@@ -16,13 +16,23 @@ from collections.abc import Mapping
 from importlib.metadata import version
 from pathlib import Path
 
-from detector.service.settings import ConfigurationError, ServiceSettings, SettingsError, settings_table
+from detector.service.settings import (
+    ConfigurationError,
+    ServiceSettings,
+    SettingsError,
+    settings_help,
+    settings_table,
+)
 
 
 def read_env_file(path: Path) -> dict[str, str]:
     """``KEY=VALUE`` lines (``#`` comments, blank lines allowed), as in a docker env file."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise SettingsError(f"--env-file {path}: cannot read: {getattr(error, 'strerror', error)}") from None
     values: dict[str, str] = {}
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
             continue
@@ -59,6 +69,11 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> in
 
 def demo(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> int:
     from devkit.demo import run_demo
+
+    try:
+        args.output.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SettingsError(f"--output {args.output}: cannot write there: {error.strerror}") from None
 
     return run_demo(args.duration, args.output, args.seed, dict(environ))
 
@@ -104,7 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {version('fraud-detector')}")
     commands = parser.add_subparsers(dest="command", required=True)
-    run_parser = commands.add_parser("run", help="run the detector service (settings from the environment)")
+    run_parser = commands.add_parser(
+        "run",
+        help="run the detector service (settings from the environment)",
+        epilog=settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     run_parser.add_argument("--env-file", type=Path, help="KEY=VALUE file; the environment overrides it")
     run_parser.set_defaults(func=run)
     demo_parser = commands.add_parser(
@@ -137,12 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["audit"]:
-        return audit(argv[1:])
-    if argv[:1] == ["backtest"]:
-        return backtest(argv[1:])
-    args = build_parser().parse_args(argv)
     try:
+        if argv[:1] == ["audit"]:
+            return audit(argv[1:])
+        if argv[:1] == ["backtest"]:
+            return backtest(argv[1:])
+        args = build_parser().parse_args(argv)
         return args.func(args)
     except (SettingsError, ConfigurationError) as error:
         print(f"fraud-detector: {error}", file=sys.stderr)

@@ -1,15 +1,14 @@
 """Service settings for one run on a shared broker, and the environment that gives them to a process.
 
 Names are unique per run, so runs on one broker never read each other's topics or join each other's
-group; the environment is derived from the fields' own metadata, so no variable name is written twice.
+group; the environment is derived from the settings' own variable names, so none is written twice.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 
-from detector.service.settings import ServiceSettings
+from detector.service.settings import ENVIRONMENT_NAMES, ServiceSettings
 
 
 def unique_prefix(kind: str) -> str:
@@ -31,9 +30,9 @@ def unique_settings(bootstrap: str, prefix: str | None = None, **overrides: obje
         "group_id": f"{prefix}-group",
     }
     defaults = ServiceSettings(bootstrap_servers=bootstrap, metrics_port=0)
-    return dataclasses.replace(defaults, **{**names, **overrides})
+    return defaults.replaced(**{**names, **overrides})
 
 
 def settings_env(settings: ServiceSettings) -> dict[str, str]:
     """The environment that makes ``fraud-detector run`` use exactly ``settings``."""
-    return {spec.metadata["env"]: str(getattr(settings, spec.name)) for spec in dataclasses.fields(settings)}
+    return {env: str(getattr(settings, name)) for name, env in ENVIRONMENT_NAMES.items()}

@@ -6,8 +6,6 @@ to a missing topic would auto-create it with the broker's defaults; both are kep
 
 from __future__ import annotations
 
-import dataclasses
-
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from detector.service.settings import ServiceSettings
@@ -29,4 +27,4 @@ def create_service_topics(
     """Every topic the service uses, created as the service would (and waited for), so a run's
     timing or its first records never include the broker creating topics or electing leaders."""
     admin = AdminClient(client or {"bootstrap.servers": settings.bootstrap_servers})
-    ensure_topics(admin, dataclasses.replace(settings, topic_partitions=partitions))
+    ensure_topics(admin, settings.replaced(topic_partitions=partitions))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -24,6 +25,28 @@ log = logging.getLogger("producers")
 
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
+
+
+def positive_number(text: str) -> float:
+    """An argparse type for a finite number above 0 (a rate, a speed)."""
+    return _number(text, above_zero=True)
+
+
+def non_negative_number(text: str) -> float:
+    """An argparse type for a finite number of at least 0 (a timeout)."""
+    return _number(text, above_zero=False)
+
+
+def _number(text: str, above_zero: bool) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0 or (above_zero and value == 0):
+        raise argparse.ArgumentTypeError(
+            f"expected a number {'above' if above_zero else 'of at least'} 0, got {text!r}"
+        )
+    return value
 
 
 def add_version_option(parser: argparse.ArgumentParser) -> None:
@@ -62,7 +85,7 @@ def add_output_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--labels-topic", default="labels", help="(default: labels)")
     group.add_argument(
         "--flush-timeout",
-        type=float,
+        type=non_negative_number,
         default=300.0,
         metavar="SECONDS",
         help="how long to wait at the end for outstanding deliveries; what is still undelivered then "
@@ -72,10 +95,12 @@ def add_output_options(parser: argparse.ArgumentParser) -> None:
 
 def add_pacing_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("pacing (default: as fast as possible)").add_mutually_exclusive_group()
-    group.add_argument("--rate", type=float, metavar="EVENTS_PER_SECOND", help="send at this steady rate")
+    group.add_argument(
+        "--rate", type=positive_number, metavar="EVENTS_PER_SECOND", help="send at this steady rate"
+    )
     group.add_argument(
         "--speed",
-        type=float,
+        type=positive_number,
         metavar="FACTOR",
         help="follow event time at FACTOR times real time (1: real time, 3600: an hour a second)",
     )

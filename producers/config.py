@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from detector.engine.records import parse_timestamp
+from detector.validation import parse_duration
 from producers.drift_schedule import DriftChange, DriftSchedule
-from producers.durations import DURATION, parse_duration
+from producers.durations import DURATION
 from producers.labels import LabelConfig
 from producers.population import LegitBehaviour, PopulationConfig
 from producers.scenarios import ScenariosConfig

@@ -101,8 +101,11 @@ def main(argv: list[str] | None = None) -> int:
     with ExitStack() as files:
         truth = None
         if args.truth_file is not None:
-            args.truth_file.parent.mkdir(parents=True, exist_ok=True)
-            truth = files.enter_context(args.truth_file.open("wb"))
+            try:
+                args.truth_file.parent.mkdir(parents=True, exist_ok=True)
+                truth = files.enter_context(args.truth_file.open("wb"))
+            except OSError as error:
+                parser.error(f"--truth-file {args.truth_file}: cannot write: {error.strerror}")
         return run(args, _published(simulator, truth), lambda: _summary(simulator))
 
 

@@ -25,40 +25,39 @@ True
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated, Literal
 
+from pydantic import Field
+from pydantic.dataclasses import dataclass as validated_dataclass
 from river import base, drift
 from river.drift import binary
+
+from detector.validation import CONFIG_RULES, Count, NonNegativeCount
 
 DETECTOR_KINDS = ("hddm_a", "hddm_w", "ddm", "eddm", "adwin", "page_hinkley")
 WARNING, DRIFT = "warning", "drift"
 
 
-@dataclass(frozen=True)
+@validated_dataclass(frozen=True, config=CONFIG_RULES)
 class DriftConfig:
-    """How drift is detected and what the engine does about it."""
+    """How drift is detected and what the engine does about it (checked when built)."""
 
     enabled: bool = True
-    miss_detector: str = "hddm_a"
-    false_alarm_detector: str = "adwin"
+    miss_detector: Literal[DETECTOR_KINDS] = "hddm_a"
+    false_alarm_detector: Literal[DETECTOR_KINDS] = "adwin"
     # "swap": a warning or a drift trains a background model, promoted once it is ready and better;
     # "reset": a drift replaces the model by a new, untrained one at once.
-    recovery: str = "swap"
-    warmup_labels: int = 2_000  # a model's error is not monitored while it is still learning its first labels
-    min_background_labels: int = 2_000
-    min_background_frauds: int = 10
-    challenge_every: int = 100  # labels between two comparisons of the background model with the champion
-    promotion_margin: float = 0.02  # AUC the background model must gain over the champion to replace it
-    max_background_labels: int = 20_000  # a background model never promoted by then is discarded
-    score_drift_delta: float = 1e-5  # ADWIN confidence on the score stream (data drift, reported only)
-
-    def __post_init__(self) -> None:
-        for detector in (self.miss_detector, self.false_alarm_detector):
-            if detector not in DETECTOR_KINDS:
-                raise ValueError(
-                    f"unknown drift detector {detector!r}; choose one of {', '.join(DETECTOR_KINDS)}"
-                )
-        if self.recovery not in ("swap", "reset"):
-            raise ValueError("drift recovery must be 'swap' or 'reset'")
+    recovery: Literal["swap", "reset"] = "swap"
+    # a model's error is not monitored while it is still learning its first labels
+    warmup_labels: NonNegativeCount = 2_000
+    min_background_labels: Count = 2_000
+    min_background_frauds: NonNegativeCount = 10
+    challenge_every: Count = 100  # labels between two comparisons of the background model with the champion
+    # AUC the background model must gain over the champion to replace it
+    promotion_margin: Annotated[float, Field(ge=0, lt=1)] = 0.02
+    max_background_labels: Count = 20_000  # a background model never promoted by then is discarded
+    # ADWIN confidence on the score stream (data drift, reported only)
+    score_drift_delta: Annotated[float, Field(gt=0, lt=1)] = 1e-5
 
 
 def build_detector(kind: str) -> base.DriftDetector:

@@ -19,11 +19,15 @@ from __future__ import annotations
 
 import math
 import sys
-from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import Field
+from pydantic.dataclasses import dataclass as validated_dataclass
 
 from detector.engine.expiring import ExpiringKeys, ExpiringStore
 from detector.engine.records import MAX_AMOUNT, Transaction
 from detector.engine.windows import SlidingWindows
+from detector.validation import CONFIG_RULES, Count, PositiveDuration
 
 HOUR = 3600.0
 _CENT = 0.01  # floor of a mean amount used as a divisor: a card of tiny amounts must not give inf
@@ -33,17 +37,20 @@ _NIGHT_HOURS = 6  # 00:00-05:59 UTC counts as night
 _EPOCH_WEEKDAY_SHIFT = 3
 
 
-@dataclass(frozen=True)
-class FeatureConfig:
-    """Which windows to compute, how finely, and the bounds on per-entity state."""
+_Windows = Annotated[tuple[PositiveDuration, ...], Field(min_length=1)]
 
-    card_windows: tuple[float, ...] = (HOUR, DAY, 7 * DAY, 30 * DAY)
-    terminal_windows: tuple[float, ...] = (HOUR, DAY, 7 * DAY)
-    risk_windows: tuple[float, ...] = (7 * DAY, 30 * DAY)
-    resolution: int = 24
-    max_cards: int = 2_000_000
-    max_terminals: int = 500_000
-    max_terminals_per_card: int = 64
+
+@validated_dataclass(frozen=True, config=CONFIG_RULES)
+class FeatureConfig:
+    """Which windows to compute, how finely, and the bounds on per-entity state (checked when built)."""
+
+    card_windows: _Windows = (HOUR, DAY, 7 * DAY, 30 * DAY)
+    terminal_windows: _Windows = (HOUR, DAY, 7 * DAY)
+    risk_windows: _Windows = (7 * DAY, 30 * DAY)
+    resolution: Count = 24
+    max_cards: Count = 2_000_000
+    max_terminals: Count = 500_000
+    max_terminals_per_card: Count = 64
     extra_numeric: tuple[str, ...] = ()
 
     @property

@@ -34,30 +34,29 @@ True
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import Annotated, Literal
 
+from pydantic import Field
+from pydantic.dataclasses import dataclass as validated_dataclass
 from river import base, compose, forest, linear_model, optim, preprocessing, tree
 
 from detector.engine import MODEL_KINDS
+from detector.validation import CONFIG_RULES, Count
 
 
-@dataclass(frozen=True)
+@validated_dataclass(frozen=True, config=CONFIG_RULES)
 class ModelConfig:
-    """Which model family, and how it treats the rare fraud class."""
+    """Which model family, and how it treats the rare fraud class (checked when built)."""
 
-    kind: str = "logistic_regression"
+    kind: Literal[MODEL_KINDS] = "logistic_regression"
     seed: int = 7
-    prior_fraud_rate: float = 0.005
-    fraud_weight: float = 10.0  # logistic regression: weight of a fraud in the log loss
-    learning_rate: float = 0.001
-    grace_period: int = 200
-    forest_size: int = 10
-
-    def __post_init__(self) -> None:
-        if self.kind not in MODEL_KINDS:
-            raise ValueError(f"unknown model kind {self.kind!r}; choose one of {', '.join(MODEL_KINDS)}")
-        if not 0 < self.prior_fraud_rate < 1:
-            raise ValueError("prior_fraud_rate must be in (0, 1)")
+    prior_fraud_rate: Annotated[float, Field(gt=0, lt=1)] = 0.005
+    fraud_weight: Annotated[float, Field(gt=0)] = (
+        10.0  # logistic regression: weight of a fraud in the log loss
+    )
+    learning_rate: Annotated[float, Field(gt=0)] = 0.001
+    grace_period: Count = 200
+    forest_size: Count = 10
 
 
 def build_classifier(config: ModelConfig) -> base.Classifier:

@@ -19,8 +19,12 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
+
+from pydantic import ValidationInfo, field_validator
+from pydantic.dataclasses import dataclass as validated_dataclass
+
+from detector.validation import CONFIG_RULES, Probability
 
 APPROVE, REVIEW, BLOCK = "approve", "review", "block"
 OUTCOMES = (APPROVE, REVIEW, BLOCK)
@@ -35,11 +39,16 @@ _OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
     "in": lambda value, allowed: value in allowed,
     "not_in": lambda value, allowed: value not in allowed,
 }
+_MEMBERSHIP = ("in", "not_in")
 
 
-@dataclass(frozen=True)
+@validated_dataclass(frozen=True, config=CONFIG_RULES)
 class Rule:
-    """``field op value -> action``; ``field`` is a transaction field or a feature name."""
+    """``field op value -> action``; ``field`` is a transaction field or a feature name.
+
+    Checked when built, with a clear message for each mistake; the list of ``in`` and ``not_in``
+    becomes a frozenset, so a rule stays hashable and a lookup is O(1).
+    """
 
     name: str
     field: str
@@ -47,22 +56,36 @@ class Rule:
     value: Any
     action: str
 
+    @field_validator("op")
+    @classmethod
+    def _known_operator(cls, op: str, info: ValidationInfo) -> str:
+        if op not in _OPERATORS:
+            raise ValueError(f"rule {info.data.get('name')!r}: op must be one of {', '.join(_OPERATORS)}")
+        return op
+
+    @field_validator("value")
+    @classmethod
+    def _membership_takes_a_list(cls, value: Any, info: ValidationInfo) -> Any:
+        if info.data.get("op") not in _MEMBERSHIP:
+            return value
+        if not isinstance(value, list | tuple | set | frozenset):
+            raise ValueError(f"rule {info.data.get('name')!r}: 'in' and 'not_in' take a list")
+        return frozenset(value)
+
+    @field_validator("action")
+    @classmethod
+    def _known_action(cls, action: str, info: ValidationInfo) -> str:
+        if action not in (REVIEW, BLOCK):
+            raise ValueError(f"rule {info.data.get('name')!r}: action must be 'review' or 'block'")
+        return action
+
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any]) -> Rule:
-        """Build a rule from config, with a clear message for each mistake."""
+        """Build a rule from config; a missing key is named before anything else is checked."""
         missing = {"name", "field", "op", "value", "action"} - set(spec)
         if missing:
             raise ValueError(f"rule {spec.get('name', spec)!r} lacks {', '.join(sorted(missing))}")
-        if spec["op"] not in _OPERATORS:
-            raise ValueError(f"rule {spec['name']!r}: op must be one of {', '.join(_OPERATORS)}")
-        if spec["action"] not in (REVIEW, BLOCK):
-            raise ValueError(f"rule {spec['name']!r}: action must be 'review' or 'block'")
-        value = spec["value"]
-        if spec["op"] in ("in", "not_in"):
-            if not isinstance(value, list | tuple | set | frozenset):
-                raise ValueError(f"rule {spec['name']!r}: 'in' and 'not_in' take a list")
-            value = frozenset(value)
-        return cls(str(spec["name"]), str(spec["field"]), spec["op"], value, spec["action"])
+        return cls(**spec)
 
     def fires(self, facts: Mapping[str, Any]) -> bool:
         """Whether the rule holds; a missing field or a type mismatch never fires."""
@@ -74,17 +97,20 @@ class Rule:
             return False
 
 
-@dataclass(frozen=True)
+@validated_dataclass(frozen=True, config=CONFIG_RULES)
 class DecisionPolicy:
-    """Thresholds on the fraud probability and the rules that can override them."""
+    """Thresholds on the fraud probability and the rules that can override them (checked when built)."""
 
-    review_threshold: float = 0.5
-    block_threshold: float = 0.9
-    rules: tuple[Rule, ...] = field(default_factory=tuple)
+    review_threshold: Probability = 0.5
+    block_threshold: Probability = 0.9
+    rules: tuple[Rule, ...] = ()
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.review_threshold <= self.block_threshold <= 1.0:
-            raise ValueError("thresholds must satisfy 0 <= review_threshold <= block_threshold <= 1")
+        if self.review_threshold > self.block_threshold:
+            raise ValueError(
+                "thresholds must satisfy review_threshold <= block_threshold,"
+                f" got {self.review_threshold} > {self.block_threshold}"
+            )
 
     def decide(self, facts: Mapping[str, Any], score: float | None) -> tuple[str, list[str]]:
         """Outcome and reason codes; ``score=None`` means the model is not trusted yet (rules only)."""

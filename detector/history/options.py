@@ -6,9 +6,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from detector.durations import parse_duration
 from detector.history.reading import Replay, SourceFormat
 from detector.kafka_config import parse_settings
+from detector.validation import parse_duration
 
 
 def key_value(text: str) -> tuple[str, str]:

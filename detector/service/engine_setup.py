@@ -12,9 +12,15 @@ from detector.service.settings import ServiceSettings, SettingsError
 
 
 def engine_config_for(settings: ServiceSettings) -> EngineConfig:
+    """The validated engine config; a file that cannot be read, parsed or used is a SettingsError."""
     if settings.engine_config:
+        path = settings.engine_config
         try:
-            return EngineConfig.from_dict(orjson.loads(Path(settings.engine_config).read_bytes()))
-        except (OSError, orjson.JSONDecodeError, ValueError, TypeError) as error:
-            raise SettingsError(f"FRAUD_ENGINE_CONFIG {settings.engine_config!r}: {error}") from error
+            return EngineConfig.from_dict(orjson.loads(Path(path).read_bytes()))
+        except OSError as error:
+            raise SettingsError(f"FRAUD_ENGINE_CONFIG {path!r}: cannot read: {error.strerror}") from None
+        except orjson.JSONDecodeError as error:
+            raise SettingsError(f"FRAUD_ENGINE_CONFIG {path!r}: not JSON: {error}") from None
+        except ValueError as error:
+            raise SettingsError(f"FRAUD_ENGINE_CONFIG {path!r}: {error}") from None
     return EngineConfig(model=ModelConfig(kind=settings.model))

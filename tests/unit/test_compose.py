@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import re
 import shlex
 import tomllib
@@ -18,13 +17,13 @@ from detector.audit.cli import register
 from detector.cli import build_parser
 from detector.kafka_config import ENVIRONMENT_SETTINGS
 from detector.service.health import LIVENESS_PATH, METRICS_PATH
-from detector.service.settings import ServiceSettings
+from detector.service.settings import ENVIRONMENT_NAMES, ServiceSettings
 from producers import simulate_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_SERVICES = ("detector", "simulator")  # the services that run this project's code, in its image
 CODE_SERVICES = (*APP_SERVICES, "report")  # ... and in the image with the report extra
-SETTING_NAMES = {spec.metadata["env"] for spec in dataclasses.fields(ServiceSettings)}
+SETTING_NAMES = set(ENVIRONMENT_NAMES.values())
 
 
 @pytest.fixture(scope="module")
