@@ -13,7 +13,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from detector.backtest.cli import main as backtest
 from detector.backtest.routing import partition_for
 from detector.engine.records import Label, Transaction
-from detector.service.metrics import scrape
+from detector.service.metrics_page import scrape
 from detector.service.topics import wait_for_leaders
 from devkit.ports import free_port
 from devkit.process import ServiceProcess
