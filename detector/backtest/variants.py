@@ -66,7 +66,9 @@ def load_config(path: Path) -> EngineConfig:
     except OSError as error:
         raise BacktestError(f"--config {path}: {error.strerror or error}") from None
     except (orjson.JSONDecodeError, ValueError, TypeError, AttributeError) as error:
-        raise BacktestError(f"--config {path}: {error}") from None
+        headline, *problems = str(error).splitlines()  # one line on stderr, however many problems
+        details = "; ".join(line.strip() for line in problems)
+        raise BacktestError(f"--config {path}: {headline} {details}".rstrip()) from None
 
 
 def parse_rule(text: str) -> Rule:

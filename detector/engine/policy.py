@@ -21,10 +21,10 @@ import operator
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pydantic import ValidationInfo, field_validator
+from pydantic import ValidationError, ValidationInfo, field_validator
 from pydantic.dataclasses import dataclass as validated_dataclass
 
-from detector.validation import CONFIG_RULES, Probability
+from detector.validation import CONFIG_RULES, Probability, problems
 
 APPROVE, REVIEW, BLOCK = "approve", "review", "block"
 OUTCOMES = (APPROVE, REVIEW, BLOCK)
@@ -85,7 +85,10 @@ class Rule:
         missing = {"name", "field", "op", "value", "action"} - set(spec)
         if missing:
             raise ValueError(f"rule {spec.get('name', spec)!r} lacks {', '.join(sorted(missing))}")
-        return cls(**spec)
+        try:
+            return cls(**spec)
+        except ValidationError as error:  # one line, as a command-line option's mistake is reported
+            raise ValueError(f"rule {spec['name']!r}: {'; '.join(problems(error))}") from None
 
     def fires(self, facts: Mapping[str, Any]) -> bool:
         """Whether the rule holds; a missing field or a type mismatch never fires."""

@@ -202,7 +202,7 @@ def test_a_config_that_cannot_learn_ranks_below_one_that_can(tmp_path: Path) -> 
         (["--model", "svm"], "--model 'svm': unknown model kind"),
         (["--config", "{missing}"], "--config {missing}: No such file"),
         (["--config", "{bad_json}"], "--config {bad_json}: unexpected character"),
-        (["--config", "{unknown_setting}"], "unknown setting model.knd"),
+        (["--config", "{unknown_setting}"], "invalid engine config: model.knd: unknown setting"),
         (
             ["--rule", '{"name": "r", "field": "amount", "op": "~", "value": 1, "action": "review"}'],
             "op must be",
