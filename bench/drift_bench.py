@@ -6,6 +6,8 @@ The engine runs in memory on simulated streams, one per kind of drift (a simulat
 * ``pattern``: card testing stops and account takeover starts on day 30 (``drift``);
 * ``relabel``: on day 30 the business re-labels two segments: card testing, legitimate until then,
   becomes fraud and high-amount purchases at usual terminals become legitimate (``relabel``);
+* ``demo``: the demo's stream (the ``drift`` preset with 500 cards, 1% fraud and labels within
+  hours), at its own size whatever ``--cards`` says;
 * ``inflation``: legitimate spending inflates and moves to new terminals from day 20 to 40, which
   is no concept drift for a model of card-relative features (``inflation``).
 
@@ -38,13 +40,20 @@ from detector.engine.config import EngineConfig
 from detector.engine.engine import DetectionEngine
 from detector.engine.records import Label
 from detector.evaluation import average_precision, roc_auc
+from devkit.demo_stream import demo_config
 from producers.config import SimulationConfig, preset
 from producers.durations import parse_moment
 from producers.simulator import Event, SimulatedTransaction
 
 DAY = 86400.0
 WINDOW_DAYS = 14.0
-KINDS = {"stationary": "stationary", "pattern": "drift", "relabel": "relabel", "inflation": "inflation"}
+KINDS = {
+    "stationary": "stationary",
+    "pattern": "drift",
+    "relabel": "relabel",
+    "inflation": "inflation",
+    "demo": "drift",
+}
 # Engine settings compared on every stream: drift handling off, and each recovery strategy kept.
 STRATEGIES: dict[str, dict[str, Any]] = {
     "off": {"drift": {"enabled": False}},
@@ -56,6 +65,8 @@ SWAPS = (outputs.MODEL_SWAPPED, outputs.MODEL_RESET)
 
 
 def stream_config(kind: str, cards: int, terminals: int, days: float, seed: int) -> SimulationConfig:
+    if kind == "demo":
+        return replace(demo_config(seed), days=days)
     base = preset(KINDS[kind])
     population = replace(base.population, cards=cards, terminals=terminals)
     return replace(base, seed=seed, days=days, population=population)
@@ -115,9 +126,8 @@ def print_events(title: str, outcome: Outcome, origin: float) -> None:
     for event in outcome.events:
         if event.kind != outputs.SCORE_DRIFT:
             detail = ", ".join(f"{k}={_short(v)}" for k, v in event.detail.items())
-            print(
-                f"  day {(event.event_time - origin) / DAY:6.2f}  gen {event.model_generation}  {event.kind}  {detail}"
-            )
+            day = (event.event_time - origin) / DAY
+            print(f"  day {day:6.2f}  gen {event.model_generation}  {event.kind}  {detail}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -145,9 +155,10 @@ def main(argv: list[str] | None = None) -> None:
         started = time.perf_counter()
         stream = simulated_stream(config)
         transactions = sum(isinstance(item, SimulatedTransaction) for item in stream)
+        seconds = time.perf_counter() - started
         print(
             f"\n{kind}: {transactions:,} transactions, {len(stream) - transactions:,} labels,"
-            f" {cards:,} cards, {args.days:g} days; generated in {time.perf_counter() - started:.0f} s"
+            f" {config.population.cards:,} cards, {args.days:g} days; generated in {seconds:.0f} s"
         )
         change = change_time(config)
         end = config.start_time + args.days * DAY
