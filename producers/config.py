@@ -154,9 +154,9 @@ def relabel() -> SimulationConfig:
 
 PRESETS: dict[str, Callable[[], SimulationConfig]] = {
     "default": default,
-    "stationary": stationary,
     "drift": drift,
     "gradual": gradual,
+    "stationary": stationary,
     "inflation": inflation,
     "relabel": relabel,
 }
