@@ -32,6 +32,7 @@ from river.drift import binary
 
 DETECTOR_KINDS = ("hddm_a", "hddm_w", "ddm", "eddm", "adwin", "page_hinkley")
 WARNING, DRIFT = "warning", "drift"
+MISS, FALSE_ALARM = "miss", "false_alarm"  # the two error streams
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,10 @@ class DriftConfig:
     recent_labels: int = 10_000  # latest labelled feature vectors, a background model's first lessons
     comparison_labels: int = 5_000  # latest labels on which the background model and the champion compete
     min_change_gap: float = 3 * 86_400.0  # event-time seconds from one model change to the next
+    # A material rise of false alarms is reported as a warning but starts no recovery: on stationary
+    # streams the champion's own false-alarm rate swings by whole points as it learns, and models
+    # trained anew ranked no better (docs/drift-handling.md).
+    false_alarms_recover: bool = False
 
     def __post_init__(self) -> None:
         for detector in (self.miss_detector, self.false_alarm_detector):
@@ -191,10 +196,10 @@ class ErrorDriftMonitor:
     def __init__(self, config: DriftConfig) -> None:
         ratio = config.min_error_ratio
         self._miss = _ErrorStream(
-            "miss", config.miss_detector, Materiality(config.miss_window, ratio, config.min_miss_rise)
+            MISS, config.miss_detector, Materiality(config.miss_window, ratio, config.min_miss_rise)
         )
         self._false_alarm = _ErrorStream(
-            "false_alarm",
+            FALSE_ALARM,
             config.false_alarm_detector,
             Materiality(config.false_alarm_window, ratio, config.min_false_alarm_rise),
         )

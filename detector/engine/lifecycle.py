@@ -30,6 +30,7 @@ from detector.engine import outputs
 from detector.engine.challenger import Challenger
 from detector.engine.drift import (
     DRIFT,
+    FALSE_ALARM,
     WARNING,
     DriftConfig,
     DriftSignal,
@@ -113,6 +114,11 @@ class DriftAwareModel:
 
     def _react(self, signal: DriftSignal, event_time: float) -> None:
         """A warning starts a background model; a drift resets, or waits for the background model."""
+        if signal.stream == FALSE_ALARM and not self.drift_config.false_alarms_recover:
+            self._emit(
+                outputs.DRIFT_WARNING, event_time, labels_learned=self.model.labels_learned, **signal.detail()
+            )
+            return
         kind = outputs.DRIFT_DETECTED if signal.level == DRIFT else outputs.DRIFT_WARNING
         if signal.level == WARNING and self.drift_state != STABLE:
             return  # already warned: one event per episode, not one per label
