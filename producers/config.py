@@ -107,32 +107,32 @@ def drift() -> SimulationConfig:
     )
 
 
-def gradual() -> SimulationConfig:
-    """60 days where, from day 20 to day 40, legitimate amounts inflate by 30%, cards use new
-    terminals far more often (2% to 15% of payments), and fraud shifts from high amounts to account
-    takeover."""
-    ramp = 20 * 86400.0
-    return SimulationConfig(
-        days=60.0,
-        drift=(
-            DriftChange(at="20d", param="legit.amount_multiplier", to=1.3, ramp=ramp),
-            DriftChange(at="20d", param="legit.new_terminal_share", to=0.15, ramp=ramp),
-            DriftChange(at="20d", param="scenarios.high_amount.weight", to=0.05, ramp=ramp),
-            DriftChange(at="20d", param="scenarios.account_takeover.weight", to=0.45, ramp=ramp),
-        ),
-    )
+RAMP = 20 * 86400.0  # the gradual presets' changes run from day 20 to day 40
 
 
 def inflation() -> SimulationConfig:
     """60 days where, from day 20 to day 40, legitimate amounts inflate by 30% and cards use new
     terminals far more often (2% to 15% of payments), while fraud stays as it was: a change of the
     data that a model of card-relative features should ride out, not a concept drift."""
-    ramp = 20 * 86400.0
     return SimulationConfig(
         days=60.0,
         drift=(
-            DriftChange(at="20d", param="legit.amount_multiplier", to=1.3, ramp=ramp),
-            DriftChange(at="20d", param="legit.new_terminal_share", to=0.15, ramp=ramp),
+            DriftChange(at="20d", param="legit.amount_multiplier", to=1.3, ramp=RAMP),
+            DriftChange(at="20d", param="legit.new_terminal_share", to=0.15, ramp=RAMP),
+        ),
+    )
+
+
+def gradual() -> SimulationConfig:
+    """The inflation preset's 60 days, where from day 20 to day 40 fraud also shifts from high
+    amounts to account takeover."""
+    base = inflation()
+    return replace(
+        base,
+        drift=(
+            *base.drift,
+            DriftChange(at="20d", param="scenarios.high_amount.weight", to=0.05, ramp=RAMP),
+            DriftChange(at="20d", param="scenarios.account_takeover.weight", to=0.45, ramp=RAMP),
         ),
     )
 

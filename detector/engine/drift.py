@@ -7,7 +7,10 @@ bits separately, each with its own detector:
 * ``miss``: on fraud labels, 1 when the transaction was not flagged (score below review);
 * ``false_alarm``: on legitimate labels, 1 when it was flagged.
 
-Only a rise of an error rate is a drift. Two-sided detectors (ADWIN) also fire when the error falls,
+Only a material rise of an error rate is a drift: a detector's signal is confirmed once the rate
+over the stream's latest labels is well above the rate before them (``Materiality``), and a rise of
+false alarms is reported as a warning without starting a recovery (``false_alarms_recover``). Why:
+docs/drift-handling.md. Two-sided detectors (ADWIN) also fire when the error falls,
 for example while a model learns; those signals are dropped. Detectors with a warning zone (DDM,
 HDDM_A, HDDM_W) report warnings, which the engine uses to start a background model.
 
