@@ -25,6 +25,7 @@ from report import print_table, write_json
 from detector.engine import MODEL_KINDS
 from detector.engine.config import EngineConfig
 from detector.engine.engine import DetectionEngine
+from detector.engine.outputs import EngineEvent
 from detector.engine.records import Label
 from detector.evaluation import average_precision, card_precision_at_k, roc_auc
 from producers.config import SimulationConfig, preset
@@ -39,8 +40,11 @@ class Outcome:
 
     seconds: float
     scores: list[float]
-    events: list[str]
+    events: list[EngineEvent]
     model_generation: int
+
+    def count(self, kind: str) -> int:
+        return sum(event.kind == kind for event in self.events)
 
 
 def simulated_stream(config: SimulationConfig) -> list[Event]:
@@ -49,7 +53,7 @@ def simulated_stream(config: SimulationConfig) -> list[Event]:
 
 def run_engine(engine: DetectionEngine, stream: list[Event]) -> Outcome:
     scores: list[float] = []
-    events: list[str] = []
+    events: list[EngineEvent] = []
     process_transaction, process_label = engine.process_transaction, engine.process_label
     started = time.perf_counter()
     for item in stream:
@@ -58,7 +62,7 @@ def run_engine(engine: DetectionEngine, stream: list[Event]) -> Outcome:
         else:
             scores.append(process_transaction(item.transaction).score)
         if engine._events:
-            events.extend(event.kind for event in engine.pop_events())
+            events.extend(engine.pop_events())
     return Outcome(time.perf_counter() - started, scores, events, engine.generation)
 
 
@@ -118,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
             "tx/s": n_transactions / outcome.seconds,
             "us/tx": 1e6 * outcome.seconds / n_transactions,
             **quality(stream, outcome.scores, args.burn_in_days),
-            "drifts": outcome.events.count("drift_detected"),
+            "drifts": outcome.count("drift_detected"),
             "generation": outcome.model_generation,
         }
         rows.append(row)

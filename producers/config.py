@@ -3,7 +3,8 @@
 A JSON config overrides a preset field by field: ``{"seed": 7, "population": {"cards": 50000}}``
 changes those two settings and keeps the rest. Durations may be written "7d", "12h" or in seconds.
 Drift changes name the parameter they move by its path in the config, e.g. ``fraud_rate``,
-``legit.amount_multiplier`` or ``scenarios.card_testing.weight``.
+``legit.amount_multiplier`` or ``scenarios.card_testing.weight``; ``relabel.<scenario>`` is the share
+of a scenario's transactions that the business counts as legitimate (0 unless a change moves it).
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ class SimulationConfig:
                 for f in fields(self.scenarios)
             }
         )
+        base.update({f"relabel.{f.name}": 0.0 for f in fields(self.scenarios)})
         return DriftSchedule(base, self.drift, self.start_time)
 
 
@@ -81,6 +83,11 @@ def default() -> SimulationConfig:
     """30 days of 10,000 cards and 1,000 terminals (about 22,000 transactions a day), 0.4% fraud
     mixed from all four scenarios, no drift."""
     return SimulationConfig()
+
+
+def stationary() -> SimulationConfig:
+    """The default stream over 60 days, the control for the drift presets: nothing changes."""
+    return replace(default(), days=60.0)
 
 
 def drift() -> SimulationConfig:
@@ -101,23 +108,59 @@ def drift() -> SimulationConfig:
     )
 
 
-def gradual() -> SimulationConfig:
-    """60 days where, from day 20 to day 40, legitimate amounts inflate by 30%, cards use new
-    terminals far more often (2% to 15% of payments), and fraud shifts from high amounts to account
-    takeover."""
-    ramp = 20 * 86400.0
+RAMP = 20 * 86400.0  # the gradual presets' changes run from day 20 to day 40
+
+
+def inflation() -> SimulationConfig:
+    """60 days where, from day 20 to day 40, legitimate amounts inflate by 30% and cards use new
+    terminals far more often (2% to 15% of payments), while fraud stays as it was: a change of the
+    data that a model of card-relative features should ride out, not a concept drift."""
     return SimulationConfig(
         days=60.0,
         drift=(
-            DriftChange(at="20d", param="legit.amount_multiplier", to=1.3, ramp=ramp),
-            DriftChange(at="20d", param="legit.new_terminal_share", to=0.15, ramp=ramp),
-            DriftChange(at="20d", param="scenarios.high_amount.weight", to=0.05, ramp=ramp),
-            DriftChange(at="20d", param="scenarios.account_takeover.weight", to=0.45, ramp=ramp),
+            DriftChange(at="20d", param="legit.amount_multiplier", to=1.3, ramp=RAMP),
+            DriftChange(at="20d", param="legit.new_terminal_share", to=0.15, ramp=RAMP),
         ),
     )
 
 
-PRESETS: dict[str, Callable[[], SimulationConfig]] = {"default": default, "drift": drift, "gradual": gradual}
+def gradual() -> SimulationConfig:
+    """The inflation preset's 60 days, where from day 20 to day 40 fraud also shifts from high
+    amounts to account takeover."""
+    base = inflation()
+    return replace(
+        base,
+        drift=(
+            *base.drift,
+            DriftChange(at="20d", param="scenarios.high_amount.weight", to=0.05, ramp=RAMP),
+            DriftChange(at="20d", param="scenarios.account_takeover.weight", to=0.45, ramp=RAMP),
+        ),
+    )
+
+
+def relabel() -> SimulationConfig:
+    """60 days where, on day 30, the business re-labels two segments: card testing (small probes,
+    then cash-outs), counted as legitimate until then, becomes fraud, and large purchases at a card's
+    usual terminals (high amount), fraud until then, become legitimate. The transactions do not
+    change; what counts as fraud does."""
+    return SimulationConfig(
+        days=60.0,
+        drift=(
+            DriftChange(at="0d", param="relabel.card_testing", to=1.0),
+            DriftChange(at="30d", param="relabel.card_testing", to=0.0),
+            DriftChange(at="30d", param="relabel.high_amount", to=1.0),
+        ),
+    )
+
+
+PRESETS: dict[str, Callable[[], SimulationConfig]] = {
+    "default": default,
+    "drift": drift,
+    "gradual": gradual,
+    "stationary": stationary,
+    "inflation": inflation,
+    "relabel": relabel,
+}
 
 
 def preset(name: str) -> SimulationConfig:

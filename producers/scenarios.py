@@ -9,12 +9,13 @@ episode, so the simulator can start episodes at the rate that gives the configur
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Generic, TypeVar
 
 import numpy as np
 
-from producers.batch import Batch
+from producers.batch import LEGIT, Batch
+from producers.drift_schedule import DriftSchedule
 from producers.durations import Seconds
 from producers.population import DAY, Population, check_ranges
 
@@ -292,3 +293,19 @@ def build_scenarios(config: ScenariosConfig, population: Population) -> list[Sce
         _SCENARIO_TYPES[name](code, population, getattr(config, name))
         for code, name in enumerate(SCENARIO_NAMES)
     ]
+
+
+def relabel(batch: Batch, drift: DriftSchedule, rng: np.random.Generator) -> Batch:
+    """``batch`` with the transactions the business counts as legitimate at their time made legitimate.
+
+    The drift parameter ``relabel.<scenario>`` is the share of that scenario's transactions that
+    count as legitimate (0 by default). The transactions stay the same; only their truth changes,
+    which is concept drift in its purest form: P(fraud | transaction) changes, the data does not.
+    """
+    codes = batch.scenarios.copy()
+    for code, name in enumerate(SCENARIO_NAMES):
+        rows = np.flatnonzero(codes == code)
+        if len(rows):
+            share = drift.values(f"relabel.{name}", batch.times[rows])
+            codes[rows[rng.random(len(rows)) < share]] = LEGIT
+    return replace(batch, scenarios=codes)

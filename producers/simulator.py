@@ -24,7 +24,7 @@ from producers.config import SimulationConfig
 from producers.labels import Labeller
 from producers.ordering import LabelQueue
 from producers.population import DAY, Population
-from producers.scenarios import Scenario, build_scenarios
+from producers.scenarios import Scenario, build_scenarios, relabel
 
 
 class SimulatedTransaction(NamedTuple):
@@ -64,10 +64,12 @@ class Simulator:
 
     def __init__(self, config: SimulationConfig) -> None:
         self.config = config
-        population_seed, legit_seed, fraud_seed, label_seed = np.random.SeedSequence(config.seed).spawn(4)
+        seeds = np.random.SeedSequence(config.seed).spawn(5)
+        population_seed, legit_seed, fraud_seed, label_seed, relabel_seed = seeds
         # Separate random streams: changing the label settings, say, leaves the transactions alone.
         self._legit_rng = np.random.default_rng(legit_seed)
         self._fraud_rng = np.random.default_rng(fraud_seed)
+        self._relabel_rng = np.random.default_rng(relabel_seed)
         self.population = Population(config.population, np.random.default_rng(population_seed))
         self.drift = config.drift_schedule()
         self.scenarios = build_scenarios(config.scenarios, self.population)
@@ -96,7 +98,7 @@ class Simulator:
                 for fraud_day in np.unique((fraud.times - start) // DAY).astype(int).tolist():
                     scheduled[fraud_day].append(fraud.select((fraud.times - start) // DAY == fraud_day))
             batch = Batch.concat([legit, *scheduled.pop(day, [])]).sorted_by_time()
-            batch = batch.select(batch.times < end)
+            batch = relabel(batch.select(batch.times < end), self.drift, self._relabel_rng)
             if remaining >= 0:
                 batch = batch.select(slice(0, remaining))
                 remaining -= len(batch)

@@ -31,6 +31,7 @@ class Challenger:
 
     def __init__(self, model: FraudModel, window: int) -> None:
         self.model = model
+        self.observed = 0  # labels seen since it started, beside the champion
         # (is_fraud, challenger's probability, champion's probability), newest last
         self._recent: deque[tuple[bool, float, float]] = deque(maxlen=window)
         self._recent_frauds = 0
@@ -42,11 +43,21 @@ class Challenger:
             self._recent_frauds -= recent[0][0]
         recent.append((is_fraud, self.model.predict_proba_one(x), champion_probability))
         self._recent_frauds += is_fraud
+        self.observed += 1
         self.model.learn_one(x, is_fraud)
 
+    @property
+    def recent_frauds(self) -> int:
+        return self._recent_frauds
+
+    @property
+    def recent_labels(self) -> int:
+        return len(self._recent)
+
     def is_ready(self, min_labels: int, min_frauds: int) -> bool:
-        """Trained on enough labels, and enough frauds among the recent ones to compare rankings."""
-        return self.model.labels_learned >= min_labels and self._recent_frauds >= min_frauds
+        """Compared on enough labels since it started, and enough frauds among the recent ones to
+        compare rankings (labels it learned before it started, from the buffer, do not count)."""
+        return self.observed >= min_labels and self._recent_frauds >= min_frauds
 
     def aucs(self) -> tuple[float, float]:
         """(challenger, champion) ROC AUC on the recent labels."""

@@ -5,6 +5,9 @@ one: ``predict_proba_one`` scores with the champion, ``learn_one`` teaches a lab
 and behind that the label's error feeds the drift detectors. A warning or a drift starts a
 background model (a :class:`Challenger`) that replaces the champion once it ranks recent labels
 better; with ``recovery="reset"`` a drift replaces the champion by an untrained model at once.
+Either new model first learns the latest labelled feature vectors (``recent_labels`` of them), so
+it starts from recent experience instead of from nothing; and no model change follows the previous
+one within ``min_change_gap`` of event time. Why: docs/drift-handling.md.
 The scores it hands out feed a data-drift monitor too (``watch_score``), which only reports.
 Each new champion starts a new *generation*; each signal and change is an :class:`EngineEvent`,
 collected by :meth:`DriftAwareModel.pop_events`.
@@ -19,12 +22,15 @@ collected by :meth:`DriftAwareModel.pop_events`.
 
 from __future__ import annotations
 
+from array import array
+from collections import deque
 from typing import Any
 
 from detector.engine import outputs
 from detector.engine.challenger import Challenger
 from detector.engine.drift import (
     DRIFT,
+    FALSE_ALARM,
     WARNING,
     DriftConfig,
     DriftSignal,
@@ -46,11 +52,16 @@ class DriftAwareModel:
         self.drift_config = drift_config
         self.model = FraudModel(model_config)  # the champion: the model that scores
         self.challenger: Challenger | None = None
+        self._trigger: dict[str, object] = {}  # the signal that started the challenger
         self.generation = 1
         self.drift_state = STABLE
         self.error_monitor = ErrorDriftMonitor(drift_config)
         self.score_monitor = ScoreDriftMonitor(drift_config.score_drift_delta)
         self._events: list[EngineEvent] = []
+        # (feature values in the order of ``_feature_names``, is_fraud) of the latest labels
+        self._recent: deque[tuple[array, bool]] = deque(maxlen=drift_config.recent_labels)
+        self._feature_names: tuple[str, ...] = ()
+        self._last_change = float("-inf")
 
     @property
     def labels_learned(self) -> int:
@@ -78,6 +89,7 @@ class DriftAwareModel:
         if challenger is not None:
             challenger.observe(x, is_fraud, self.model.predict_proba_one(x))
         self.model.learn_one(x, is_fraud)
+        self._remember(x, is_fraud)
         drift_config = self.drift_config
         # Errors of an earlier generation say nothing about the model in force now, and a model
         # still learning its first labels has an error curve that falls by design.
@@ -102,19 +114,30 @@ class DriftAwareModel:
 
     def _react(self, signal: DriftSignal, event_time: float) -> None:
         """A warning starts a background model; a drift resets, or waits for the background model."""
+        if signal.stream == FALSE_ALARM and not self.drift_config.false_alarms_recover:
+            self._emit(
+                outputs.DRIFT_WARNING, event_time, labels_learned=self.model.labels_learned, **signal.detail()
+            )
+            return
         kind = outputs.DRIFT_DETECTED if signal.level == DRIFT else outputs.DRIFT_WARNING
         if signal.level == WARNING and self.drift_state != STABLE:
             return  # already warned: one event per episode, not one per label
-        self._emit(kind, event_time, stream=signal.stream, error_rate=signal.error_rate)
+        trigger = signal.detail()
+        self._emit(kind, event_time, labels_learned=self.model.labels_learned, **trigger)
         if signal.level == DRIFT and self.drift_config.recovery == "reset":
-            self._replace_model(FraudModel(self.model_config), outputs.MODEL_RESET, event_time)
+            if self._may_change(event_time):
+                self._replace_model(self._fresh_model(), outputs.MODEL_RESET, event_time, trigger=trigger)
             return
         self.drift_state = signal.level
         if self.challenger is None:
-            self.challenger = Challenger(
-                FraudModel(self.model_config), window=self.drift_config.min_background_labels
+            self.challenger = Challenger(self._fresh_model(), window=self.drift_config.comparison_labels)
+            self._trigger = trigger
+            self._emit(
+                outputs.BACKGROUND_STARTED,
+                event_time,
+                trigger=signal.level,
+                warm_start_labels=self.challenger.model.labels_learned,
             )
-            self._emit(outputs.BACKGROUND_STARTED, event_time, trigger=signal.level)
 
     def _settle_challenge(self, challenger: Challenger, event_time: float) -> None:
         """After a drift, promote the background model as soon as it ranks better; drop it when stale.
@@ -123,18 +146,27 @@ class DriftAwareModel:
         ``challenge_every`` labels rather than judged once.
         """
         drift_config = self.drift_config
-        learned = challenger.model.labels_learned
+        observed = challenger.observed
         if (
             self.drift_state == DRIFT
-            and learned % drift_config.challenge_every == 0
+            and observed % drift_config.challenge_every == 0
             and challenger.is_ready(drift_config.min_background_labels, drift_config.min_background_frauds)
+            and self._may_change(event_time)
         ):
             challenger_auc, champion_auc = challenger.aucs()
             if challenger_auc > champion_auc + drift_config.promotion_margin:
-                aucs = {"background_auc": challenger_auc, "champion_auc": champion_auc}
-                self._replace_model(challenger.model, outputs.MODEL_SWAPPED, event_time, **aucs)
+                self._replace_model(
+                    challenger.model,
+                    outputs.MODEL_SWAPPED,
+                    event_time,
+                    background_auc=challenger_auc,
+                    champion_auc=champion_auc,
+                    compared_labels=challenger.recent_labels,
+                    compared_frauds=challenger.recent_frauds,
+                    trigger=self._trigger,
+                )
                 return
-        if learned >= drift_config.max_background_labels:
+        if observed >= drift_config.max_background_labels:
             reason = "not_better" if self.drift_state == DRIFT else "no_drift_confirmed"
             self._emit(outputs.BACKGROUND_DISCARDED, event_time, reason=reason)
             self._stabilise()
@@ -143,10 +175,31 @@ class DriftAwareModel:
         retired_labels = self.model.labels_learned
         self.model = model
         self.generation += 1
+        self._last_change = event_time
         self._stabilise()
         self._emit(
             kind, event_time, labels_learned=model.labels_learned, retired_labels=retired_labels, **detail
         )
+
+    def _may_change(self, event_time: float) -> bool:
+        """A model change so soon after the last one would judge the new model on too little."""
+        return event_time - self._last_change >= self.drift_config.min_change_gap
+
+    def _fresh_model(self) -> FraudModel:
+        """An untrained model that has then learned the latest labels, oldest first."""
+        model = FraudModel(self.model_config)
+        names = self._feature_names
+        for values, is_fraud in self._recent:
+            model.learn_one(dict(zip(names, values, strict=True)), is_fraud)
+        return model
+
+    def _remember(self, x: dict[str, float], is_fraud: bool) -> None:
+        if self._recent.maxlen == 0:
+            return
+        if len(x) != len(self._feature_names):
+            self._feature_names = tuple(x)
+            self._recent.clear()  # vectors of another shape cannot be replayed as these
+        self._recent.append((array("d", x.values()), is_fraud))
 
     def _stabilise(self) -> None:
         """No background model and fresh error detectors: the state after a change or a false alarm."""

@@ -8,9 +8,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from producers.config import SimulationConfig, drift
+from detector.engine.records import Label
+from producers.config import SimulationConfig, drift, inflation, relabel, stationary
 from producers.drift_schedule import DriftChange, DriftSchedule
 from producers.population import DAY, PopulationConfig
+from producers.scenarios import SCENARIO_NAMES
 from producers.simulator import SimulatedTransaction, Simulator
 
 ORIGIN = 1_700_000_000.0
@@ -158,3 +160,44 @@ def _card(event: SimulatedTransaction) -> int:
 
 def _terminal(event: SimulatedTransaction) -> int:
     return int(event.transaction.terminal_id[1:])
+
+
+def _small(config: SimulationConfig, days: float) -> SimulationConfig:
+    return replace(config, seed=5, days=days, population=PopulationConfig(cards=1500, terminals=150))
+
+
+def test_relabelling_changes_what_counts_as_fraud_not_the_transactions() -> None:
+    relabelled = _small(relabel(), 36)
+    events = list(Simulator(relabelled))
+    unchanged = list(Simulator(replace(relabelled, drift=())))
+    change = relabelled.start_time + 30 * DAY
+    txs = [e for e in events if isinstance(e, SimulatedTransaction)]
+    before = {e.scenario for e in txs if e.event_time < change}
+    after = {e.scenario for e in txs if e.event_time >= change + 2 * DAY}
+    assert "card_testing" not in before and "high_amount" in before
+    assert "card_testing" in after and "high_amount" not in after
+    original = [e for e in unchanged if isinstance(e, SimulatedTransaction)]
+    assert [e.transaction for e in txs] == [e.transaction for e in original]
+    truth_changed = {
+        e.transaction.transaction_id: e.is_fraud
+        for e, o in zip(txs, original, strict=True)
+        if e.is_fraud != o.is_fraud
+    }
+    assert truth_changed
+    labels = {e.transaction_id: e.is_fraud for e in events if isinstance(e, Label)}
+    flipped = [labels[t] == fraud for t, fraud in truth_changed.items() if t in labels]
+    assert statistics.mean(flipped) > 0.9  # labels follow the new truth (up to false labels)
+
+
+def test_inflation_moves_legitimate_spending_only() -> None:
+    schedule = inflation().drift_schedule()
+    start = inflation().start_time
+    assert schedule.value("legit.amount_multiplier", start + 40 * DAY) == pytest.approx(1.3)
+    assert schedule.value("legit.new_terminal_share", start + 40 * DAY) == pytest.approx(0.15)
+    weights = [f"scenarios.{name}.weight" for name in SCENARIO_NAMES]
+    for moment in (start, start + 30 * DAY, start + 59 * DAY):
+        assert [schedule.value(w, moment) for w in weights] == [schedule.value(w, start) for w in weights]
+
+
+def test_the_stationary_preset_has_no_drift() -> None:
+    assert stationary().drift == () and stationary().days == 60
