@@ -68,8 +68,10 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> in
 
 
 def demo(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> int:
-    from devkit.demo import run_demo
-
+    try:
+        from devkit.demo import run_demo
+    except ImportError:  # the image ships the product, not the dev kit
+        raise SettingsError("the demo needs a checkout of the project: run `make demo` there") from None
     try:
         args.output.mkdir(parents=True, exist_ok=True)
     except OSError as error:

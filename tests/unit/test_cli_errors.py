@@ -95,3 +95,16 @@ def test_replay_durations_are_explained(tmp_path: Path, capsys: pytest.CaptureFi
         replay_cli.main([str(source), "--label-delay", "7x"])
     assert exit_info.value.code == 2
     assert "argument --label-delay: not a duration: '7x'" in capsys.readouterr().err
+
+
+def test_the_demo_without_the_dev_kit_says_where_it_runs(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The detector image ships the product only: ``fraud-detector demo`` there is one line, exit 2."""
+    from detector import cli
+
+    monkeypatch.setitem(sys.modules, "devkit.demo", None)  # importing it now raises ImportError
+    assert cli.main(["demo", "--output", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "fraud-detector: the demo needs a checkout of the project: run `make demo` there"
+    )
