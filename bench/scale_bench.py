@@ -38,7 +38,6 @@ import os
 import sys
 import time
 from contextlib import ExitStack
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +75,7 @@ def timed_run(
         services = [
             stack.enter_context(
                 ServiceProcess(
-                    settings_env(replace(settings, instance_id=f"i{k}")),
+                    settings_env(settings.replaced(instance_id=f"i{k}")),
                     Path(args.log_dir) / f"{settings.group_id}-i{k}.log",
                 )
             )

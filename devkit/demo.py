@@ -23,7 +23,6 @@ import signal
 import sys
 import time
 from contextlib import ExitStack
-from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 
@@ -78,8 +77,7 @@ def _run(duration_s: float, output: Path, seed: int, environ: dict[str, str], cl
     broker = LocalKafka()
     cleanup.callback(broker.close, STOP_GRACE_S)
     broker.start()
-    settings = replace(
-        ServiceSettings.from_env(environ),
+    settings = ServiceSettings.from_env(environ).replaced(
         bootstrap_servers=broker.bootstrap_servers,
         group_id="fraud-demo",
         instance_id="demo",
