@@ -25,6 +25,7 @@ import random
 import sys
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,22 @@ def _audit_decisions(bootstrap: str, topic: str) -> tuple[dict[str, int], bool, 
     return counts, verification.ok, verification.summary_lines()
 
 
+def _start_phases(service: ServiceProcess, starts: list[float]) -> list[dict[str, float | None]]:
+    """Per process start, from the service's log (one file for all): seconds from the spawn to its
+    assignment and to the end of its recovery."""
+    phases: list[dict[str, float | None]] = []
+    for entry in service.log_events():
+        event = entry.get("event")
+        if event == "starting":
+            phases.append({"assigned s": None, "recovered s": None})
+        elif phases and event in ("partitions_assigned", "recovery_done"):
+            name = "assigned s" if event == "partitions_assigned" else "recovered s"
+            if phases[-1][name] is None:
+                at = datetime.fromisoformat(entry["timestamp"]).timestamp()
+                phases[-1][name] = at - starts[len(phases) - 1]
+    return phases + [{"assigned s": None, "recovered s": None}] * (len(starts) - len(phases))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -186,12 +203,14 @@ def main(argv: list[str] | None = None) -> None:
 
         # first decisions after each start, and latency, from the downstream reader's arrival times
         arrived = sorted(arrivals.arrived.values())
-        first_after = []
-        for index, started in enumerate(starts):
-            first = next((at for at in arrived if at >= started), None)
+        ends = [*starts[1:], float("inf")]
+        first_after: list[float | None] = []
+        for index, (started, ended) in enumerate(zip(starts, ends, strict=True)):
+            first = next((at for at in arrived if started <= at < ended), None)
             first_after.append(None if first is None else first - started)
             if first is not None:
                 timeline.note("first_decision", at=first, start=index + 1, after_s=round(first - started, 2))
+        phases = _start_phases(service, starts)
         timeline.events.sort(key=lambda entry: entry["t_s"])
         latencies = [
             arrivals.arrived[key] - sent for key, sent in publisher.sent.items() if key in arrivals.arrived
@@ -209,6 +228,8 @@ def main(argv: list[str] | None = None) -> None:
         "lost": lost,
         "duplicated": duplicated,
         "chains verify": chains_ok,
+        "starts": len(starts),
+        "starts with no decision": len(starts) - len(measured),
         "first decision max s": max(measured, default=float("nan")),
         "first decision median s": _quantile(measured, 0.5),
         "latency p50 s": _quantile(latencies, 0.5),
@@ -217,13 +238,19 @@ def main(argv: list[str] | None = None) -> None:
         "exit code": exit_code,
     }
     print_table("timeline", timeline.events)
-    print_table(
-        "per process start: seconds to its first decision",
-        [{"start": index + 1, "first decision s": value} for index, value in enumerate(first_after)],
-    )
+    per_start = [
+        {
+            "start": index + 1,
+            "lived s": (ends[index] - starts[index]) if index + 1 < len(starts) else float("nan"),
+            **phases[index],
+            "first decision s": value,
+        }
+        for index, value in enumerate(first_after)
+    ]
+    print_table("per process start: seconds from the spawn to each step (none: killed before it)", per_start)
     print("\n".join(chain_lines[-4:]))
     print_table("crash loop", [row])
-    write_json(args.json, "crash", [row], timeline=timeline.events, first_decision_s=first_after)
+    write_json(args.json, "crash", [row], timeline=timeline.events, starts=per_start)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
-"""The service's Kafka clients: a transactional producer, the group's consumer, and a reader for recovery.
+"""The service's Kafka clients: a transactional producer, the group's consumer, and readers for recovery.
 
 Besides building them with their settings, this is where the fencing workarounds live: the old
 producer is released before a new one fences it, what this producer id left open is aborted before
-recovery reads the outputs, and a consumer whose committed offsets never come is replaced. Why
-each of them is needed is told in docs/service-recovery.md.
+recovery reads the outputs, and a consumer whose committed offsets never come is replaced. The
+consumer is a static member (``group.instance.id``), and its membership taken over by another
+process is kept for the loop to stop on (:mod:`~detector.service.fencing`). Why each of them is
+needed is told in docs/service-recovery.md.
 """
 
 from __future__ import annotations
