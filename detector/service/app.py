@@ -26,7 +26,7 @@ from confluent_kafka import KafkaException, Message
 from detector.engine.config import EngineConfig
 from detector.service.clients import Clients, ConsumerStalled
 from detector.service.collector import collect_after_batch
-from detector.service.fencing import InstanceFenced, consumer_fenced
+from detector.service.fencing import FenceTolerance, InstanceFenced, consumer_fenced
 from detector.service.health import Readiness, serving
 from detector.service.metrics import ServiceMetrics
 from detector.service.partitions import Partitions
@@ -56,6 +56,7 @@ class DetectorService:
         self.readiness = Readiness()
         self.metrics = ServiceMetrics()
         self.partitions = Partitions()
+        self.fence_tolerance = FenceTolerance()
         self.clients = Clients(settings, environ, self.topics, self.readiness)
         self.transactions = Transactions(
             self.clients, self.topics, self.metrics, self.readiness, settings.checkpoint_interval_s
@@ -90,11 +91,22 @@ class DetectorService:
                 partitions = ensure_topics(self.clients.connected_admin(), self.settings)
                 log.info("topics_ready", input_partitions=partitions)
                 self.clients.open(self.rebalancing)
+                failure: KafkaException | InstanceFenced | None = None
                 while not self.stopping.is_set():
                     try:
-                        self._run_batch()
+                        if isinstance(failure, InstanceFenced):
+                            self._rejoin(failure)
+                        elif failure is not None:
+                            self._resynchronise(failure)
+                        else:
+                            self._run_batch()
+                        failure = None
                     except KafkaException as exception:  # fatal ones too: a new producer is the remedy
-                        self._resynchronise(exception)
+                        failure = exception
+                    except InstanceFenced as fenced:
+                        if not self.fence_tolerance.tolerated():
+                            raise
+                        failure = fenced
             except InstanceFenced:
                 self.partitions.clear()  # another process owns them now: no final checkpoint
                 raise
@@ -164,6 +176,16 @@ class DetectorService:
         for out in outputs:
             self.transactions.produce(out, message.partition())
         self.metrics.consumed_record(role, message, emitted=bool(outputs))
+
+    def _rejoin(self, fenced: InstanceFenced) -> None:
+        """Join the group again with a new consumer, once: a lone consumer can be fenced by its own
+        join, retried across a broker restart (docs/service-recovery.md)."""
+        log.warning("consumer_fenced_rejoining", error=str(fenced))
+        self.readiness.assigned = False
+        self.partitions.clear()  # the new consumer's assignment recovers them from committed state
+        self.clients.fenced = None
+        self.clients.replace_consumer()
+        self._resynchronise(KafkaException(fenced.error))
 
     def _resynchronise(self, cause: KafkaException) -> None:
         """After a Kafka failure (e.g. the broker went away): start again from what was committed,

@@ -6,10 +6,15 @@ started with the same id, the restart of this one or a duplicate deployment, fen
 ``init_transactions`` bumps the producer epoch, and its join takes over the membership, which
 librdkafka reports to the fenced consumer as a fatal error. Fencing of the producer alone is not
 taken for this (a transaction open past its timeout looks the same, see transaction.py); the
-consumer's fatal error is, and the service exits with :data:`EXIT_FENCED`.
+consumer's fatal error is, but not at once: a lone consumer can be fenced by its own join, sent
+before a broker restart and answered after it. The service joins again with a new consumer; fenced
+again within :data:`FENCE_WINDOW_S`, it exits with :data:`EXIT_FENCED`. Two processes with one id
+thus settle in a round or two: each rejoin fences the other, and the second fence of either ends it.
 """
 
 from __future__ import annotations
+
+import time
 
 from confluent_kafka import KafkaError
 
@@ -36,3 +41,20 @@ def consumer_fenced(error: KafkaError) -> bool:
     false.
     """
     return error.fatal() or error.code() in (KafkaError._FATAL, KafkaError.FENCED_INSTANCE_ID)
+
+
+FENCE_WINDOW_S = 120.0
+
+
+class FenceTolerance:
+    """Tolerates one fencing of the consumer per :data:`FENCE_WINDOW_S`."""
+
+    def __init__(self) -> None:
+        self._last: float | None = None
+
+    def tolerated(self) -> bool:
+        """Whether this fencing may be answered by joining again (and notes it)."""
+        now = time.monotonic()
+        tolerated = self._last is None or now - self._last > FENCE_WINDOW_S
+        self._last = now
+        return tolerated
