@@ -6,7 +6,8 @@ instance on ``--partitions`` partitions, killed with SIGKILL at random intervals
 and started again instead of a kill. At the end the service is stopped (SIGTERM) and the audit
 topic is read back. Printed:
 
-* lost and duplicated decisions (audit decision records per published transaction), and whether
+* undecided (lost, if the run finished; else not decided before it gave up) and duplicated
+  decisions (audit decision records per published transaction), and whether
   every partition's hash chain verifies;
 * for each process start, the seconds to the first new decision readable downstream;
 * decision latency (publish call to decision readable, ``read_committed``) p50 / p99 / max;
@@ -115,20 +116,16 @@ def _audit_decisions(bootstrap: str, topic: str) -> tuple[dict[str, int], bool, 
     return counts, verification.ok, verification.summary_lines()
 
 
-def _start_phases(service: ServiceProcess, starts: list[float]) -> list[dict[str, float | None]]:
-    """Per process start, from the service's log (one file for all): seconds from the spawn to its
-    assignment and to the end of its recovery."""
-    phases: list[dict[str, float | None]] = []
+def _start_phases(service: ServiceProcess, started: float) -> dict[str, float | None]:
+    """Seconds from a process's spawn to its start-up log line, its assignment and the end of its
+    recovery, from its log (None: killed before it)."""
+    names = {"starting": "started s", "partitions_assigned": "assigned s", "recovery_done": "recovered s"}
+    phases: dict[str, float | None] = dict.fromkeys(names.values())
     for entry in service.log_events():
-        event = entry.get("event")
-        if event == "starting":
-            phases.append({"assigned s": None, "recovered s": None})
-        elif phases and event in ("partitions_assigned", "recovery_done"):
-            name = "assigned s" if event == "partitions_assigned" else "recovered s"
-            if phases[-1][name] is None:
-                at = datetime.fromisoformat(entry["timestamp"]).timestamp()
-                phases[-1][name] = at - starts[len(phases) - 1]
-    return phases + [{"assigned s": None, "recovered s": None}] * (len(starts) - len(phases))
+        name = names.get(entry.get("event", ""))
+        if name is not None and phases[name] is None:
+            phases[name] = datetime.fromisoformat(entry["timestamp"]).timestamp() - started
+    return phases
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -161,10 +158,13 @@ def main(argv: list[str] | None = None) -> None:
         publisher = PacedPublisher(broker.bootstrap_servers, settings, items, args.rate)
         starts: list[float] = []
 
+        processes: list[ServiceProcess] = []
+
         def start() -> ServiceProcess:
             starts.append(time.time())
             timeline.note("process_started")
-            return ServiceProcess(env, log)
+            processes.append(ServiceProcess(env, log.with_suffix(f".{len(starts)}.log")))
+            return processes[-1]
 
         service = start()
         publisher.start()
@@ -178,6 +178,7 @@ def main(argv: list[str] | None = None) -> None:
                 deadline = time.monotonic() + args.timeout
                 timeline.note("publishing_ended")
             if deadline is not None and time.monotonic() > deadline:
+                timeline.note("gave_up", decided=len(arrivals.arrived))
                 break
             pause = rng.uniform(args.kill_min, args.kill_max)
             waited = time.monotonic() + pause
@@ -197,6 +198,7 @@ def main(argv: list[str] | None = None) -> None:
             kills += 1
             timeline.note("sigkill", decided=len(arrivals.arrived))
             service = start()
+        finished = len(arrivals.arrived) >= args.transactions
         exit_code = service.stop()
         timeline.note("stopped", exit_code=exit_code)
         arrivals.close()
@@ -210,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
             first_after.append(None if first is None else first - started)
             if first is not None:
                 timeline.note("first_decision", at=first, start=index + 1, after_s=round(first - started, 2))
-        phases = _start_phases(service, starts)
+        phases = [_start_phases(process, started) for process, started in zip(processes, starts, strict=True)]
         timeline.events.sort(key=lambda entry: entry["t_s"])
         latencies = [
             arrivals.arrived[key] - sent for key, sent in publisher.sent.items() if key in arrivals.arrived
@@ -218,14 +220,15 @@ def main(argv: list[str] | None = None) -> None:
         counts, chains_ok, chain_lines = _audit_decisions(broker.bootstrap_servers, settings.audit_topic)
 
     sent_ids = {key.decode() for key in publisher.sent}
-    lost = len(sent_ids - set(counts))
+    undecided = len(sent_ids - set(counts))  # lost if the run finished, else not decided in time
     duplicated = sum(1 for count in counts.values() if count > 1)
     measured = [value for value in first_after if value is not None]
     row = {
         "transactions": args.transactions,
         "kills": kills,
         "broker restarts": int(broker_restarted),
-        "lost": lost,
+        "finished": finished,
+        "undecided": undecided,
         "duplicated": duplicated,
         "chains verify": chains_ok,
         "starts": len(starts),
