@@ -52,19 +52,30 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> in
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 <pid>`: where is it stuck?
 
     import structlog
+    from confluent_kafka import KafkaException
 
     from detector.service.app import DetectorService
     from detector.service.engine_setup import engine_config_for
+    from detector.service.fencing import EXIT_FENCED, EXIT_KAFKA_FAILED, EXIT_STOPPED, InstanceFenced
     from detector.service.logs import configure_logging
 
     engine_config = engine_config_for(settings)
     configure_logging(settings.log_level)
     log = structlog.get_logger("detector")
     log.info("starting", settings=settings.redacted())
-    if not stopping.is_set():
-        DetectorService(settings, engine_config, merged, stopping).run()
-    log.info("exiting")
-    return 0
+    code = EXIT_STOPPED
+    try:
+        if not stopping.is_set():
+            DetectorService(settings, engine_config, merged, stopping).run()
+    except InstanceFenced as fenced:
+        hint = "another process runs with this FRAUD_INSTANCE_ID; each instance needs its own"
+        log.error("instance_fenced", error=str(fenced), instance_id=settings.instance_id, hint=hint)
+        code = EXIT_FENCED
+    except KafkaException as failure:  # e.g. no transactional producer at start: one line, no traceback
+        log.error("kafka_fatal", error=str(failure.args[0]), stop_requested=stopping.is_set())
+        code = EXIT_STOPPED if stopping.is_set() else EXIT_KAFKA_FAILED
+    log.info("exiting", exit_code=code)
+    return code
 
 
 def demo(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> int:

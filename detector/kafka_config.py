@@ -53,6 +53,7 @@ _SETTING_FAMILIES = frozenset(
 SERVICE_OWNED = {
     "transactional.id": "set from FRAUD_GROUP_ID and FRAUD_INSTANCE_ID",
     "group.id": "set FRAUD_GROUP_ID instead",
+    "group.instance.id": "set from FRAUD_INSTANCE_ID",
     "transaction.timeout.ms": "set FRAUD_TRANSACTION_TIMEOUT_MS instead",
     "enable.idempotence": "transactions need it",
     "isolation.level": "only committed input may be decided",

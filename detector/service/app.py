@@ -26,6 +26,7 @@ from confluent_kafka import KafkaException, Message
 from detector.engine.config import EngineConfig
 from detector.service.clients import Clients, ConsumerStalled
 from detector.service.collector import collect_after_batch
+from detector.service.fencing import FenceTolerance, InstanceFenced, consumer_fenced
 from detector.service.health import Readiness, serving
 from detector.service.metrics import ServiceMetrics
 from detector.service.partitions import Partitions
@@ -55,6 +56,7 @@ class DetectorService:
         self.readiness = Readiness()
         self.metrics = ServiceMetrics()
         self.partitions = Partitions()
+        self.fence_tolerance = FenceTolerance()
         self.clients = Clients(settings, environ, self.topics, self.readiness)
         self.transactions = Transactions(
             self.clients, self.topics, self.metrics, self.readiness, settings.checkpoint_interval_s
@@ -85,15 +87,29 @@ class DetectorService:
             lambda: readiness.heartbeat,
             lambda: readiness.ready,
         ):
-            partitions = ensure_topics(self.clients.connected_admin(), self.settings)
-            log.info("topics_ready", input_partitions=partitions)
-            self.clients.open(self.rebalancing)
             try:
+                partitions = ensure_topics(self.clients.connected_admin(), self.settings)
+                log.info("topics_ready", input_partitions=partitions)
+                self.clients.open(self.rebalancing)
+                failure: KafkaException | InstanceFenced | None = None
                 while not self.stopping.is_set():
                     try:
-                        self._run_batch()
+                        if isinstance(failure, InstanceFenced):
+                            self._rejoin(failure)
+                        elif failure is not None:
+                            self._resynchronise(failure)
+                        else:
+                            self._run_batch()
+                        failure = None
                     except KafkaException as exception:  # fatal ones too: a new producer is the remedy
-                        self._resynchronise(exception)
+                        failure = exception
+                    except InstanceFenced as fenced:
+                        if not self.fence_tolerance.tolerated():
+                            raise
+                        failure = fenced
+            except InstanceFenced:
+                self.partitions.clear()  # another process owns them now: no final checkpoint
+                raise
             finally:
                 self._shutdown()
 
@@ -127,10 +143,12 @@ class DetectorService:
         assert consumer is not None
         messages = consumer.consume(self.settings.batch_size, self.settings.batch_timeout_ms / 1000.0)
         self.readiness.consumed()
+        self.clients.raise_if_fenced()
         self.rebalancing.raise_kept_failure()
         self.metrics.update_lag(consumer, self.partitions.processors(), self.topics)
-        checkpoint_due = self.transactions.checkpoint_due()
-        if not messages and not (checkpoint_due and self.partitions):
+        first_checkpoints = self.partitions.first_checkpoints_due()
+        checkpoints = list(self.partitions) if self.transactions.checkpoint_due() else first_checkpoints
+        if not messages and not checkpoints:
             return
         self.transactions.begin()
         for message in messages:
@@ -138,16 +156,16 @@ class DetectorService:
         self.partitions.hold_labels_ahead_of_transactions(
             consumer, self.topics.name(LABELS), self.engine_config.max_queued_labels
         )
-        if checkpoint_due:
-            self.transactions.write_checkpoints(self.partitions, list(self.partitions))
+        if checkpoints:
+            self.transactions.write_checkpoints(self.partitions, checkpoints)
         self.transactions.commit(self.partitions)
         collect_after_batch()
 
     def _handle(self, message: Message) -> None:
         error = message.error()
         if error is not None:
-            if error.fatal():
-                raise KafkaException(error)
+            if consumer_fenced(error):  # the consumer's only fatal error
+                raise InstanceFenced(error)
             log.warning("consume_error", error=str(error))
             return
         processor = self.partitions.processor(message.partition())
@@ -158,6 +176,16 @@ class DetectorService:
         for out in outputs:
             self.transactions.produce(out, message.partition())
         self.metrics.consumed_record(role, message, emitted=bool(outputs))
+
+    def _rejoin(self, fenced: InstanceFenced) -> None:
+        """Join the group again with a new consumer, once: a lone consumer can be fenced by its own
+        join, retried across a broker restart (docs/service-recovery.md)."""
+        log.warning("consumer_fenced_rejoining", error=str(fenced))
+        self.readiness.assigned = False
+        self.partitions.clear()  # the new consumer's assignment recovers them from committed state
+        self.clients.fenced = None
+        self.clients.replace_consumer()
+        self._resynchronise(KafkaException(fenced.error))
 
     def _resynchronise(self, cause: KafkaException) -> None:
         """After a Kafka failure (e.g. the broker went away): start again from what was committed,
@@ -178,6 +206,7 @@ class DetectorService:
         self.clients.release_producer()  # before a new one is made, which fences it
         delay = 0.5
         while not self.stopping.is_set():
+            self.clients.raise_if_fenced()
             self.readiness.heartbeat = time.monotonic()  # waiting for Kafka is alive, not stuck
             try:
                 self.clients.renew_producer()

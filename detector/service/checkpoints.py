@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 import orjson
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, Producer
 
-from detector.service.reading import read_to_end
+from detector.service.reading import read_to_end, watermarks
 
 CHUNK_BYTES = 900 * 1024
 _HEADER_ID = "checkpoint_id"
@@ -57,20 +57,58 @@ def write_checkpoint(
 def load_checkpoint(consumer: Consumer, topic: str, partition: int) -> Checkpoint | None:
     """The latest committed checkpoint of ``partition``, or None if there is none.
 
+    Read from the end, in growing spans: the latest manifest follows the chunks it names (they are
+    written in one transaction), and the partition holds every checkpoint written since its last
+    compaction. Read from the start, a crash loop's dozens of checkpoints of several MB each made
+    every recovery read hundreds of MB, longer with every restart.
+
     Raises ValueError, saying what is wrong, if the latest one is damaged (say a manifest written
     by hand): the caller rebuilds the state from the input rather than stopping on it.
     """
+    low, high = watermarks(consumer, topic, partition)
+    span = _FIRST_SPAN
+    while True:
+        start = max(low, high - span)
+        latest, written_at = _latest_values(consumer, topic, partition, start)
+        if start <= low or _complete(latest, partition):
+            checkpoint = assemble(latest, partition)
+            return replace(checkpoint, written_at=written_at) if checkpoint is not None else None
+        span *= 8
+
+
+_FIRST_SPAN = 64  # records: a checkpoint of up to about 50 MB, with its transaction markers
+
+
+def _latest_values(
+    consumer: Consumer, topic: str, partition: int, start: int
+) -> tuple[dict[str, tuple[bytes, str | None]], float | None]:
+    """The latest value and checkpoint id header of each key from ``start`` on, and the Kafka
+    timestamp (epoch seconds) of the latest manifest among them."""
     latest: dict[str, tuple[bytes, str | None]] = {}
     written_at = None
-    for message in read_to_end(consumer, topic, partition, start=0):
+    for message in read_to_end(consumer, topic, partition, start=start):
         header = dict(message.headers() or []).get(_HEADER_ID)
         key = (message.key() or b"").decode(errors="replace")
         latest[key] = (message.value() or b"", header.decode(errors="replace") if header else None)
         if key == f"{partition}/manifest":
             kind, milliseconds = message.timestamp()
             written_at = None if kind == TIMESTAMP_NOT_AVAILABLE else milliseconds / 1000.0
-    checkpoint = assemble(latest, partition)
-    return replace(checkpoint, written_at=written_at) if checkpoint is not None else None
+    return latest, written_at
+
+
+def _complete(latest: dict[str, tuple[bytes, str | None]], partition: int) -> bool:
+    """Whether ``latest`` holds a manifest and every chunk it names (a damaged manifest counts as
+    complete: reading further back would not mend it)."""
+    manifest = latest.get(f"{partition}/manifest")
+    if manifest is None:
+        return False
+    try:
+        checkpoint_id, chunks, _, _ = _manifest(manifest[0], partition)
+    except ValueError:
+        return True
+    return all(
+        latest.get(f"{partition}/chunk/{index}", (b"", None))[1] == checkpoint_id for index in range(chunks)
+    )
 
 
 def assemble(latest: dict[str, tuple[bytes, str | None]], partition: int) -> Checkpoint | None:

@@ -1,9 +1,11 @@
-"""The service's Kafka clients: a transactional producer, the group's consumer, and a reader for recovery.
+"""The service's Kafka clients: a transactional producer, the group's consumer, and readers for recovery.
 
 Besides building them with their settings, this is where the fencing workarounds live: the old
 producer is released before a new one fences it, what this producer id left open is aborted before
-recovery reads the outputs, and a consumer whose committed offsets never come is replaced. Why
-each of them is needed is told in docs/service-recovery.md.
+recovery reads the outputs, and a consumer whose committed offsets never come is replaced. The
+consumer is a static member (``group.instance.id``), and its membership taken over by another
+process is kept for the loop to stop on (:mod:`~detector.service.fencing`). Why each of them is
+needed is told in docs/service-recovery.md.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka.admin import AdminClient
 
 from detector.kafka_config import client_config, client_settings, refuse_owned
+from detector.service.client_logs import CLIENT_LOGGER
 from detector.service.deadline import call_within
+from detector.service.fencing import InstanceFenced, consumer_fenced
 from detector.service.health import Readiness
 from detector.service.reading import reader_config
 from detector.service.settings import ConfigurationError, ServiceSettings
@@ -49,10 +53,12 @@ class Clients:
         self.topics = topics
         self.readiness = readiness
         refuse_owned(client_settings(environ))  # they would be silently replaced below
-        self.config = client_config(settings.bootstrap_servers, environ=environ)
+        # librdkafka's log lines become JSON events instead of raw lines on stderr (client_logs.py).
+        self.config = {**client_config(settings.bootstrap_servers, environ=environ), "logger": CLIENT_LOGGER}
         self.producer: Producer | None = None
         self.consumer: Consumer | None = None
-        self.reader: Consumer | None = None
+        self.readers: list[Consumer] = []  # one per partition recovered at the same time
+        self.fenced: KafkaError | None = None  # another process took this instance's group membership
         self._listener: RebalanceListener | None = None
 
     def connected_admin(self) -> AdminClient:
@@ -83,20 +89,37 @@ class Clients:
                     raise ConfigurationError(f"no Kafka broker answered at {where}: {reason}") from None
 
     def open(self, listener: RebalanceListener) -> None:
-        """The producer, the reader, and a consumer subscribed to the inputs with ``listener``."""
+        """The producer and a consumer subscribed to the inputs with ``listener``."""
         self._listener = listener
         self.renew_producer()
-        self.reader = Consumer(reader_config(self.config, f"{self.settings.group_id}-reader"))
         self.consumer = self._new_consumer()
 
+    def readers_for(self, count: int) -> list[Consumer]:
+        """``count`` readers for recovery, made once and kept: one per partition read in parallel."""
+        while len(self.readers) < count:
+            self.readers.append(Consumer(reader_config(self.config, f"{self.settings.group_id}-reader")))
+        return self.readers[:count]
+
     def close(self) -> None:
-        if self.consumer is not None:
-            self.consumer.close()  # leaves the group at once, so partitions move without waiting
-        if self.reader is not None:
-            self.reader.close()
-        if self.producer is not None:
-            self.producer.flush(KAFKA_TIMEOUT_S)
-            self.producer = None  # its connections close now, not when the service object goes
+        """Close every client; one that fails (say a fenced producer's flush) is logged, not raised,
+        so that a stop ends the same way wherever it comes."""
+        clients = [self.consumer, *self.readers, self.producer]
+        for client in clients:
+            if client is None:
+                continue
+            try:
+                if isinstance(client, Producer):
+                    client.flush(COMMIT_TIMEOUT_S)
+                else:
+                    client.close()
+            except KafkaException as exception:
+                log.warning("client_close_failed", client=type(client).__name__, error=str(exception))
+        self.consumer, self.readers, self.producer = None, [], None  # their connections close now
+
+    def raise_if_fenced(self) -> None:
+        """:class:`InstanceFenced` once another process has joined the group as this instance."""
+        if self.fenced is not None:
+            raise InstanceFenced(self.fenced)
 
     # -- the producer ---------------------------------------------------------------------------
 
@@ -184,6 +207,8 @@ class Clients:
         try:
             return self.consumer.committed(wanted, timeout=KAFKA_TIMEOUT_S)
         except KafkaException as exception:
+            if consumer_fenced(exception.args[0]):
+                raise InstanceFenced(exception.args[0]) from None
             if exception.args[0].code() == KafkaError._TIMED_OUT:
                 raise ConsumerStalled(exception.args[0]) from None
             raise
@@ -206,12 +231,16 @@ class Clients:
                 "session.timeout.ms": 10_000,  # a default an operator may override
                 **self.config,
                 "group.id": self.settings.group_id,
+                # Static membership: a restarted instance takes its partitions back at once instead
+                # of waiting out the dead member's session, and a second process with the same
+                # FRAUD_INSTANCE_ID fences this one, as its transactional id fences the producer.
+                "group.instance.id": self.settings.instance_id,
                 "partition.assignment.strategy": "range",
                 "isolation.level": "read_committed",
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
                 "auto.offset.reset": "earliest",
-                "error_cb": self._on_client_error,
+                "error_cb": self._on_consumer_error,
             }
         )
         listener = self._listener
@@ -224,7 +253,14 @@ class Clients:
         return consumer
 
     def _on_client_error(self, error: KafkaError) -> None:
-        """librdkafka's error callback: readiness drops while no broker can be reached."""
+        """librdkafka's error callback: readiness drops while no broker can be reached, and a fenced
+        group membership is kept for the loop to stop on."""
         if error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
             self.readiness.brokers_down = True
         log.warning("kafka_client_error", error=str(error))
+
+    def _on_consumer_error(self, error: KafkaError) -> None:
+        """The group consumer's error callback: a taken-over membership is kept for the loop."""
+        if consumer_fenced(error):
+            self.fenced = self.fenced or error
+        self._on_client_error(error)

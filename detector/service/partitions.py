@@ -1,12 +1,18 @@
 """The input partitions this instance owns, each with all the state the service keeps for it.
 
 One :class:`OwnedPartition` per partition holds its processor, the positions of its last
-checkpoint and whether its labels are paused, so assigning, revoking, losing or recovering a
-partition replaces or drops that state in one place.
+checkpoint, when its first checkpoint is due and whether its labels are paused, so assigning,
+revoking, losing or recovering a partition replaces or drops that state in one place.
+
+A recovered partition is checkpointed :data:`FIRST_CHECKPOINT_AFTER_S` after its recovery rather
+than a whole checkpoint interval after the last one: a process killed before its first
+checkpoint made the next one replay the partition again from the same old checkpoint (or from
+offset 0), and each restart in a crash loop replayed more.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -16,6 +22,7 @@ from confluent_kafka import Consumer, TopicPartition
 from detector.service.partition import PartitionProcessor
 
 log = structlog.get_logger("detector.service")
+FIRST_CHECKPOINT_AFTER_S = 2.0
 
 
 @dataclass
@@ -26,6 +33,7 @@ class OwnedPartition:
     checkpointed: dict[str, int] | None = None  # input positions of its last checkpoint, if any
     checkpoint_written_at: float | None = None  # and when it was written (epoch seconds)
     labels_paused: bool = False  # its labels wait for its transactions
+    first_checkpoint_at: float | None = None  # time.monotonic() when its first checkpoint is due
 
     def checkpoint_due(self) -> bool:
         """Whether its input has moved since its last checkpoint."""
@@ -74,7 +82,22 @@ class Partitions:
     ) -> None:
         """Own ``processor``'s partition afresh: a checkpoint of an aborted transaction never happened,
         and a pause does not outlive an assignment or a rewind."""
-        self._owned[processor.partition] = OwnedPartition(processor, checkpointed, checkpoint_written_at)
+        first_checkpoint_at = time.monotonic() + FIRST_CHECKPOINT_AFTER_S
+        self._owned[processor.partition] = OwnedPartition(
+            processor, checkpointed, checkpoint_written_at, first_checkpoint_at=first_checkpoint_at
+        )
+
+    def first_checkpoints_due(self) -> list[int]:
+        """Partitions recovered long enough ago for their first checkpoint, each given once."""
+        now = time.monotonic()
+        due = [
+            partition
+            for partition, owned in self._owned.items()
+            if owned.first_checkpoint_at is not None and owned.first_checkpoint_at <= now
+        ]
+        for partition in due:
+            self._owned[partition].first_checkpoint_at = None
+        return due
 
     def drop(self, partitions: list[int]) -> None:
         """Revoked or lost partitions, or their state once it is ahead of what was committed."""

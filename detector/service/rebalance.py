@@ -9,6 +9,7 @@ kept and raised once ``consume()`` returns, and handled like one in the loop.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -20,9 +21,10 @@ from detector.service.clients import Clients
 from detector.service.collector import collect_everything
 from detector.service.health import Readiness
 from detector.service.metrics import ServiceMetrics
+from detector.service.parallel_recovery import MOST_AT_ONCE, recover_each
 from detector.service.partition import PartitionProcessor
 from detector.service.partitions import Partitions
-from detector.service.recovery import recover_partition
+from detector.service.recovery import PartitionStart, recover_partition
 from detector.service.settings import ServiceSettings
 from detector.service.topic_map import TopicMap
 from detector.service.transaction import Transactions
@@ -121,17 +123,18 @@ class Rebalancing:
         Inside a rebalance callback the start offsets are set by ``assign``; outside one (after an
         aborted transaction) the consumer already owns the partitions and is rewound with ``seek``.
         """
-        consumer, reader = self.clients.consumer, self.clients.reader
-        assert consumer is not None and reader is not None
+        consumer = self.clients.consumer
+        assert consumer is not None
+        began = time.monotonic()
         self.clients.abort_left_open(partitions, with_offsets=not in_rebalance)
         inputs = self.topics.inputs
         committed = self.clients.committed(
             [TopicPartition(topic, p) for p in partitions for topic in inputs.values()]
         )
-        start_at: list[TopicPartition] = []
-        for partition in partitions:
+
+        def recover_one(partition: int, reader: Consumer) -> PartitionStart:
             offsets = {self.topics.role(tp.topic): tp.offset for tp in committed if tp.partition == partition}
-            start = recover_partition(
+            return recover_partition(
                 partition=partition,
                 topics=inputs,
                 committed=offsets,
@@ -141,6 +144,11 @@ class Rebalancing:
                 engine_config=self.engine_config,
                 chain_key=self._chain_key,
             )
+
+        readers = self.clients.readers_for(min(len(partitions), MOST_AT_ONCE))
+        starts = recover_each(partitions, readers, recover_one) if partitions else {}
+        start_at: list[TopicPartition] = []
+        for partition, start in starts.items():
             processor = PartitionProcessor(
                 partition=partition,
                 engine=start.engine,
@@ -170,6 +178,7 @@ class Rebalancing:
                 transactions_scored=start.engine.stats["transactions_scored"],
                 labels_learned=start.engine.model.labels_learned,
             )
+        log.info("recovery_done", partitions=partitions, seconds=round(time.monotonic() - began, 3))
         collect_everything()  # the restored state is frozen at once, not walked by later collections
         if in_rebalance:
             consumer.assign(start_at)  # assigning also clears any pause

@@ -87,7 +87,8 @@ class ServiceSettings(BaseSettings):
     instance_id: str = _setting(
         "FRAUD_INSTANCE_ID",
         socket.gethostname(),
-        "stable per instance: its transactional id, so a restarted instance fences its zombie",
+        "stable per instance: its transactional id and static group membership, so a restarted"
+        " instance fences its zombie and gets its partitions back at once",
     )
     model: Literal[MODEL_KINDS] = _setting(
         "FRAUD_MODEL", "logistic_regression", f"one of {', '.join(MODEL_KINDS)}"

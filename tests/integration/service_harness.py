@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Collection
+from pathlib import Path
 
 import orjson
 
@@ -63,3 +64,16 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(0.2)
+
+
+def non_json_lines(log: Path) -> list[str]:
+    """Lines of a service's output (stdout and stderr) that are not one JSON object each."""
+    lines = []
+    for line in log.read_bytes().splitlines():
+        try:
+            if isinstance(orjson.loads(line), dict):
+                continue
+        except orjson.JSONDecodeError:
+            pass
+        lines.append(line.decode(errors="replace"))
+    return lines

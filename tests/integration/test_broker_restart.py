@@ -17,7 +17,7 @@ from devkit.ports import free_port, http_status
 from devkit.process import ServiceProcess
 from devkit.publishing import publish
 from devkit.reading import CommittedReader
-from tests.integration.service_harness import ServiceTopics, audit_decisions, wait_until
+from tests.integration.service_harness import ServiceTopics, audit_decisions, non_json_lines, wait_until
 from tests.integration.test_service import decided, simulated
 
 RECOVERY_GRACE_S = 120.0  # a wedged commit is abandoned after 15 s; then reconnecting backs off up to 10 s
@@ -58,6 +58,9 @@ def test_a_broker_restart_mid_run_keeps_exactly_one_decision_per_transaction(
     finally:
         exit_code = service.stop()
     assert exit_code == 0
+    # librdkafka's own lines (hundreds in an outage) come through structlog, as JSON like the rest.
+    assert not non_json_lines(log), non_json_lines(log)[:5]
+    assert service.log_events("kafka_client_log"), "librdkafka logged nothing through structlog"
     audit.drain_to_end()
     decisions = audit_decisions(audit)
     assert len(decisions) == n_transactions and set(decisions.values()) == {1}

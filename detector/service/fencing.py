@@ -1,0 +1,60 @@
+"""Another process joined the group as this instance: the service stops, and says so in its exit code.
+
+Both of an instance's Kafka identities come from ``FRAUD_INSTANCE_ID``: its transactional id
+(``<group>-<instance id>``) and its static group membership (``group.instance.id``). A process
+started with the same id, the restart of this one or a duplicate deployment, fences both: its
+``init_transactions`` bumps the producer epoch, and its join takes over the membership, which
+librdkafka reports to the fenced consumer as a fatal error. Fencing of the producer alone is not
+taken for this (a transaction open past its timeout looks the same, see transaction.py); the
+consumer's fatal error is, but not at once: a lone consumer can be fenced by its own join, sent
+before a broker restart and answered after it. The service joins again with a new consumer; fenced
+again within :data:`FENCE_WINDOW_S`, it exits with :data:`EXIT_FENCED`. Two processes with one id
+thus settle in a round or two: each rejoin fences the other, and the second fence of either ends it.
+"""
+
+from __future__ import annotations
+
+import time
+
+from confluent_kafka import KafkaError
+
+# The exit codes of `fraud-detector run` (README, Operations: Restarts).
+EXIT_STOPPED = 0  # stopped on request (SIGTERM, SIGINT)
+EXIT_KAFKA_FAILED = 1  # a Kafka failure it could not recover from, logged as `kafka_fatal`
+EXIT_REFUSED = 2  # a setting, the topic layout or the credentials refused at start
+EXIT_FENCED = 3  # another process took over this FRAUD_INSTANCE_ID, logged as `instance_fenced`
+
+
+class InstanceFenced(Exception):
+    """The group membership of this instance was taken over by another process with its id."""
+
+    def __init__(self, error: KafkaError) -> None:
+        super().__init__(error.str())
+        self.error = error
+
+
+def consumer_fenced(error: KafkaError) -> bool:
+    """Whether an error of the group's consumer means its membership was taken over.
+
+    librdkafka raises a consumer's fatal error only for a fenced static member
+    (``FENCED_INSTANCE_ID``), handed to ``consume()`` as a ``_FATAL`` error whose ``fatal()`` is
+    false.
+    """
+    return error.fatal() or error.code() in (KafkaError._FATAL, KafkaError.FENCED_INSTANCE_ID)
+
+
+FENCE_WINDOW_S = 120.0
+
+
+class FenceTolerance:
+    """Tolerates one fencing of the consumer per :data:`FENCE_WINDOW_S`."""
+
+    def __init__(self) -> None:
+        self._last: float | None = None
+
+    def tolerated(self) -> bool:
+        """Whether this fencing may be answered by joining again (and notes it)."""
+        now = time.monotonic()
+        tolerated = self._last is None or now - self._last > FENCE_WINDOW_S
+        self._last = now
+        return tolerated
