@@ -16,8 +16,16 @@ the 14 days from the first label of a transaction made after the change (on the 
 the last 14 days). "delay" is the event time, in days, from that first post-change label to the
 first drift detection; "early" counts detections and swaps before that label, which are false.
 
+The ``oracle_*`` strategies bound what any detector could gain: with drift handling off, they
+recover at a moment chosen with hindsight (``--oracle-days`` after the first post-change label),
+either replacing the champion by a model warm-started on the latest labels (``oracle_reset``) or
+averaging the two from then on (``oracle_ensemble``). If no oracle beats "off", no detector
+feeding that recovery can. ``--missed-fraud-share`` and ``--false-fraud-share`` override the
+streams' label noise.
+
     python bench/drift_bench.py                       # 2,000 cards, 60 days: minutes
     python bench/drift_bench.py --kinds stationary --stationary-cards 8000   # >1M transactions
+    python bench/drift_bench.py --kinds relabel pattern --strategies off on oracle_reset oracle_ensemble
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ from report import print_table, write_json
 from detector.engine import outputs
 from detector.engine.config import EngineConfig
 from detector.engine.engine import DetectionEngine
+from detector.engine.model import FraudModel
 from detector.engine.records import Label
 from detector.evaluation import average_precision, roc_auc
 from devkit.demo_stream import demo_config
@@ -60,16 +69,53 @@ STRATEGIES: dict[str, dict[str, Any]] = {
     "on": {},
     "reset": {"drift": {"recovery": "reset"}},
 }
+ORACLES = ("oracle_reset", "oracle_ensemble")  # run with drift handling off, recovering at a set time
 SIGNALS = (outputs.DRIFT_DETECTED, outputs.DRIFT_WARNING)
 SWAPS = (outputs.MODEL_SWAPPED, outputs.MODEL_RESET)
 
 
-def stream_config(kind: str, cards: int, terminals: int, days: float, seed: int) -> SimulationConfig:
+def stream_config(
+    kind: str, cards: int, terminals: int, days: float, seed: int, *, label_noise: dict[str, float]
+) -> SimulationConfig:
     if kind == "demo":
-        return replace(demo_config(seed), days=days)
-    base = preset(KINDS[kind])
-    population = replace(base.population, cards=cards, terminals=terminals)
-    return replace(base, seed=seed, days=days, population=population)
+        base = replace(demo_config(seed), days=days)
+    else:
+        base = preset(KINDS[kind])
+        population = replace(base.population, cards=cards, terminals=terminals)
+        base = replace(base, seed=seed, days=days, population=population)
+    return replace(base, labels=replace(base.labels, **label_noise))
+
+
+class _Average:
+    """Two models scoring as one (their mean probability), both learning every label."""
+
+    def __init__(self, first: FraudModel, second: FraudModel) -> None:
+        self.first, self.second = first, second
+
+    @property
+    def labels_learned(self) -> int:
+        return self.first.labels_learned
+
+    def predict_proba_one(self, x: dict[str, float]) -> float:
+        return 0.5 * (self.first.predict_proba_one(x) + self.second.predict_proba_one(x))
+
+    def learn_one(self, x: dict[str, float], is_fraud: bool) -> None:
+        self.first.learn_one(x, is_fraud)
+        self.second.learn_one(x, is_fraud)
+
+    def contributions(self, x: dict[str, float], top_k: int) -> list[tuple[str, float]]:
+        return self.first.contributions(x, top_k)
+
+
+def run_oracle(engine: DetectionEngine, stream: list[Event], strategy: str, at: float) -> Outcome:
+    """The engine on ``stream``, recovering once, at event time ``at``, the way ``strategy`` says."""
+    before = [item for item in stream if item.event_time < at]
+    first = run_engine(engine, before)
+    lifecycle = engine.lifecycle
+    fresh = lifecycle.fresh_model()
+    lifecycle.model = fresh if strategy == "oracle_reset" else _Average(lifecycle.model, fresh)
+    rest = run_engine(engine, stream[len(before) :])
+    return Outcome(first.seconds + rest.seconds, first.scores + rest.scores, [], engine.generation)
 
 
 def change_time(config: SimulationConfig) -> float | None:
@@ -135,7 +181,10 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=list(KINDS))
-    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES))
+    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=[*STRATEGIES, *ORACLES])
+    parser.add_argument("--oracle-days", type=float, default=2.0)
+    parser.add_argument("--missed-fraud-share", type=float, help="frauds labelled legitimate")
+    parser.add_argument("--false-fraud-share", type=float, help="legitimate payments labelled fraud")
     parser.add_argument("--cards", type=int, default=2_000)
     parser.add_argument(
         "--stationary-cards", type=int, help="cards of the stationary stream (default --cards)"
@@ -148,10 +197,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", default="out/bench/drift.json")
     args = parser.parse_args(argv)
 
+    noise = {"missed_fraud_share": args.missed_fraud_share, "false_fraud_share": args.false_fraud_share}
+    noise = {name: share for name, share in noise.items() if share is not None}
     rows = []
     for kind in args.kinds:
         cards = args.stationary_cards or args.cards if kind == "stationary" else args.cards
-        config = stream_config(kind, cards, args.terminals, args.days, args.seed)
+        config = stream_config(kind, cards, args.terminals, args.days, args.seed, label_noise=noise)
         started = time.perf_counter()
         stream = simulated_stream(config)
         transactions = sum(isinstance(item, SimulatedTransaction) for item in stream)
@@ -165,8 +216,12 @@ def main(argv: list[str] | None = None) -> None:
         start = first_label_after(stream, change) if change is not None else end - WINDOW_DAYS * DAY
         window = (start, min(start + WINDOW_DAYS * DAY, end))
         for strategy in args.strategies:
-            engine_config = {"model": {"kind": args.model}, **STRATEGIES[strategy]}
-            outcome = run_engine(DetectionEngine(EngineConfig.from_dict(engine_config)), stream)
+            settings = STRATEGIES["off"] if strategy in ORACLES else STRATEGIES[strategy]
+            engine = DetectionEngine(EngineConfig.from_dict({"model": {"kind": args.model}, **settings}))
+            if strategy in ORACLES:
+                outcome = run_oracle(engine, stream, strategy, start + args.oracle_days * DAY)
+            else:
+                outcome = run_engine(engine, stream)
             row = {"kind": kind, "strategy": strategy, "transactions": transactions}
             rows.append(row | outcome_row(outcome, start, stream, window))
             print_table(f"{kind}, {strategy} ({outcome.seconds:.0f} s)", [rows[-1]])

@@ -49,10 +49,14 @@ class LabelConfig:
     )
     legit_delay: DelayDistribution = field(default_factory=lambda: DelayDistribution(median=3 * DAY))
     unlabelled_share: float = 0.05  # transactions that never get a label
-    false_label_share: float = 0.01  # labels that say the opposite of the truth
+    # Wrong labels, per true class: a fraud nobody disputes, and a legitimate payment disputed as
+    # fraud ("friendly fraud"). They are separate because legitimate payments outnumber frauds
+    # hundreds to one: one share for both would make most fraud labels wrong.
+    missed_fraud_share: float = 0.01  # frauds labelled "not fraud"
+    false_fraud_share: float = 0.01  # legitimate payments labelled "fraud"
 
     def __post_init__(self) -> None:
-        for name in ("unlabelled_share", "false_label_share"):
+        for name in ("unlabelled_share", "missed_fraud_share", "false_fraud_share"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be between 0 and 1")
 
@@ -75,7 +79,9 @@ class Labeller:
         n = len(batch)
         rng = self._rng
         labelled = rng.random(n) >= self.config.unlabelled_share
-        is_fraud = (batch.scenarios != LEGIT) ^ (rng.random(n) < self.config.false_label_share)
+        truth = batch.scenarios != LEGIT
+        wrong_share = np.where(truth, self.config.missed_fraud_share, self.config.false_fraud_share)
+        is_fraud = truth ^ (rng.random(n) < wrong_share)
         delays = np.where(
             is_fraud,
             self.config.fraud_delay.sample(rng, n),

@@ -126,11 +126,11 @@ class DriftAwareModel:
         self._emit(kind, event_time, labels_learned=self.model.labels_learned, **trigger)
         if signal.level == DRIFT and self.drift_config.recovery == "reset":
             if self._may_change(event_time):
-                self._replace_model(self._fresh_model(), outputs.MODEL_RESET, event_time, trigger=trigger)
+                self._replace_model(self.fresh_model(), outputs.MODEL_RESET, event_time, trigger=trigger)
             return
         self.drift_state = signal.level
         if self.challenger is None:
-            self.challenger = Challenger(self._fresh_model(), window=self.drift_config.comparison_labels)
+            self.challenger = Challenger(self.fresh_model(), window=self.drift_config.comparison_labels)
             self._trigger = trigger
             self._emit(
                 outputs.BACKGROUND_STARTED,
@@ -185,8 +185,9 @@ class DriftAwareModel:
         """A model change so soon after the last one would judge the new model on too little."""
         return event_time - self._last_change >= self.drift_config.min_change_gap
 
-    def _fresh_model(self) -> FraudModel:
-        """An untrained model that has then learned the latest labels, oldest first."""
+    def fresh_model(self) -> FraudModel:
+        """An untrained model that has then learned the latest labels, oldest first: what a
+        background model or a reset starts from."""
         model = FraudModel(self.model_config)
         names = self._feature_names
         for values, is_fraud in self._recent:
