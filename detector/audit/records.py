@@ -101,13 +101,16 @@ def decision_record(
     processing_ms: float,
     pseudonym_key: bytes | None = None,
 ) -> dict[str, Any]:
-    """``schema_id``: the feature schema of ``decision.features`` (:func:`feature_schema_id`)."""
+    """``schema_id``: the feature schema of ``decision.features`` (:func:`feature_schema_id`).
+
+    Built once per transaction, so tuples stay tuples (JSON arrays all the same).
+    """
     tx = decision.transaction
     return {
         "record_type": DECISION,
         "schema": SCHEMA_VERSION,
         "transaction_id": tx.transaction_id,
-        "event_time": tx.timestamp,
+        "event_time": format_timestamp(tx.event_time),
         "customer_id": pseudonymise(tx.customer_id, pseudonym_key),
         "terminal_id": tx.terminal_id,
         "amount": tx.amount,
@@ -115,13 +118,13 @@ def decision_record(
         "decision": decision.outcome,
         "score": decision.score,
         "thresholds": {"review": decision.review_threshold, "block": decision.block_threshold},
-        "reason_codes": list(decision.reason_codes),
+        "reason_codes": decision.reason_codes,
         "top_features": [{"name": name, "contribution": value} for name, value in decision.top_features],
         "feature_schema": schema_id,
         "features": list(decision.features.values()),
         "model": {"kind": decision.model_kind, "generation": decision.model_generation},
         "drift_state": decision.drift_state,
-        "input": provenance.as_dict(),
+        "input": {"topic": provenance.topic, "partition": provenance.partition, "offset": provenance.offset},
         "instance_id": provenance.instance_id,
         "processed_at": _now(),
         "processing_ms": round(processing_ms, 3),
@@ -165,7 +168,7 @@ def decision_reply(decision: Decision, event_time: str) -> dict[str, Any]:
         "transaction_id": decision.transaction.transaction_id,
         "decision": decision.outcome,
         "score": round(decision.score, 6),
-        "reason_codes": list(decision.reason_codes),
+        "reason_codes": decision.reason_codes,
         "model_generation": decision.model_generation,
         "event_time": event_time,
     }

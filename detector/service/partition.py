@@ -31,6 +31,7 @@ from detector.audit.records import (
 )
 from detector.engine.engine import DetectionEngine
 from detector.engine.outputs import EngineEvent
+from detector.engine.policy import OUTCOMES
 from detector.engine.records import InvalidInput, decode_label, decode_transaction
 from detector.service.topic_map import AUDIT, DEAD_LETTER, DECISIONS, TRANSACTIONS, TopicMap
 
@@ -42,6 +43,10 @@ class Kind(Enum):
     REJECTED = "rejected"  # refused and dead-lettered
     LABEL = "label"  # a valid label
     REPLAYED = "replayed"  # already committed before a restart: state rebuilt, nothing emitted
+
+    # Members are singletons: identity is equality. Enum's own hash is a Python call, made twice
+    # per input record by the outcome counter.
+    __hash__ = object.__hash__
 
 
 class Outcome(NamedTuple):
@@ -56,6 +61,7 @@ class Outcome(NamedTuple):
 
 
 LABEL, REPLAYED = Outcome(Kind.LABEL), Outcome(Kind.REPLAYED)
+_DECIDED = {outcome: Outcome(Kind.DECISION, outcome) for outcome in OUTCOMES}  # one tuple each
 
 
 class OutRecord(NamedTuple):
@@ -127,7 +133,7 @@ class PartitionProcessor:
             reply = orjson.dumps(decision_reply(decision, record["event_time"]))
             outputs.append(OutRecord(AUDIT, record["customer_id"].encode(), audit))
             outputs.append(OutRecord(DECISIONS, decision.transaction.transaction_id.encode(), reply))
-            self.outcomes[Outcome(Kind.DECISION, decision.outcome)] += 1
+            self.outcomes[_DECIDED[decision.outcome]] += 1
         else:
             self.outcomes[LABEL] += 1
         return outputs
