@@ -150,7 +150,8 @@ def _plain_transaction(body: dict[str, Any]) -> Transaction | None:
     """The common case, checked in one pass: the contract's fields only, all valid, the amount a
     float and the time in UTC with a ``Z``; None for anything else, which :func:`_checked_transaction`
     then decodes or refuses with its reason."""
-    if len(body) != 5:
+    currency = body.get("currency")
+    if len(body) != (5 if currency is None else 6):
         return None
     try:
         transaction_id, stamp = body["transaction_id"], body["timestamp"]
@@ -170,6 +171,7 @@ def _plain_transaction(body: dict[str, Any]) -> Transaction | None:
         and len(stamp) == 20
         and stamp[10] == "T"
         and stamp[19] == "Z"
+        and (currency is None or (type(currency) is str and len(currency) == 3 and currency.isalpha()))
     ):
         return None
     try:
@@ -178,7 +180,8 @@ def _plain_transaction(body: dict[str, Any]) -> Transaction | None:
         return None
     if not MIN_EVENT_TIME <= event_time < MAX_EVENT_TIME:
         return None
-    return Transaction(transaction_id, event_time, customer_id, terminal_id, amount, None, {})
+    currency = currency.upper() if currency else None
+    return Transaction(transaction_id, event_time, customer_id, terminal_id, amount, currency, {})
 
 
 def _checked_transaction(body: dict[str, Any]) -> Transaction:

@@ -95,7 +95,8 @@ def test_labels_decode_and_reject_non_boolean_verdicts() -> None:
         ({"timestamp": "2099-12-31T23:59:59Z"}, True),
         ({"amount": 57}, False),  # an integer amount
         ({"timestamp": "2018-04-01T02:00:31+02:00"}, False),
-        ({"currency": "eur"}, False),
+        ({"currency": "eur"}, True),
+        ({"currency": None}, False),
         ({"note": "carried"}, False),
     ],
 )
