@@ -101,10 +101,7 @@ def decision_record(
     processing_ms: float,
     pseudonym_key: bytes | None = None,
 ) -> dict[str, Any]:
-    """``schema_id``: the feature schema of ``decision.features`` (:func:`feature_schema_id`).
-
-    Built once per transaction, so tuples stay tuples (JSON arrays all the same).
-    """
+    """``schema_id``: the feature schema of ``decision.features`` (:func:`feature_schema_id`)."""
     tx = decision.transaction
     return {
         "record_type": DECISION,
@@ -118,7 +115,7 @@ def decision_record(
         "decision": decision.outcome,
         "score": decision.score,
         "thresholds": {"review": decision.review_threshold, "block": decision.block_threshold},
-        "reason_codes": decision.reason_codes,
+        "reason_codes": list(decision.reason_codes),
         "top_features": [{"name": name, "contribution": value} for name, value in decision.top_features],
         "feature_schema": schema_id,
         "features": list(decision.features.values()),
@@ -168,7 +165,7 @@ def decision_reply(decision: Decision, event_time: str) -> dict[str, Any]:
         "transaction_id": decision.transaction.transaction_id,
         "decision": decision.outcome,
         "score": round(decision.score, 6),
-        "reason_codes": decision.reason_codes,
+        "reason_codes": list(decision.reason_codes),
         "model_generation": decision.model_generation,
         "event_time": event_time,
     }
