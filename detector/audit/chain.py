@@ -78,8 +78,13 @@ class ChainState:
         """
         chain = {"partition": self.partition, "prev_hash": self.last_hash, "seq": self.next_seq}
         record["chain"] = chain
-        # The chain object as encoded: unique in the record, as it holds the previous hash.
-        linked = orjson.dumps(chain)
+        # The chain object as encoded (as orjson writes it): unique in the record, as it holds the
+        # previous hash.
+        linked = b'{"partition":%d,"prev_hash":"%s","seq":%d}' % (
+            self.partition,
+            self.last_hash.encode(),
+            self.next_seq,
+        )
         # The canonical form without copying: ``record`` has no hash yet.
         hashed = orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
         chain["hash"] = self.last_hash = digest(hashed, self.key)

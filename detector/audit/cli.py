@@ -19,7 +19,7 @@ from pathlib import Path
 from confluent_kafka import KafkaException
 
 from detector.audit.cli_options import add_time_filters, kafka_client, moment
-from detector.audit.export import CsvSink, JsonlSink, RecordSink, export
+from detector.audit.export import CsvSink, ExpandedJsonlSink, JsonlSink, RecordSink, export
 from detector.audit.reader import ReadError, TopicReader, progress_wanted
 from detector.audit.report_cli import report_command, report_options
 from detector.audit.selection import RecordFilter, customer_ids
@@ -100,7 +100,10 @@ def _replay_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--output", default="-", help="file to write (default: - for stdout)")
     parser.add_argument(
-        "--format", choices=("jsonl", "csv"), help="default: csv for an --output ending in .csv, else jsonl"
+        "--format",
+        choices=("jsonl", "expanded", "csv"),
+        help="jsonl: the records as written (verifiable); expanded: JSONL with the features by name;"
+        " csv. Default: csv for an --output ending in .csv, else jsonl",
     )
 
 
@@ -200,9 +203,10 @@ def _common_options() -> argparse.ArgumentParser:
 @contextmanager
 def _sink(args: argparse.Namespace) -> Iterator[RecordSink]:
     csv_format = args.format == "csv" or (args.format is None and args.output.endswith(".csv"))
+    kind = CsvSink if csv_format else ExpandedJsonlSink if args.format == "expanded" else JsonlSink
     with ExitStack() as stack:
         stream = sys.stdout.buffer if args.output == "-" else stack.enter_context(open(args.output, "wb"))
-        yield (CsvSink if csv_format else JsonlSink)(stream, flush_each=args.follow)
+        yield kind(stream, flush_each=args.follow)
         stream.flush()
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from detector.audit.reader import TopicMessage
-from detector.audit.records import DECISION, decode_record
+from detector.audit.records import DECISION, FeatureSchemas, decode_record
 from detector.audit.selection import RecordFilter, event_time, field_value
 from detector.engine.records import InvalidInput, decode_label
 
@@ -113,14 +113,16 @@ class AuditCollection:
     events: list[ModelEvent] = field(default_factory=list)
     record_types: Counter[str] = field(default_factory=Counter)
     unreadable: int = 0
+    schemas: FeatureSchemas = field(default_factory=FeatureSchemas)  # to name decisions' features
 
     def add(self, message: TopicMessage, keep: RecordFilter) -> None:
         record = decode_record(message.value)
         if record is None:
             self.unreadable += 1
             return
-        if not keep.matches(record):
+        if self.schemas.note(record) or not keep.matches(record):
             return
+        record = self.schemas.expanded(record)
         self.record_types[str(record.get("record_type"))] += 1
         moment = event_time(record)
         if moment is None:

@@ -1,8 +1,11 @@
 """Write the selected audit records out as JSONL or CSV (the ``audit replay`` command).
 
 JSONL lines are the records' original bytes, untouched, so an export can be verified again and
-read by any JSON tool; CSV flattens the fields an analyst sorts and filters on into columns (nested
-values as JSON) and adds where each record sits in the audit topic.
+read by any JSON tool; each feature schema a selected decision names is written before it, so the
+file can still name its features (the report reads it so). ``expanded`` lines are the records with
+their features by name instead: for reading, no longer the sealed bytes. CSV flattens the fields an
+analyst sorts and filters on into columns (nested values as JSON, features by name) and adds where
+each record sits in the audit topic.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import IO, Any, Protocol
 import orjson
 
 from detector.audit.reader import TopicMessage
-from detector.audit.records import decode_record
+from detector.audit.records import FEATURE_SCHEMA, FeatureSchemas, decode_record
 from detector.audit.selection import RecordFilter, field_value
 
 # Where each CSV column's value is in a record (dots step into objects); the column is named by the
@@ -32,11 +35,15 @@ CSV_COLUMNS = ("audit_partition", "audit_offset", *(path.replace(".", "_") for p
 
 
 class RecordSink(Protocol):
+    writes_schemas: bool  # whether feature schema records are written (else only used to name features)
+
     def write(self, message: TopicMessage, record: dict[str, Any]) -> None: ...
 
 
 class JsonlSink:
     """One record a line, as the detector wrote it."""
+
+    writes_schemas = True
 
     def __init__(self, stream: IO[bytes], flush_each: bool = False) -> None:
         self.stream = stream
@@ -48,8 +55,21 @@ class JsonlSink:
             self.stream.flush()
 
 
+class ExpandedJsonlSink(JsonlSink):
+    """One record a line with its features by name: for people and tools, not for verifying."""
+
+    writes_schemas = False
+
+    def write(self, message: TopicMessage, record: dict[str, Any]) -> None:
+        self.stream.write(orjson.dumps(record, option=orjson.OPT_SORT_KEYS) + b"\n")
+        if self.flush_each:
+            self.stream.flush()
+
+
 class CsvSink:
     """A header line, then one row a record (UTF-8); lists and objects as JSON text."""
+
+    writes_schemas = False
 
     def __init__(self, stream: IO[bytes], flush_each: bool = False) -> None:
         self.stream = stream
@@ -79,16 +99,28 @@ class ExportCounts:
 
 
 def export(messages: Iterable[TopicMessage], keep: RecordFilter, sink: RecordSink) -> ExportCounts:
-    """Write every record of ``messages`` that ``keep`` matches to ``sink``."""
+    """Write every record of ``messages`` that ``keep`` matches to ``sink``, with the feature
+    schemas they name before them if the sink writes schemas, else their features by name."""
     counts = ExportCounts()
+    schemas = FeatureSchemas()
+    schema_messages: dict[str, tuple[TopicMessage, dict[str, Any]]] = {}  # not written yet
     for message in messages:
         counts.read += 1
         record = decode_record(message.value)
         if record is None:
             counts.unreadable += 1
-        elif keep.matches(record):
-            sink.write(message, record)
+            continue
+        is_schema = schemas.note(record)
+        if is_schema and isinstance(record.get("feature_schema"), str):
+            schema_messages[record["feature_schema"]] = (message, record)
+        if not keep.matches(record) or (is_schema and not sink.writes_schemas):
+            continue
+        needed = schema_messages.pop(str(record.get("feature_schema")), None)
+        if needed is not None and sink.writes_schemas and record.get("record_type") != FEATURE_SCHEMA:
+            sink.write(*needed)
             counts.written += 1
+        sink.write(message, record if sink.writes_schemas else schemas.expanded(record))
+        counts.written += 1
     return counts
 
 

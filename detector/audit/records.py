@@ -1,13 +1,19 @@
 """The audit record format: every record the detector writes, and how a reader takes one back.
 
 Audit records are plain JSON objects with a ``record_type``: ``decision`` for a transaction,
-``rejected`` for input that could not be processed, or the engine event kind (``drift_detected``,
-``model_swapped``, ...). They carry what an analyst needs to explain a decision months later: the
+``rejected`` for input that could not be processed, the engine event kind (``drift_detected``,
+``model_swapped``, ...), or ``feature_schema``: the feature names, written once into a chain before
+the first decision that uses them. They carry what an analyst needs to explain a decision months later: the
 features used, the score, the thresholds in force, the reasons, the model and its generation, and
 where the input came from. Each is sealed into its partition's hash chain
 (:mod:`detector.audit.chain`), which adds the ``chain`` fields; :func:`chained_for` says whether a
 record read back has them. This module is the one place that knows the format, for the service
 that writes records and for the analyst commands that read them.
+
+Format versions (``schema``): 1 wrote a decision's ``features`` as a name -> value object; 2 writes
+them as an array of values under the ``feature_schema`` id the decision names, whose record holds the
+names in the same order (half the bytes of a decision). Readers take both: :class:`FeatureSchemas`
+gives every decision its features by name again.
 
 The compact decision sent back upstream (:func:`decision_reply`) is built here too, from the same
 decision, so that the two can never disagree.
@@ -29,8 +35,8 @@ import orjson
 from detector.engine.outputs import Decision, EngineEvent
 from detector.engine.records import InvalidInput, format_timestamp
 
-SCHEMA_VERSION = 1
-DECISION, REJECTED = "decision", "rejected"
+SCHEMA_VERSION = 2
+DECISION, REJECTED, FEATURE_SCHEMA = "decision", "rejected", "feature_schema"
 CHAIN_FIELDS = frozenset({"partition", "seq", "prev_hash", "hash"})
 
 
@@ -53,15 +59,55 @@ def pseudonymise(customer_id: str, key: bytes | None) -> str:
     return "p:" + hmac.new(key, customer_id.encode(), hashlib.sha256).hexdigest()[:32]
 
 
+def feature_schema_id(names: tuple[str, ...]) -> str:
+    """The id of a feature schema, from its names: every instance with the same features agrees on it."""
+    return hashlib.sha256(orjson.dumps(names)).hexdigest()[:16]
+
+
+def feature_schema_record(schema_id: str, names: tuple[str, ...], instance_id: str) -> dict[str, Any]:
+    """The names of the feature values of the decisions that name ``schema_id``, in their order."""
+    return {
+        "record_type": FEATURE_SCHEMA,
+        "schema": SCHEMA_VERSION,
+        "feature_schema": schema_id,
+        "names": list(names),
+        "instance_id": instance_id,
+        "processed_at": _now(),
+    }
+
+
+class WrittenSchema:
+    """The feature schema a chain wrote last, so that each is written once, before its decisions."""
+
+    __slots__ = ("names", "schema_id")
+
+    def __init__(self) -> None:
+        self.names: tuple[str, ...] = ()
+        self.schema_id = ""
+
+    def record_if_new(self, features: dict[str, float], instance_id: str) -> dict[str, Any] | None:
+        """The schema record to seal before a decision with ``features``; None if the chain has it."""
+        names = tuple(features)
+        if names == self.names:
+            return None
+        self.names, self.schema_id = names, feature_schema_id(names)
+        return feature_schema_record(self.schema_id, names, instance_id)
+
+
 def decision_record(
-    decision: Decision, provenance: Provenance, processing_ms: float, pseudonym_key: bytes | None = None
+    decision: Decision,
+    schema_id: str,
+    provenance: Provenance,
+    processing_ms: float,
+    pseudonym_key: bytes | None = None,
 ) -> dict[str, Any]:
+    """``schema_id``: the feature schema of ``decision.features`` (:func:`feature_schema_id`)."""
     tx = decision.transaction
     return {
         "record_type": DECISION,
         "schema": SCHEMA_VERSION,
         "transaction_id": tx.transaction_id,
-        "event_time": tx.timestamp,
+        "event_time": format_timestamp(tx.event_time),
         "customer_id": pseudonymise(tx.customer_id, pseudonym_key),
         "terminal_id": tx.terminal_id,
         "amount": tx.amount,
@@ -71,10 +117,11 @@ def decision_record(
         "thresholds": {"review": decision.review_threshold, "block": decision.block_threshold},
         "reason_codes": list(decision.reason_codes),
         "top_features": [{"name": name, "contribution": value} for name, value in decision.top_features],
-        "features": decision.features,
+        "feature_schema": schema_id,
+        "features": list(decision.features.values()),
         "model": {"kind": decision.model_kind, "generation": decision.model_generation},
         "drift_state": decision.drift_state,
-        "input": provenance.as_dict(),
+        "input": {"topic": provenance.topic, "partition": provenance.partition, "offset": provenance.offset},
         "instance_id": provenance.instance_id,
         "processed_at": _now(),
         "processing_ms": round(processing_ms, 3),
@@ -131,6 +178,38 @@ def decode_record(value: bytes | None) -> dict[str, Any] | None:
     except orjson.JSONDecodeError:
         return None
     return record if isinstance(record, dict) else None
+
+
+class FeatureSchemas:
+    """The feature schemas read so far from an audit topic, to name the values of later decisions.
+
+    >>> schemas = FeatureSchemas()
+    >>> schemas.note({"record_type": "feature_schema", "feature_schema": "f1", "names": ["a", "b"]})
+    True
+    >>> schemas.expanded({"record_type": "decision", "feature_schema": "f1", "features": [1.0, 2.0]})
+    {'record_type': 'decision', 'feature_schema': 'f1', 'features': {'a': 1.0, 'b': 2.0}}
+    """
+
+    def __init__(self) -> None:
+        self.names: dict[str, list[str]] = {}
+
+    def note(self, record: dict[str, Any]) -> bool:
+        """Whether ``record`` is a feature schema (then remembered, if well formed)."""
+        if record.get("record_type") != FEATURE_SCHEMA:
+            return False
+        schema_id, names = record.get("feature_schema"), record.get("names")
+        if isinstance(schema_id, str) and isinstance(names, list) and all(isinstance(n, str) for n in names):
+            self.names[schema_id] = names
+        return True
+
+    def expanded(self, record: dict[str, Any]) -> dict[str, Any]:
+        """``record`` with its features by name (a copy); as it is if they already are, or if its
+        schema was not read (then its ``features`` stay an array)."""
+        values, schema_id = record.get("features"), record.get("feature_schema")
+        names = self.names.get(schema_id) if isinstance(schema_id, str) else None
+        if not isinstance(values, list) or names is None or len(names) != len(values):
+            return record
+        return {**record, "features": dict(zip(names, values, strict=True))}
 
 
 def chain_fields(record: Any) -> dict[str, Any] | None:

@@ -20,7 +20,13 @@ from typing import BinaryIO
 import orjson
 
 from detector.audit.chain import ChainState
-from detector.audit.records import Provenance, decision_record, event_record, rejected_record
+from detector.audit.records import (
+    Provenance,
+    WrittenSchema,
+    decision_record,
+    event_record,
+    rejected_record,
+)
 from detector.engine.outputs import Decision, EngineEvent
 from detector.engine.records import InvalidInput, format_timestamp
 
@@ -39,9 +45,14 @@ class VariantOutput:
         self._events: BinaryIO = (directory / EVENTS).open("wb", buffering=_BUFFER)
         self._audit: BinaryIO = (directory / AUDIT).open("wb", buffering=_BUFFER)
         self._chains = [ChainState(partition=partition) for partition in range(partitions)]
+        self._schemas = [WrittenSchema() for _ in range(partitions)]
 
     def decision(self, decision: Decision, provenance: Provenance, processing_ms: float) -> None:
-        record = decision_record(decision, provenance, processing_ms)
+        written = self._schemas[provenance.partition]
+        schema = written.record_if_new(decision.features, provenance.instance_id)
+        if schema is not None:
+            self._seal(schema, provenance.partition)
+        record = decision_record(decision, written.schema_id, provenance, processing_ms)
         self._scores.write(
             orjson.dumps(
                 {

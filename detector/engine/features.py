@@ -98,10 +98,14 @@ class FeatureExtractor:
         ttl = config.entity_ttl
         self.cards = ExpiringStore[_CardState](ttl=ttl, max_entries=config.max_cards)
         self.terminals = ExpiringStore[_TerminalState](ttl=ttl, max_entries=config.max_terminals)
-        self._card_names = [window_name(w) for w in config.card_windows]
+        card_names = [window_name(w) for w in config.card_windows]
+        # Feature names built once: (count name, mean amount name) per card window.
+        self._card_keys = [(f"card_count_{name}", f"card_mean_amount_{name}") for name in card_names]
+        self._ratio_key, self._zscore_key = (f"card_amount_{k}_{card_names[-1]}" for k in ("ratio", "zscore"))
+        self._extra_keys = [(name, f"extra_{name}") for name in config.extra_numeric]
+        self._no_history = math.log1p(config.entity_ttl)
         self._terminal_names = [window_name(w) for w in config.terminal_windows]
         self._risk_names = [window_name(w) for w in config.risk_windows]
-        self._profile_name = self._card_names[-1]
         # What the windows of an entity not seen yet would read.
         self._no_card = [(0, 0.0, 0.0)] * len(config.card_windows)
         self._no_terminal = [(0, 0.0, 0.0)] * len(config.terminal_windows)
@@ -115,15 +119,22 @@ class FeatureExtractor:
         features: dict[str, float] = {"amount": amount, "log_amount": math.log1p(amount)}
 
         card = self.cards.get(tx.customer_id)
-        longest_count, longest_total, longest_sq = 0, 0.0, 0.0
         card_totals = card.windows.read(t) if card else self._no_card
-        for name, (count, total, total_sq) in zip(self._card_names, card_totals, strict=True):
-            features[f"card_count_{name}"] = float(count)
-            features[f"card_mean_amount_{name}"] = total / count if count else 0.0
-            longest_count, longest_total, longest_sq = count, total, total_sq
-        features.update(_amount_profile(amount, longest_count, longest_total, longest_sq, self._profile_name))
+        for (count_key, mean_key), (count, total, _) in zip(self._card_keys, card_totals, strict=True):
+            features[count_key] = float(count)
+            features[mean_key] = total / count if count else 0.0
+        count, total, total_sq = card_totals[-1]  # the longest window: the card's profile
+        # How unusual the amount is for this card: ratio to its mean and z-score over its longest window.
+        if count == 0:
+            features[self._ratio_key], features[self._zscore_key] = 1.0, 0.0
+        else:
+            mean = total / count
+            variance = max(total_sq / count - mean * mean, 0.0)
+            spread = math.sqrt(variance) + max(mean * 0.1, 1.0)  # a floor: constant amounts stay sane
+            features[self._ratio_key] = amount / max(mean, _CENT)
+            features[self._zscore_key] = (amount - mean) / spread
         if card is None or card.last_time is None:
-            features["card_log_seconds_since_last"] = math.log1p(self.config.entity_ttl)
+            features["card_log_seconds_since_last"] = self._no_history
             features["card_new_terminal"] = 1.0
             features["card_known_frauds"] = 0.0
         else:
@@ -140,9 +151,15 @@ class FeatureExtractor:
             features[f"terminal_risk_{name}"] = frauds / labelled if labelled else 0.0
             features[f"terminal_frauds_{name}"] = frauds
 
-        features.update(_calendar(t))
-        for name in self.config.extra_numeric:
-            features[f"extra_{name}"] = _finite_number(tx.extras.get(name))
+        # Calendar, in UTC: hour of day on a circle (23:00 is next to 00:00), night, weekend.
+        hour = (t % DAY) / HOUR
+        angle = 2.0 * math.pi * hour / 24.0
+        features["hour_sin"] = math.sin(angle)
+        features["hour_cos"] = math.cos(angle)
+        features["is_night"] = 1.0 if hour < _NIGHT_HOURS else 0.0
+        features["is_weekend"] = 1.0 if (int(t // DAY) + _EPOCH_WEEKDAY_SHIFT) % 7 >= 5 else 0.0
+        for name, key in self._extra_keys:
+            features[key] = _finite_number(tx.extras.get(name))
         return features
 
     def learn_one(self, tx: Transaction) -> None:
@@ -177,34 +194,6 @@ class FeatureExtractor:
 
     def _empty_features(self) -> dict[str, float]:
         return self.transform_one(Transaction("", 0.0, "", "", 0.0))
-
-
-def _amount_profile(
-    amount: float, count: int, total: float, total_sq: float, window: str
-) -> dict[str, float]:
-    """How unusual the amount is for this card: ratio to its mean and z-score over its longest window."""
-    if count == 0:
-        return {f"card_amount_ratio_{window}": 1.0, f"card_amount_zscore_{window}": 0.0}
-    mean = total / count
-    variance = max(total_sq / count - mean * mean, 0.0)
-    spread = math.sqrt(variance) + max(mean * 0.1, 1.0)  # a floor, so a card with constant amounts stays sane
-    return {
-        f"card_amount_ratio_{window}": amount / max(mean, _CENT),
-        f"card_amount_zscore_{window}": (amount - mean) / spread,
-    }
-
-
-def _calendar(event_time: float) -> dict[str, float]:
-    """Hour of day (as a point on a circle, so 23:00 is next to 00:00), night and weekend flags, in UTC."""
-    hour = (event_time % DAY) / HOUR
-    angle = 2.0 * math.pi * hour / 24.0
-    weekday = (int(event_time // DAY) + _EPOCH_WEEKDAY_SHIFT) % 7
-    return {
-        "hour_sin": math.sin(angle),
-        "hour_cos": math.cos(angle),
-        "is_night": 1.0 if hour < _NIGHT_HOURS else 0.0,
-        "is_weekend": 1.0 if weekday >= 5 else 0.0,
-    }
 
 
 def _finite_number(value: object) -> float:

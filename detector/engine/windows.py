@@ -83,24 +83,30 @@ class SlidingWindows:
         data = self._data
         totals = []
         for head, width in heads:
-            oldest_kept = int(event_time // width) - resolution + 1
             end = start + _FIELDS * int(data[head + 3])
-            kept = start
-            while kept < end and data[kept] < oldest_kept:
-                data[head] -= data[kept + 1]
-                data[head + 1] -= data[kept + 2]
-                data[head + 2] -= data[kept + 3]
-                kept += _FIELDS
-            if kept > start:
-                del data[start:kept]
-                if kept == end:  # reset exactly, so float rounding never accumulates across idle periods
-                    data[head] = data[head + 1] = data[head + 2] = data[head + 3] = 0.0
-                else:
-                    data[head + 3] -= (kept - start) // _FIELDS
-                end -= kept - start
+            # A whole float, as exact as an int: the oldest bucket index still in the window.
+            oldest_kept = event_time // width - (resolution - 1)
+            if start < end and data[start] < oldest_kept:  # else nothing left the window: the usual case
+                end = self._expire(head, start, end, oldest_kept)
             totals.append((int(data[head]), data[head + 1], data[head + 2]))
             start = end
         return totals
+
+    def _expire(self, head: int, start: int, end: int, oldest_kept: float) -> int:
+        """Drop the buckets older than ``oldest_kept`` from one window; where its buckets now end."""
+        data = self._data
+        kept = start
+        while kept < end and data[kept] < oldest_kept:
+            data[head] -= data[kept + 1]
+            data[head + 1] -= data[kept + 2]
+            data[head + 2] -= data[kept + 3]
+            kept += _FIELDS
+        del data[start:kept]
+        if kept == end:  # reset exactly, so float rounding never accumulates across idle periods
+            data[head] = data[head + 1] = data[head + 2] = data[head + 3] = 0.0
+        else:
+            data[head + 3] -= (kept - start) // _FIELDS
+        return end - (kept - start)
 
     def _bucket_for_late_event(self, head: int, start: int, end: int, index: int, resolution: int) -> int:
         """Where the bucket of an event older than the window's newest one is, created in place if

@@ -21,9 +21,17 @@ from typing import NamedTuple
 import orjson
 
 from detector.audit.chain import ChainState
-from detector.audit.records import Provenance, decision_record, decision_reply, event_record, rejected_record
+from detector.audit.records import (
+    Provenance,
+    WrittenSchema,
+    decision_record,
+    decision_reply,
+    event_record,
+    rejected_record,
+)
 from detector.engine.engine import DetectionEngine
 from detector.engine.outputs import EngineEvent
+from detector.engine.policy import OUTCOMES
 from detector.engine.records import InvalidInput, decode_label, decode_transaction
 from detector.service.topic_map import AUDIT, DEAD_LETTER, DECISIONS, TRANSACTIONS, TopicMap
 
@@ -35,6 +43,10 @@ class Kind(Enum):
     REJECTED = "rejected"  # refused and dead-lettered
     LABEL = "label"  # a valid label
     REPLAYED = "replayed"  # already committed before a restart: state rebuilt, nothing emitted
+
+    # Members are singletons: identity is equality. Enum's own hash is a Python call, made twice
+    # per input record by the outcome counter.
+    __hash__ = object.__hash__
 
 
 class Outcome(NamedTuple):
@@ -49,6 +61,7 @@ class Outcome(NamedTuple):
 
 
 LABEL, REPLAYED = Outcome(Kind.LABEL), Outcome(Kind.REPLAYED)
+_DECIDED = {outcome: Outcome(Kind.DECISION, outcome) for outcome in OUTCOMES}  # one tuple each
 
 
 class OutRecord(NamedTuple):
@@ -77,6 +90,7 @@ class PartitionProcessor:
     replay_until: dict[str, int] = field(default_factory=dict)  # role -> first offset not yet committed
     positions: dict[str, int] = field(default_factory=dict)  # role -> next offset to read
     outcomes: Counter[Outcome] = field(default_factory=Counter)  # since this processor was made
+    schema: WrittenSchema = field(default_factory=WrittenSchema)  # the chain's feature schema
 
     def committable_offsets(self) -> dict[str, int]:
         """Offsets to commit: never below what was committed before, even while replaying below it."""
@@ -109,12 +123,17 @@ class PartitionProcessor:
         if rejection is not None:
             outputs.extend(self._reject(rejection, provenance, key, value))
         elif decision is not None:
-            record = decision_record(decision, provenance, elapsed_ms, self.pseudonym_key)
+            schema = self.schema.record_if_new(decision.features, self.instance_id)
+            if schema is not None:
+                outputs.append(OutRecord(AUDIT, b"schema", self.chain.seal_encoded(schema)))
+            record = decision_record(
+                decision, self.schema.schema_id, provenance, elapsed_ms, self.pseudonym_key
+            )
             audit = self.chain.seal_encoded(record)
             reply = orjson.dumps(decision_reply(decision, record["event_time"]))
             outputs.append(OutRecord(AUDIT, record["customer_id"].encode(), audit))
             outputs.append(OutRecord(DECISIONS, decision.transaction.transaction_id.encode(), reply))
-            self.outcomes[Outcome(Kind.DECISION, decision.outcome)] += 1
+            self.outcomes[_DECIDED[decision.outcome]] += 1
         else:
             self.outcomes[LABEL] += 1
         return outputs

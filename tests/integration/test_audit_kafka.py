@@ -27,7 +27,7 @@ from confluent_kafka import Producer
 from detector.audit.chain import ChainState, encode
 from detector.audit.cli import register
 from detector.audit.reader import TopicReader
-from detector.audit.records import Provenance, decision_record, event_record
+from detector.audit.records import Provenance, WrittenSchema, decision_record, event_record
 from detector.engine.config import EngineConfig
 from detector.engine.engine import DetectionEngine
 from detector.engine.records import Label, format_timestamp, parse_timestamp
@@ -83,6 +83,7 @@ def audit_trail() -> AuditTrail:
     )
     engines = [DetectionEngine(config) for _ in range(PARTITIONS)]
     chains = [ChainState(partition=p, key=KEY) for p in range(PARTITIONS)]
+    schemas = [WrittenSchema() for _ in range(PARTITIONS)]
     records: dict[int, list[dict]] = {p: [] for p in range(PARTITIONS)}
     labels: list[Label] = []
     for offset, item in enumerate(simulate(simulation)):
@@ -94,7 +95,10 @@ def audit_trail() -> AuditTrail:
         outputs = []
         if isinstance(item, SimulatedTransaction):
             decision = engine.process_transaction(item.transaction)
-            outputs.append(decision_record(decision, provenance, 0.1 + (offset % 50) / 20))
+            schema = schemas[p].record_if_new(decision.features, provenance.instance_id)
+            outputs.extend([schema] if schema is not None else [])
+            record = decision_record(decision, schemas[p].schema_id, provenance, 0.1 + (offset % 50) / 20)
+            outputs.append(record)
         else:
             engine.process_label(item)
             labels.append(item)
@@ -211,9 +215,11 @@ def test_replay_selects_committed_records_by_each_filter(
     wanted = [
         r for r in expected if r.get("customer_id") == customer and r.get("decision") in ("review", "block")
     ]
-    assert by_partition(alerts) == by_partition(wanted)
+    # Each selected decision comes with the feature schema it names, written once before it.
+    assert alerts[0]["record_type"] == "feature_schema"
+    assert by_partition(r for r in alerts if r["record_type"] == "decision") == by_partition(wanted)
 
-    kinds = {r["record_type"] for r in expected} - {"decision"}
+    kinds = {r["record_type"] for r in expected} - {"decision", "feature_schema"}
     assert kinds, "the engine emitted no events: the small config no longer exercises them"
     events = lines(replayed(*[arg for kind in sorted(kinds) for arg in ("--record-type", kind)]))
     assert by_partition(events) == by_partition(r for r in expected if r["record_type"] in kinds)
@@ -222,14 +228,15 @@ def test_replay_selects_committed_records_by_each_filter(
     single = lines(
         replayed("--transaction-id", one["transaction_id"], "--generation", str(one["model"]["generation"]))
     )
-    assert single == [one]
+    assert single[1:] == [one] and single[0]["feature_schema"] == one["feature_schema"]
 
     since, until = "2026-01-02T00:00:00Z", "2026-01-02T12:00:00Z"
     rows = replayed("--since", since, "--until", until, name="window.csv").read_text().splitlines()
     in_window = [
         r
         for r in expected
-        if parse_timestamp(since) <= parse_timestamp(r["event_time"]) < parse_timestamp(until)
+        if "event_time" in r  # not a feature schema
+        and parse_timestamp(since) <= parse_timestamp(r["event_time"]) < parse_timestamp(until)
     ]
     assert len(rows) == 1 + len(in_window) > 100  # a header, then one row a record
 

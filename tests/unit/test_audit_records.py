@@ -1,9 +1,11 @@
 """The audit record format does not drift: records sealed by an earlier release still verify, are
-selected and exported byte for byte, and today's builders write exactly the same bytes.
+selected, exported byte for byte and replayed with their features by name, and today's builders
+write exactly the same bytes as they did when ``WRITTEN`` was pinned.
 
-``WRITTEN`` was written by an earlier release: a decision and an engine event through the record
-builders, and a rejected input through the service's partition processor, sealed in partition 3
-with ``KEY`` at the wall-clock time ``PROCESSED_AT``.
+``WRITTEN_V1`` was written by a release of format 1 (features as a name -> value object): a decision
+and an engine event through the record builders, and a rejected input through the service's
+partition processor, sealed in partition 3 with ``KEY`` at the wall-clock time ``PROCESSED_AT``.
+``WRITTEN`` is the same in format 2: the feature schema first, then the decision naming it.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ import pytest
 
 from detector.audit import records
 from detector.audit.chain import ChainState
-from detector.audit.export import JsonlSink, export
+from detector.audit.collection import collect
+from detector.audit.export import CsvSink, ExpandedJsonlSink, JsonlSink, export
 from detector.audit.reader import TopicMessage
 from detector.audit.records import (
     Provenance,
+    WrittenSchema,
     chain_fields,
     chained_for,
     decision_record,
@@ -34,7 +38,7 @@ from detector.engine.records import InvalidInput, Transaction, decode_transactio
 KEY, PSEUDONYM_KEY = b"audit-chain-key", b"pseudonym-key"
 PROCESSED_AT = "2026-03-01T12:00:00.250Z"
 PARTITION = 3
-WRITTEN = [
+WRITTEN_V1 = [
     b'{"amount":57.16,"chain":{"hash":"bd4cccbb285f26aad35113cdfc42280f6e6929042de257ab77fc9122e5ddfc5d",'
     b'"partition":3,"prev_hash":"0000000000000000000000000000000000000000000000000000000000000000",'
     b'"seq":0},"currency":"EUR","customer_id":"p:d2aa4e140796eb25992676f4903bf2aa","decision":"block",'
@@ -57,6 +61,33 @@ WRITTEN = [
     b' character, expected a string key: line 1 column 2 (char 1)","input":{"offset":42,"partition":3,'
     b'"topic":"transactions"},"instance_id":"instance-1","reason":"bad_json","record_type":"rejected",'
     b'"schema":1}',
+]
+WRITTEN = [
+    b'{"chain":{"hash":"f8fbe2a5776d47c55a0ec9ea867257cd26a5408151e401ad8c8c99d993fb4ee2","partition":'
+    b'3,"prev_hash":"0000000000000000000000000000000000000000000000000000000000000000","seq":0},"featu'
+    b're_schema":"46235810c72f1031","instance_id":"instance-1","names":["amount","tx_count_1d"],"proce'
+    b'ssed_at":"2026-03-01T12:00:00.250Z","record_type":"feature_schema","schema":2}',
+    b'{"amount":57.16,"chain":{"hash":"713a8ef4546a025556002c7599b0ac9426d99acdc9197033afcf074556d8e75'
+    b'6","partition":3,"prev_hash":"f8fbe2a5776d47c55a0ec9ea867257cd26a5408151e401ad8c8c99d993fb4ee2",'
+    b'"seq":1},"currency":"EUR","customer_id":"p:d2aa4e140796eb25992676f4903bf2aa","decision":"block",'
+    b'"drift_state":"stable","event_time":"2026-01-01T00:00:00.500000Z","feature_schema":"46235810c72f'
+    b'1031","features":[57.16,3.0],"input":{"offset":41,"partition":3,"topic":"transactions"},"instanc'
+    b'e_id":"instance-1","model":{"generation":2,"kind":"logistic_regression"},"processed_at":"2026-03'
+    b'-01T12:00:00.250Z","processing_ms":1.235,"reason_codes":["score:block","feature:amount"],"record'
+    b'_type":"decision","schema":2,"score":0.8125,"terminal_id":"m-1","thresholds":{"block":0.7,"revie'
+    b'w":0.3},"top_features":[{"contribution":0.5,"name":"amount"},{"contribution":0.25,"name":"tx_cou'
+    b'nt_1d"}],"transaction_id":"t-1"}',
+    b'{"chain":{"hash":"f12952a0d7f9f6294f2dc9570961dc3f889beb255574ebd12dca8c55f8445e5c","partition":'
+    b'3,"prev_hash":"713a8ef4546a025556002c7599b0ac9426d99acdc9197033afcf074556d8e756","seq":2},"detai'
+    b'l":{"labels":250},"event_time":"2026-01-01T00:00:01Z","input":{"offset":41,"partition":3,"topic"'
+    b':"transactions"},"instance_id":"instance-1","model":{"generation":3,"kind":"logistic_regression"'
+    b'},"processed_at":"2026-03-01T12:00:00.250Z","record_type":"model_swapped","schema":2}',
+    b'{"chain":{"hash":"9775f75ecc6e52af04cfedd596ec2f8e86f15db03c6e21ebbac93031c5bec211","partition":'
+    b'3,"prev_hash":"f12952a0d7f9f6294f2dc9570961dc3f889beb255574ebd12dca8c55f8445e5c","seq":3},"custo'
+    b'mer_key":"p:d2aa4e140796eb25992676f4903bf2aa","detail":"not valid UTF-8 JSON: unexpected charact'
+    b'er, expected a string key: line 1 column 2 (char 1)","input":{"offset":42,"partition":3,"topic":'
+    b'"transactions"},"instance_id":"instance-1","reason":"bad_json","record_type":"rejected","schema"'
+    b":2}",
 ]
 
 
@@ -85,10 +116,18 @@ def test_todays_builders_write_the_same_bytes(monkeypatch: pytest.MonkeyPatch) -
     event = EngineEvent("model_swapped", 1767225601.0, 3, {"labels": 250})
     chain = ChainState(partition=PARTITION, key=KEY)
     transactions = "transactions"
+    schema = WrittenSchema()
+    schema_record = schema.record_if_new(decision.features, "instance-1")
+    assert schema_record is not None and schema.record_if_new(dict(decision.features), "instance-1") is None
     written = [
+        chain.seal_encoded(schema_record),
         chain.seal_encoded(
             decision_record(
-                decision, Provenance(transactions, PARTITION, 41, "instance-1"), 1.23456, PSEUDONYM_KEY
+                decision,
+                schema.schema_id,
+                Provenance(transactions, PARTITION, 41, "instance-1"),
+                1.23456,
+                PSEUDONYM_KEY,
             )
         ),
         chain.seal_encoded(
@@ -103,19 +142,52 @@ def test_todays_builders_write_the_same_bytes(monkeypatch: pytest.MonkeyPatch) -
     assert written == WRITTEN
 
 
-def test_earlier_records_verify_and_are_selected_and_exported_untouched() -> None:
-    messages = [TopicMessage(PARTITION, 2 * n + 1, None, None, value) for n, value in enumerate(WRITTEN)]
+FEATURES = {"amount": 57.16, "tx_count_1d": 3.0}
+
+
+def messages_of(values: list[bytes]) -> list[TopicMessage]:
+    return [TopicMessage(PARTITION, 2 * n + 1, None, None, value) for n, value in enumerate(values)]
+
+
+@pytest.mark.parametrize("values", [WRITTEN_V1, WRITTEN], ids=["format 1", "format 2"])
+def test_records_of_either_format_verify_and_replay_with_their_features_by_name(values: list[bytes]) -> None:
+    messages = messages_of(values)
     verification = verify_messages([(m.partition, m.offset, m.value) for m in messages], key=KEY)
-    assert verification.ok and verification.verified == 3
+    assert verification.ok and verification.verified == len(values)
+    keep = RecordFilter(customers=customer_ids(["c-1"], PSEUDONYM_KEY))
+    expanded, table = io.BytesIO(), io.BytesIO()
+    export(messages, keep, ExpandedJsonlSink(expanded))
+    export(messages, keep, CsvSink(table))
+    (line,) = expanded.getvalue().splitlines()
+    assert orjson.loads(line)["features"] == FEATURES and orjson.loads(line)["transaction_id"] == "t-1"
+    assert b'"{""amount"":57.16,""tx_count_1d"":3.0}"' in table.getvalue()
+    report = collect(messages, RecordFilter(), explain={"t-1"})
+    assert report.features == {"t-1": FEATURES} and report.transaction_ids == ["t-1"]
+
+
+@pytest.mark.parametrize("values", [WRITTEN_V1, WRITTEN], ids=["format 1", "format 2"])
+def test_a_jsonl_export_is_the_records_untouched_with_the_feature_schema_they_name(
+    values: list[bytes],
+) -> None:
     out = io.BytesIO()
     keep = RecordFilter(customers=customer_ids(["c-1"], PSEUDONYM_KEY))
-    counts = export(messages, keep, JsonlSink(out))
-    assert (counts.read, counts.written, counts.unreadable) == (3, 1, 0)
-    assert out.getvalue() == WRITTEN[0] + b"\n"
+    counts = export(messages_of(values), keep, JsonlSink(out))
+    decisions = values[:-2]  # format 2: the schema before the decision
+    assert (counts.read, counts.written, counts.unreadable) == (len(values), len(decisions), 0)
+    assert out.getvalue() == b"".join(value + b"\n" for value in decisions)
+    everything = io.BytesIO()
+    export(messages_of(values), RecordFilter(), JsonlSink(everything))
+    assert everything.getvalue() == b"".join(value + b"\n" for value in values)
+
+
+def test_decisions_whose_schema_was_not_read_keep_their_values_in_order() -> None:
+    expanded = io.BytesIO()
+    export(messages_of(WRITTEN[1:2]), RecordFilter(), ExpandedJsonlSink(expanded))
+    assert orjson.loads(expanded.getvalue())["features"] == list(FEATURES.values())
 
 
 def test_a_record_read_back_is_ours_only_with_a_whole_chain_of_its_partition() -> None:
-    record = decode_record(WRITTEN[2])
+    record = decode_record(WRITTEN_V1[2])
     assert record is not None and record["record_type"] == "rejected"
     assert chained_for(record, PARTITION) and not chained_for(record, PARTITION + 1)
     assert (
@@ -124,7 +196,7 @@ def test_a_record_read_back_is_ours_only_with_a_whole_chain_of_its_partition() -
         and decode_record(None) is None
     )
     for field in ("partition", "seq", "prev_hash", "hash"):
-        cut = orjson.loads(WRITTEN[2])
+        cut = orjson.loads(WRITTEN_V1[2])
         del cut["chain"][field]
         assert chain_fields(cut) is None and not chained_for(cut, PARTITION)
     record["chain"]["seq"] = "2"

@@ -36,13 +36,19 @@ def test_a_transaction_gives_a_chained_audit_record_and_a_compact_decision() -> 
     p = processor(pseudonym_key=b"secret")
     first = p.process(TRANSACTIONS, 40, b"card-1", tx(1))
     second = p.process(TRANSACTIONS, 41, b"card-2", tx(2))
-    assert [out.role for out in first] == [AUDIT, DECISIONS]
-    records = audit_records(first + second)
-    assert verify_record(records[0], 0, GENESIS, partition=2) is None
-    assert verify_record(records[1], 1, records[0]["chain"]["hash"], partition=2) is None
+    # The chain's first decision comes after the feature schema it names; later ones need none.
+    assert [out.role for out in first] == [AUDIT, AUDIT, DECISIONS]
+    assert [out.role for out in second] == [AUDIT, DECISIONS]
+    schema, *records = audit_records(first + second)
+    assert schema["record_type"] == "feature_schema" and schema["names"] == list(p.engine.extractor.names)
+    assert verify_record(schema, 0, GENESIS, partition=2) is None
+    assert verify_record(records[0], 1, schema["chain"]["hash"], partition=2) is None
+    assert verify_record(records[1], 2, records[0]["chain"]["hash"], partition=2) is None
+    assert {r["feature_schema"] for r in records} == {schema["feature_schema"]}
+    assert len(records[0]["features"]) == len(schema["names"])
     assert records[0]["input"] == {"topic": "tx", "partition": 2, "offset": 40}
     assert records[0]["customer_id"].startswith("p:") and "card" not in records[0]["customer_id"]
-    reply = orjson.loads(first[1].value)
+    reply = orjson.loads(first[2].value)
     assert reply["transaction_id"] == "t1" and reply["decision"] == "approve"
     assert p.positions == {TRANSACTIONS: 42}
 
@@ -78,6 +84,7 @@ def test_replayed_records_rebuild_state_but_emit_nothing_and_never_lower_the_off
         assert restarted.process(TRANSACTIONS, i, b"k", tx(i)) == []
         assert restarted.committable_offsets()[TRANSACTIONS] == 6
     assert restarted.chain.next_seq == 6 and restarted.outcomes[REPLAYED] == 6
-    live = audit_records(restarted.process(TRANSACTIONS, 6, b"k", tx(6)))
-    assert live[0]["chain"]["seq"] == 6 and live[0]["chain"]["prev_hash"] == "h5"
+    schema, live = audit_records(restarted.process(TRANSACTIONS, 6, b"k", tx(6)))
+    assert schema["chain"]["seq"] == 6 and schema["chain"]["prev_hash"] == "h5"
+    assert live["chain"]["seq"] == 7 and live["feature_schema"] == schema["feature_schema"]
     assert restarted.engine.stats["transactions_scored"] == 7

@@ -9,6 +9,8 @@ from detector.engine.records import (
     InvalidInput,
     Label,
     Transaction,
+    _checked_transaction,
+    _plain_transaction,
     decode_label,
     decode_transaction,
     format_timestamp,
@@ -82,3 +84,26 @@ def test_labels_decode_and_reject_non_boolean_verdicts() -> None:
     assert decode_label(label.to_json()) == label
     with pytest.raises(InvalidInput, match="is_fraud"):
         decode_label(orjson.dumps({**label.to_dict(), "is_fraud": 1}))
+
+
+@pytest.mark.parametrize(
+    ("changes", "common"),
+    [
+        ({}, True),
+        ({"amount": 0.0}, True),
+        ({"transaction_id": "x" * 128}, True),
+        ({"timestamp": "2099-12-31T23:59:59Z"}, True),
+        ({"amount": 57}, False),  # an integer amount
+        ({"timestamp": "2018-04-01T02:00:31+02:00"}, False),
+        ({"currency": "eur"}, True),
+        ({"currency": None}, False),
+        ({"note": "carried"}, False),
+    ],
+)
+def test_the_common_case_decodes_as_every_check_would_decode_it(
+    changes: dict[str, object], common: bool
+) -> None:
+    body = {**VALID, **changes}
+    checked = _checked_transaction(dict(body))
+    assert _plain_transaction(dict(body)) == (checked if common else None)
+    assert decode_transaction(orjson.dumps(body)) == checked
