@@ -101,6 +101,8 @@ class SharedLearner:
             changes.extend(epoch_changes)
             events.extend(self._collect_events())
         self.version = ready
+        # Every partition is past epoch ``ready``: a label still to come is later than its end.
+        self._expire((ready + 1) * self.config.sharing.epoch)
         changed = (
             self.model is not model_before
             or self.model.labels_learned != labels_before
@@ -131,9 +133,7 @@ class SharedLearner:
     def _apply_epoch(self, epoch: int, updates: list[Scored | Labelled]) -> list[TerminalChange]:
         """Apply one epoch's updates in canonical order; the terminal changes they make, in order."""
         updates.sort(key=canonical_key)
-        expired = self.pending.expire(updates[0].event_time)
-        if expired:
-            self.stats["pending_expired"] += expired
+        self._expire(updates[0].event_time)
         changes: list[TerminalChange] = []
         lifecycle = self.lifecycle
         for update in updates:
@@ -171,6 +171,11 @@ class SharedLearner:
             )
             self.stats["labels_joined"] += 1
         return changes
+
+    def _expire(self, now: float) -> None:
+        expired = self.pending.expire(now)
+        if expired:
+            self.stats["pending_expired"] += expired
 
     def _collect_events(self) -> list[EngineEvent]:
         events = list(self.lifecycle.pop_events())
