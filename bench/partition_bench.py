@@ -18,6 +18,7 @@ compare the ratios, not absolute figures).
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 import time
 from dataclasses import replace
@@ -68,7 +69,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--preset", default="stationary", help="(default: stationary, the default stream over 60 days)")
+    parser.add_argument(
+        "--preset", default="stationary", help="(default: stationary, the default stream over 60 days)"
+    )
     parser.add_argument("--days", type=float, default=60.0)
     parser.add_argument("--cards", type=int, default=2_000)
     parser.add_argument("--terminals", type=int, default=200)
@@ -106,6 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for topology, run in (("independent", independent), ("shared", shared)):
         for partitions in args.partitions:
+            gc.collect()  # each run starts with no garbage of the one before
             cpu, wall = time.process_time(), time.perf_counter()
             scores = run(config, partitions, events)
             cpu, wall = time.process_time() - cpu, time.perf_counter() - wall

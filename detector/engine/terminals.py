@@ -5,7 +5,8 @@ them), so one :class:`~detector.engine.learner.SharedLearner` writes it and ever
 replica. Both sides change it only through :meth:`TerminalTable.apply`, with the same ordered
 :class:`TerminalChange` list, so a replica equals the learner's table. Reads never change it
 (:meth:`SlidingWindows.peek`), so scorers reading it in any interleaving see the same values;
-windows are trimmed when changes are applied, at the latest time of each epoch's changes.
+windows are trimmed when changes are applied: at the end of an epoch, once event time has moved
+a bucket (the narrowest) since the last trim, the terminals changed since are trimmed to it.
 
 >>> from detector.engine.features import FeatureConfig
 >>> table = TerminalTable(FeatureConfig())
@@ -60,6 +61,9 @@ class TerminalTable:
         ]
         self._no_activity = [(0, 0.0, 0.0)] * len(config.terminal_windows)
         self._no_risk = [(0, 0.0, 0.0)] * len(config.risk_windows)
+        self._trim_every = min(config.terminal_windows + config.risk_windows) / config.resolution
+        self._next_trim = float("-inf")
+        self._untrimmed: dict[str, TerminalState] = {}
 
     def __len__(self) -> int:
         return len(self.terminals)
@@ -76,12 +80,12 @@ class TerminalTable:
             features[frauds_name] = frauds
 
     def apply(self, changes: Iterable[TerminalChange]) -> None:
-        """Apply ``changes`` in order; after each epoch's changes, trim the windows they touched."""
-        touched: dict[str, TerminalState] = {}
+        """Apply ``changes`` in order, trimming windows at the end of epochs (see above)."""
+        untrimmed = self._untrimmed
         epoch, latest = None, float("-inf")
         for change in changes:
             if change.epoch != epoch:
-                _trim(touched, latest)
+                self._trim(latest)
                 epoch, latest = change.epoch, float("-inf")
             terminal = self.terminals.get(change.terminal_id) or TerminalState(self.config)
             if change.kind == ACTIVITY:
@@ -90,14 +94,16 @@ class TerminalTable:
                 terminal.labels.add(change.event_time, change.value)
             self.terminals.put(change.terminal_id, terminal, change.event_time)
             self.terminals.evict(change.event_time)
-            touched[change.terminal_id] = terminal
+            untrimmed[change.terminal_id] = terminal
             latest = max(latest, change.event_time)
-        _trim(touched, latest)
+        self._trim(latest)
 
-
-def _trim(touched: dict[str, TerminalState], now: float) -> None:
-    """Expire what left each touched terminal's windows by ``now`` (reads skip it in any case)."""
-    for terminal in touched.values():
-        terminal.windows.read(now)
-        terminal.labels.read(now)
-    touched.clear()
+    def _trim(self, now: float) -> None:
+        """Expire what left the changed terminals' windows by ``now`` (reads skip it in any case)."""
+        if now < self._next_trim:
+            return
+        self._next_trim = now + self._trim_every
+        for terminal in self._untrimmed.values():
+            terminal.windows.read(now)
+            terminal.labels.read(now)
+        self._untrimmed.clear()

@@ -6,7 +6,9 @@ and before a transaction of epoch ``e`` is scored every partition's updates of e
 are applied. A partition whose next transaction needs a version the others have not closed yet
 waits (its inputs queue up), as a paused partition of the service does; so the decisions do not
 depend on how the partitions' streams interleave, and with one partition they are exactly those
-of :class:`~detector.engine.engine.DetectionEngine`.
+of :class:`~detector.engine.engine.DetectionEngine`. The scorers read the learner's own state, as
+in the engine; with ``replica=True`` they read a :class:`SharedView` built from the versions through
+their wire encoding instead, as the service's scorers do (slower: for tests of that path).
 
 >>> from detector.engine.records import Transaction
 >>> topology = ScaledTopology(partitions=3)
@@ -27,7 +29,8 @@ from detector.engine.learner import SharedLearner
 from detector.engine.outputs import Decision, EngineEvent
 from detector.engine.records import InvalidInput, Label, Transaction
 from detector.engine.scorer import Scorer
-from detector.engine.view import SharedView
+from detector.engine.view import ReadView, SharedView
+from detector.engine.wire import decode_version, encode_version
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,13 +47,18 @@ class Outcome:
 class ScaledTopology:
     """N scorers sharing one learner through one view, fed one event at a time in any interleaving."""
 
-    def __init__(self, config: EngineConfig | None = None, partitions: int = 1) -> None:
+    def __init__(
+        self, config: EngineConfig | None = None, partitions: int = 1, *, replica: bool = False
+    ) -> None:
         if partitions < 1:
             raise ValueError("partitions must be at least 1")
         self.config = config = config or EngineConfig()
         self.scorers = [Scorer(config, partition) for partition in range(partitions)]
         self.learner = SharedLearner(config, partitions)
-        self.view = SharedView(config.features, config.model)
+        self.view: ReadView = self.learner
+        self.replica = SharedView(config.features, config.model) if replica else None
+        if self.replica is not None:
+            self.view = self.replica
         self._inputs: list[deque[tuple[Transaction | Label, object]]] = [deque() for _ in range(partitions)]
         self._events: list[EngineEvent] = []
 
@@ -135,5 +143,6 @@ class ScaledTopology:
         self.learner.submit(scorer.pop_updates())
         version = self.learner.apply_ready()
         if version is not None:
-            self.view.apply(version)
+            if self.replica is not None:
+                self.replica.apply(decode_version(encode_version(version)))
             self._events.extend(version.events)

@@ -75,18 +75,19 @@ def test_one_partition_decides_exactly_as_the_engine() -> None:
     assert engine.model.labels_learned > 500
 
 
-def test_three_partitions_decide_the_same_whatever_the_interleaving() -> None:
+def test_three_partitions_decide_the_same_whatever_the_interleaving_and_the_view() -> None:
     events = stream(900, seed=2)
     in_time = decisions_of(ScaledTopology(CONFIG, 3), events)
     for seed in (1, 2):
         assert decisions_of(ScaledTopology(CONFIG, 3), random_merge(events, 3, seed)) == in_time
+    assert decisions_of(ScaledTopology(CONFIG, 3, replica=True), random_merge(events, 3, 3)) == in_time
     assert len(in_time) == 900
 
 
 def test_the_view_equals_the_learners_table_after_its_versions() -> None:
-    topology = ScaledTopology(CONFIG, 3)
+    topology = ScaledTopology(CONFIG, 3, replica=True)
     decisions_of(topology, stream(600, seed=3))
-    learner, view = topology.learner.terminals, topology.view.terminals
+    learner, view = topology.learner.terminals, topology.replica.terminals
     assert list(learner.terminals.keys()) == list(view.terminals.keys()) and len(view) == 6
     for key in list(learner.terminals.keys()):
         mine, theirs = learner.terminals.get(key), view.terminals.get(key)
