@@ -17,6 +17,7 @@ docs/shared-learning.md.
 
 from __future__ import annotations
 
+import pickle
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 
@@ -36,6 +37,7 @@ from detector.engine.shared import (
     canonical_key,
 )
 from detector.engine.terminals import ACTIVITY, LABEL, TerminalChange, TerminalTable
+from detector.engine.view import SharedView
 
 
 class SharedLearner:
@@ -66,6 +68,15 @@ class SharedLearner:
     @property
     def drift_state(self) -> str:
         return self.lifecycle.drift_state
+
+    def export_view(self) -> SharedView:
+        """A copy of the shared state at :attr:`version`, from which a scorer process starts its view."""
+        view = SharedView(self.config.features, self.config.model)
+        view.terminals, view.model = pickle.loads(
+            pickle.dumps((self.terminals, self.model), pickle.HIGHEST_PROTOCOL)
+        )
+        view.generation, view.drift_state, view.version = self.generation, self.drift_state, self.version
+        return view
 
     # -- inputs -------------------------------------------------------------------------------
 

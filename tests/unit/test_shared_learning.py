@@ -93,6 +93,9 @@ def test_the_view_equals_the_learners_table_after_its_versions() -> None:
         mine, theirs = learner.terminals.get(key), view.terminals.get(key)
         assert mine.windows._data == theirs.windows._data and mine.labels._data == theirs.labels._data
     assert topology.view.version == topology.learner.version
+    exported = SharedView.restore(topology.learner.export_view().snapshot())
+    assert exported.version == topology.learner.version
+    assert exported.terminals.terminals.get("m0").windows._data == learner.terminals.get("m0").windows._data
 
 
 def _updates(seed: int) -> list[list]:
@@ -175,3 +178,11 @@ def test_vectors_never_labelled_expire_at_the_horizon_and_are_counted() -> None:
     learner.apply_ready()
     assert learner.stats["pending_expired"] == 50 and learner.stats["labels_unjoined"] == 1
     assert len(learner.pending) == 0 and learner.model.labels_learned == 0
+
+
+def test_the_epoch_is_validated_and_shapes_the_state() -> None:
+    assert EngineConfig.from_dict({"sharing": {"epoch": "1h"}}).sharing.epoch == 3600.0
+    with pytest.raises(ValueError, match=r"sharing\.epoch"):
+        EngineConfig.from_dict({"sharing": {"epoch": 0}})
+    with pytest.raises(ValueError, match="another sharing"):
+        DetectionEngine().reconfigure(EngineConfig(sharing=SharingConfig(epoch=3600.0)))
