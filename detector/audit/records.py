@@ -119,7 +119,11 @@ def decision_record(
         "top_features": [{"name": name, "contribution": value} for name, value in decision.top_features],
         "feature_schema": schema_id,
         "features": list(decision.features.values()),
-        "model": {"kind": decision.model_kind, "generation": decision.model_generation},
+        "model": {
+            "kind": decision.model_kind,
+            "generation": decision.model_generation,
+            "version": decision.model_version,
+        },
         "drift_state": decision.drift_state,
         "input": {"topic": provenance.topic, "partition": provenance.partition, "offset": provenance.offset},
         "instance_id": provenance.instance_id,
@@ -167,6 +171,7 @@ def decision_reply(decision: Decision, event_time: str) -> dict[str, Any]:
         "score": round(decision.score, 6),
         "reason_codes": list(decision.reason_codes),
         "model_generation": decision.model_generation,
+        "model_version": decision.model_version,
         "event_time": event_time,
     }
 

@@ -63,31 +63,30 @@ WRITTEN_V1 = [
     b'"schema":1}',
 ]
 WRITTEN = [
-    b'{"chain":{"hash":"f8fbe2a5776d47c55a0ec9ea867257cd26a5408151e401ad8c8c99d993fb4ee2","partition":'
-    b'3,"prev_hash":"0000000000000000000000000000000000000000000000000000000000000000","seq":0},"featu'
-    b're_schema":"46235810c72f1031","instance_id":"instance-1","names":["amount","tx_count_1d"],"proce'
-    b'ssed_at":"2026-03-01T12:00:00.250Z","record_type":"feature_schema","schema":2}',
-    b'{"amount":57.16,"chain":{"hash":"713a8ef4546a025556002c7599b0ac9426d99acdc9197033afcf074556d8e75'
-    b'6","partition":3,"prev_hash":"f8fbe2a5776d47c55a0ec9ea867257cd26a5408151e401ad8c8c99d993fb4ee2",'
-    b'"seq":1},"currency":"EUR","customer_id":"p:d2aa4e140796eb25992676f4903bf2aa","decision":"block",'
-    b'"drift_state":"stable","event_time":"2026-01-01T00:00:00.500000Z","feature_schema":"46235810c72f'
-    b'1031","features":[57.16,3.0],"input":{"offset":41,"partition":3,"topic":"transactions"},"instanc'
-    b'e_id":"instance-1","model":{"generation":2,"kind":"logistic_regression"},"processed_at":"2026-03'
-    b'-01T12:00:00.250Z","processing_ms":1.235,"reason_codes":["score:block","feature:amount"],"record'
-    b'_type":"decision","schema":2,"score":0.8125,"terminal_id":"m-1","thresholds":{"block":0.7,"revie'
-    b'w":0.3},"top_features":[{"contribution":0.5,"name":"amount"},{"contribution":0.25,"name":"tx_cou'
-    b'nt_1d"}],"transaction_id":"t-1"}',
-    b'{"chain":{"hash":"f12952a0d7f9f6294f2dc9570961dc3f889beb255574ebd12dca8c55f8445e5c","partition":'
-    b'3,"prev_hash":"713a8ef4546a025556002c7599b0ac9426d99acdc9197033afcf074556d8e756","seq":2},"detai'
-    b'l":{"labels":250},"event_time":"2026-01-01T00:00:01Z","input":{"offset":41,"partition":3,"topic"'
-    b':"transactions"},"instance_id":"instance-1","model":{"generation":3,"kind":"logistic_regression"'
-    b'},"processed_at":"2026-03-01T12:00:00.250Z","record_type":"model_swapped","schema":2}',
-    b'{"chain":{"hash":"9775f75ecc6e52af04cfedd596ec2f8e86f15db03c6e21ebbac93031c5bec211","partition":'
-    b'3,"prev_hash":"f12952a0d7f9f6294f2dc9570961dc3f889beb255574ebd12dca8c55f8445e5c","seq":3},"custo'
-    b'mer_key":"p:d2aa4e140796eb25992676f4903bf2aa","detail":"not valid UTF-8 JSON: unexpected charact'
-    b'er, expected a string key: line 1 column 2 (char 1)","input":{"offset":42,"partition":3,"topic":'
-    b'"transactions"},"instance_id":"instance-1","reason":"bad_json","record_type":"rejected","schema"'
-    b":2}",
+    b'{"chain":{"hash":"f8fbe2a5776d47c55a0ec9ea867257cd26a5408151e401ad8c8c99d993fb4ee2","partition":3,"p'
+    b'rev_hash":"0000000000000000000000000000000000000000000000000000000000000000","seq":0},"feature_schem'
+    b'a":"46235810c72f1031","instance_id":"instance-1","names":["amount","tx_count_1d"],"processed_at":"20'
+    b'26-03-01T12:00:00.250Z","record_type":"feature_schema","schema":2}',
+    b'{"amount":57.16,"chain":{"hash":"8bb845ada843a62f2357c6207203c15ed02facf5f960ba1d5b338508e0001b60","'
+    b'partition":3,"prev_hash":"f8fbe2a5776d47c55a0ec9ea867257cd26a5408151e401ad8c8c99d993fb4ee2","seq":1}'
+    b',"currency":"EUR","customer_id":"p:d2aa4e140796eb25992676f4903bf2aa","decision":"block","drift_state'
+    b'":"stable","event_time":"2026-01-01T00:00:00.500000Z","feature_schema":"46235810c72f1031","features"'
+    b':[57.16,3.0],"input":{"offset":41,"partition":3,"topic":"transactions"},"instance_id":"instance-1","'
+    b'model":{"generation":2,"kind":"logistic_regression","version":29450426},"processed_at":"2026-03-01T1'
+    b'2:00:00.250Z","processing_ms":1.235,"reason_codes":["score:block","feature:amount"],"record_type":"d'
+    b'ecision","schema":2,"score":0.8125,"terminal_id":"m-1","thresholds":{"block":0.7,"review":0.3},"top_'
+    b'features":[{"contribution":0.5,"name":"amount"},{"contribution":0.25,"name":"tx_count_1d"}],"transac'
+    b'tion_id":"t-1"}',
+    b'{"chain":{"hash":"94e0aaafb92cb37d71e650cc057870c3344377d5db278660f21815fdafc0e486","partition":3,"p'
+    b'rev_hash":"8bb845ada843a62f2357c6207203c15ed02facf5f960ba1d5b338508e0001b60","seq":2},"detail":{"lab'
+    b'els":250},"event_time":"2026-01-01T00:00:01Z","input":{"offset":41,"partition":3,"topic":"transactio'
+    b'ns"},"instance_id":"instance-1","model":{"generation":3,"kind":"logistic_regression"},"processed_at"'
+    b':"2026-03-01T12:00:00.250Z","record_type":"model_swapped","schema":2}',
+    b'{"chain":{"hash":"e3fbbe0126d6a443a0fe7f0b3f899d9bec7c18a3b44e3a8c73d2d5b2bd953288","partition":3,"p'
+    b'rev_hash":"94e0aaafb92cb37d71e650cc057870c3344377d5db278660f21815fdafc0e486","seq":3},"customer_key"'
+    b':"p:d2aa4e140796eb25992676f4903bf2aa","detail":"not valid UTF-8 JSON: unexpected character, expected'
+    b' a string key: line 1 column 2 (char 1)","input":{"offset":42,"partition":3,"topic":"transactions"},'
+    b'"instance_id":"instance-1","reason":"bad_json","record_type":"rejected","schema":2}',
 ]
 
 
@@ -112,6 +111,7 @@ def test_todays_builders_write_the_same_bytes(monkeypatch: pytest.MonkeyPatch) -
         drift_state="stable",
         review_threshold=0.3,
         block_threshold=0.7,
+        model_version=29450426,
     )
     event = EngineEvent("model_swapped", 1767225601.0, 3, {"labels": 250})
     chain = ChainState(partition=PARTITION, key=KEY)
