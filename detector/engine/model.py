@@ -1,22 +1,25 @@
-"""The fraud model: a River classifier chosen by config, with class imbalance handled and explanations.
+"""The fraud model: any River classifier pipeline from config, with class imbalance handled and explanations.
 
-Three families are offered, from cheapest to strongest on non-linear patterns:
+A model is a spec of River estimators (:mod:`detector.engine.estimators`), either given in full as
+``pipeline`` or named by ``kind``, a preset:
 
 * ``logistic_regression``: ``StandardScaler | LogisticRegression``, fraud weighted in the log loss,
   intercept started at the prior fraud rate so a cold model does not flag everything.
 * ``hoeffding_adaptive_tree``: a Hoeffding adaptive tree; ``max_share_to_split=1.0`` because with the
-  default 0.99 a leaf holding <1% fraud never splits and the tree stays a stump.
+  default 0.99 a leaf holding <1% fraud never splits and the tree stays a stump; leaves score by
+  their class frequencies (``leaf_prediction="mc"``): River's default naive Bayes leaves ranked
+  frauds worse (AUC 0.65 against 0.78 on the 90-day simulated stream).
 * ``adaptive_random_forest``: River's ARF with the same split setting, about 10x the tree's cost.
 
-Class imbalance: the linear model weights frauds in its loss (``fraud_weight``); the trees split
-on rare-class leaves thanks to ``max_share_to_split=1.0``. Under-sampling the legitimate class for
-the trees was measured and rejected: on the simulator it dropped HAT's prequential AUC from 0.70 to
-0.49-0.56. The SGD learning rate of 0.001 was chosen the same way (AUC 0.82 against 0.75 at 0.005).
+The presets' settings come from measurement (bench/model_bench.py, docs/models.md): the SGD rate
+0.001 (AUC 0.82 against 0.75 at 0.005); under-sampling the legitimate class, or weighting frauds,
+made the tree worse.
 
 Explanations (the features that pushed a score up, for reason codes):
 
-* logistic regression: exact, each feature's ``weight * scaled value``, the term it adds to the logit;
-* trees and forests: occlusion, the drop in fraud probability when a feature is set to its running
+* a linear model after name-preserving scalers: exact, each feature's ``weight * scaled value``, the
+  term it adds to the logit;
+* anything else: occlusion, the drop in fraud probability when a feature is set to its running
   mean; only the most unusual features (largest z-score) are tried, to bound the cost.
 
 >>> model = FraudModel(ModelConfig(kind="logistic_regression"))
@@ -29,26 +32,38 @@ Explanations (the features that pushed a score up, for reason codes):
 True
 >>> model.contributions({"amount": 900.0}, top_k=1)[0][0]
 'amount'
+>>> ModelConfig(pipeline=[["forest.AMFClassifier", {"n_estimators": 5}]]).kind
+'pipeline'
 """
 
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic.dataclasses import dataclass as validated_dataclass
-from river import base, compose, forest, linear_model, optim, preprocessing, tree
+from river import base, compose, preprocessing
 
 from detector.engine import MODEL_KINDS
+from detector.engine.estimators import build_pipeline
 from detector.validation import CONFIG_RULES, Count
+
+PIPELINE = "pipeline"  # the kind of a model given as a spec rather than by a preset's name
+DEFAULT_KIND = "logistic_regression"
+Spec = tuple[Any, ...]  # steps, checked by the builder for its clearer messages
 
 
 @validated_dataclass(frozen=True, config=CONFIG_RULES)
 class ModelConfig:
-    """Which model family, and how it treats the rare fraud class (checked when built)."""
+    """A preset (``kind``) or a River pipeline spec (``pipeline``), checked by building it once.
 
-    kind: Literal[MODEL_KINDS] = "logistic_regression"
+    ``seed`` goes to every estimator that takes one; the other settings shape the presets only.
+    """
+
+    kind: Literal[(*MODEL_KINDS, PIPELINE)] | None = None
+    pipeline: Spec | None = None
     seed: int = 7
     prior_fraud_rate: Annotated[float, Field(gt=0, lt=1)] = 0.005
     fraud_weight: Annotated[float, Field(gt=0)] = (
@@ -58,29 +73,82 @@ class ModelConfig:
     grace_period: Count = 200
     forest_size: Count = 10
 
+    @field_validator("pipeline")
+    @classmethod
+    def _buildable(cls, pipeline: Spec | None) -> Spec | None:
+        if pipeline is not None:
+            build_pipeline(pipeline, seed=0)  # raises SpecError, a ValueError, naming the step
+        return pipeline
+
+    def __post_init__(self) -> None:
+        if self.pipeline is None:
+            if self.kind == PIPELINE:
+                raise ValueError("kind 'pipeline' needs a pipeline spec")
+            kind = self.kind or DEFAULT_KIND
+        elif self.kind not in (None, PIPELINE):
+            raise ValueError(f"give either kind (a preset) or pipeline, not both (kind {self.kind!r})")
+        else:
+            kind = PIPELINE
+        object.__setattr__(self, "kind", kind)  # frozen: settled once, here
+
+    def spec(self) -> Spec:
+        """The River estimators this config stands for."""
+        return self.pipeline if self.pipeline is not None else PRESETS[self.kind](self)
+
+
+def _logistic_regression(config: ModelConfig) -> Spec:
+    prior = config.prior_fraud_rate
+    regression = {
+        "optimizer": ["optim.SGD", {"lr": config.learning_rate}],
+        "loss": ["optim.losses.Log", {"weight_pos": config.fraud_weight}],
+        "intercept_init": math.log(prior / (1 - prior)),
+    }
+    return (("preprocessing.StandardScaler", {}), ("linear_model.LogisticRegression", regression))
+
+
+def _hoeffding_adaptive_tree(config: ModelConfig) -> Spec:
+    return (
+        (
+            "tree.HoeffdingAdaptiveTreeClassifier",
+            {"grace_period": config.grace_period, "max_share_to_split": 1.0, "leaf_prediction": "mc"},
+        ),
+    )
+
+
+def _adaptive_random_forest(config: ModelConfig) -> Spec:
+    forest = {"n_models": config.forest_size, "grace_period": config.grace_period, "max_share_to_split": 1.0}
+    return (("forest.ARFClassifier", forest),)
+
+
+PRESETS: dict[str, Callable[[ModelConfig], Spec]] = {
+    "logistic_regression": _logistic_regression,
+    "hoeffding_adaptive_tree": _hoeffding_adaptive_tree,
+    "adaptive_random_forest": _adaptive_random_forest,
+}
+assert tuple(PRESETS) == MODEL_KINDS, "detector.engine.MODEL_KINDS names the presets"
+
+# Scalers that keep each feature's name, so a linear model's weights still name the raw features.
+_NAME_PRESERVING = (
+    preprocessing.StandardScaler,
+    preprocessing.AdaptiveStandardScaler,
+    preprocessing.MinMaxScaler,
+    preprocessing.MaxAbsScaler,
+    preprocessing.RobustScaler,
+)
+
 
 def build_classifier(config: ModelConfig) -> base.Classifier:
     """A fresh, untrained River classifier for ``config``."""
-    if config.kind == "logistic_regression":
-        prior = config.prior_fraud_rate
-        return compose.Pipeline(
-            preprocessing.StandardScaler(),
-            linear_model.LogisticRegression(
-                optimizer=optim.SGD(config.learning_rate),
-                loss=optim.losses.Log(weight_pos=config.fraud_weight),
-                intercept_init=math.log(prior / (1 - prior)),
-            ),
-        )
-    if config.kind == "hoeffding_adaptive_tree":
-        return tree.HoeffdingAdaptiveTreeClassifier(
-            grace_period=config.grace_period, max_share_to_split=1.0, seed=config.seed
-        )
-    return forest.ARFClassifier(
-        n_models=config.forest_size,
-        grace_period=config.grace_period,
-        max_share_to_split=1.0,
-        seed=config.seed,
-    )
+    return build_pipeline(config.spec(), seed=config.seed)
+
+
+def _linear_parts(classifier: base.Classifier) -> tuple[list[Any], Any] | None:
+    """(scalers, linear model) if the classifier's weights explain it exactly, else None."""
+    steps = list(classifier.steps.values()) if isinstance(classifier, compose.Pipeline) else [classifier]
+    *scalers, last = steps
+    if hasattr(last, "weights") and all(isinstance(step, _NAME_PRESERVING) for step in scalers):
+        return scalers, last
+    return None
 
 
 class FraudModel:
@@ -89,9 +157,8 @@ class FraudModel:
     def __init__(self, config: ModelConfig) -> None:
         self.classifier = build_classifier(config)
         self.labels_learned = 0
-        self._is_linear = isinstance(self.classifier, compose.Pipeline)
-        # Occlusion needs each feature's mean; the linear model explains itself without it.
-        self._baseline = None if self._is_linear else _RunningStats()
+        # Occlusion needs each feature's mean; a linear model explains itself without it.
+        self._baseline = None if _linear_parts(self.classifier) else _RunningStats()
 
     def predict_proba_one(self, x: dict[str, float]) -> float:
         """Probability that ``x`` is fraud (River returns ``False``/``True`` keys, or ``{}`` when cold)."""
@@ -105,9 +172,13 @@ class FraudModel:
 
     def contributions(self, x: dict[str, float], top_k: int = 3) -> list[tuple[str, float]]:
         """The ``top_k`` features that raised this score most, with their (positive) contribution."""
-        if self._is_linear:
-            scaled = self.classifier["StandardScaler"].transform_one(x)
-            weights = self.classifier["LogisticRegression"].weights
+        parts = _linear_parts(self.classifier) if self._baseline is None else None
+        if parts is not None:
+            scalers, linear = parts
+            scaled = x
+            for scaler in scalers:
+                scaled = scaler.transform_one(scaled)
+            weights = linear.weights
             terms = {name: weights.get(name, 0.0) * value for name, value in scaled.items()}
         else:
             terms = self._occlusion(x, candidates=max(2 * top_k, 6))
@@ -116,7 +187,7 @@ class FraudModel:
 
     def _occlusion(self, x: dict[str, float], candidates: int) -> dict[str, float]:
         baseline = self._baseline
-        assert baseline is not None, "occlusion is only used by non-linear models"
+        assert baseline is not None, "occlusion is only used by models without explaining weights"
         score = self.predict_proba_one(x)
         terms = {}
         for name in baseline.most_unusual(x, candidates):
