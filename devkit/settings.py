@@ -27,6 +27,9 @@ def unique_settings(bootstrap: str, prefix: str | None = None, **overrides: obje
         "decisions_topic": f"{prefix}.decisions",
         "dead_letter_topic": f"{prefix}.dead-letter",
         "checkpoint_topic": f"{prefix}.checkpoints",
+        "shared_updates_topic": f"{prefix}.shared-updates",
+        "shared_versions_topic": f"{prefix}.shared-versions",
+        "shared_snapshots_topic": f"{prefix}.shared-snapshots",
         "group_id": f"{prefix}-group",
     }
     defaults = ServiceSettings(bootstrap_servers=bootstrap, metrics_port=0)

@@ -87,11 +87,25 @@ class _Pending:
     timestamps: list[float] = field(default_factory=list)  # Kafka times (s) of the transactions answered
 
 
+def process_registry() -> CollectorRegistry:
+    """A registry of one process's own: its CPU, memory and open files, and the running build."""
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    Info("fraud_build", "the running build", registry=registry).info(
+        {"version": version("fraud-detector"), "python_version": platform.python_version()}
+    )
+    return registry
+
+
+def kafka_transactions_counter(registry: CollectorRegistry) -> Counter:
+    return Counter("fraud_kafka_transactions", "Kafka transactions, by result", ["result"], registry=registry)
+
+
 class ServiceMetrics(Collector):
     """The metrics one :class:`~detector.service.app.DetectorService` records; served from ``registry``."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+        self.registry = process_registry()
         registry = self.registry
         self.consumed = Counter(
             "fraud_records_consumed",
@@ -117,9 +131,7 @@ class ServiceMetrics(Collector):
         self.labels_received = Counter(
             "fraud_labels_received", "valid labels accepted", ["partition"], registry=registry
         )
-        self.transactions = Counter(
-            "fraud_kafka_transactions", "Kafka transactions, by result", ["result"], registry=registry
-        )
+        self.transactions = kafka_transactions_counter(registry)
         self.batch_seconds = Histogram(
             "fraud_batch_duration_seconds",
             "from the start of a Kafka transaction to its commit: processing and commit",
@@ -135,10 +147,6 @@ class ServiceMetrics(Collector):
             "from a transaction's Kafka timestamp to the commit of its decision or dead letter",
             buckets=LATENCY_BUCKETS,
             registry=registry,
-        )
-        ProcessCollector(registry=registry)
-        Info("fraud_build", "the running build", registry=registry).info(
-            {"version": version("fraud-detector"), "python_version": platform.python_version()}
         )
         registry.register(self)
         self._pending = _Pending()

@@ -1,0 +1,153 @@
+"""The shared learning's durable state in Kafka: the learner's checkpoint, its view snapshot, its versions.
+
+* The learner's checkpoint (its whole state and the update offsets it matches) goes to partition 0
+  of the checkpoint topic under the name ``learner``, in the transaction that commits those offsets.
+* The view snapshot (terminal table, champion, version) goes to the compacted shared-snapshots
+  topic under the name ``view``, with the offset of the versions topic to read on from: that of
+  the snapshot's own version record when it is known, else the end of what had been delivered
+  (every later version is beyond it). A starting scorer restores it and applies the versions after.
+* Versions are one record per epoch in the single partition of the versions topic; the offsets of
+  those delivered are noted, so a snapshot can say where to resume.
+
+Both snapshots are written with :mod:`detector.service.checkpoints`, chunked and checksummed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import structlog
+from confluent_kafka import Consumer, KafkaError, Message, Producer
+
+from detector.engine.config import EngineConfig
+from detector.service.checkpoints import load_checkpoint, write_checkpoint
+from detector.service.reading import read_to_end, watermarks
+from detector.service.settings import ServiceSettings
+from detector.shared import SharedLearner, SharedView, decode_version
+
+log = structlog.get_logger("detector.shared")
+LEARNER, VIEW = "learner", "view"
+_RESUME = "versions"  # the view snapshot's offsets: where to read the versions topic from
+
+
+@dataclass(frozen=True)
+class RestoredLearner:
+    learner: SharedLearner
+    offsets: dict[int, int]  # updates partition -> next offset to read
+    checkpoint_id: str
+
+
+@dataclass
+class LearnerCheckpoints:
+    """Writes and reads the learner's checkpoint and view snapshot, and tracks its versions' offsets."""
+
+    settings: ServiceSettings
+    reader: Consumer
+    _delivering: dict[int, int] = field(default_factory=dict)  # epoch -> offset, delivered this transaction
+    _last_delivered: tuple[int, int] | None = None  # (epoch, offset) of the latest version delivered
+    _end: int = 0  # an offset at or below the next version record
+
+    def load_learner(self, engine_config: EngineConfig) -> RestoredLearner | None:
+        """The learner of the latest checkpoint; None (logged when unreadable) to start afresh."""
+        try:
+            checkpoint = load_checkpoint(self.reader, self.settings.checkpoint_topic, 0, LEARNER)
+            if checkpoint is None:
+                return None
+            learner = SharedLearner.restore(checkpoint.snapshot, engine_config)
+        except ValueError as error:
+            log.warning("checkpoint_unreadable", name=LEARNER, error=str(error))
+            return None
+        offsets = {int(key): offset for key, offset in checkpoint.offsets.items() if key.isdigit()}
+        self._end = checkpoint.offsets.get(_RESUME, 0)
+        return RestoredLearner(learner, offsets, checkpoint.checkpoint_id)
+
+    def produce_version(self, producer: Producer, topic: str, epoch: int, value: bytes) -> None:
+        def delivered(error: KafkaError | None, message: Message) -> None:
+            if error is None:
+                self._delivering[epoch] = message.offset()
+
+        while True:
+            try:
+                producer.produce(topic, value, key=str(epoch).encode(), partition=0, on_delivery=delivered)
+                return
+            except BufferError:
+                producer.poll(0.05)
+
+    def delivered(self) -> None:
+        """After a commit: the versions it held are where later snapshots may resume from."""
+        if self._delivering:
+            epoch = max(self._delivering)
+            self._last_delivered = (epoch, self._delivering[epoch])
+            self._end = max(self._end, max(self._delivering.values()) + 1)
+        self._delivering = {}
+
+    def write(self, producer: Producer, learner: SharedLearner, positions: dict[int, int]) -> None:
+        """The learner's checkpoint and its view snapshot, into the open transaction."""
+        last = self._last_delivered
+        resume = last[1] if last is not None and last[0] == learner.version else self._end
+        offsets = {**{str(p): offset for p, offset in positions.items()}, _RESUME: self._end}
+        state = learner.snapshot()
+        checkpoint_id = write_checkpoint(
+            producer, self.settings.checkpoint_topic, 0, state, offsets, name=LEARNER
+        )
+        view = learner.view_snapshot()
+        write_checkpoint(
+            producer, self.settings.shared_snapshots_topic, 0, view, {_RESUME: resume}, name=VIEW
+        )
+        log.info(
+            "checkpoint_written",
+            name=LEARNER,
+            checkpoint_id=checkpoint_id,
+            bytes=len(state),
+            view_bytes=len(view),
+            version=learner.version,
+            offsets=positions,
+        )
+
+
+def load_view(settings: ServiceSettings, reader: Consumer, engine_config: EngineConfig) -> ViewHistory:
+    """The view of the latest snapshot, brought up to the latest committed version."""
+    try:
+        snapshot = load_checkpoint(reader, settings.shared_snapshots_topic, 0, VIEW)
+    except ValueError as error:
+        log.warning("checkpoint_unreadable", name=VIEW, error=str(error))
+        snapshot = None
+    if snapshot is None:
+        history = ViewHistory(SharedView(engine_config), 0)
+    else:
+        history = ViewHistory(SharedView.restore(snapshot.snapshot, engine_config), snapshot.offsets[_RESUME])
+    history.catch_up(settings.shared_versions_topic, reader)
+    log.info("shared_view_loaded", version=history.view.version, from_snapshot=snapshot is not None)
+    return history
+
+
+@dataclass
+class ViewHistory:
+    """An instance's view and where it has read the versions topic to; it also keeps the engine
+    events of recent versions, for the scorer of partition 0 to audit once."""
+
+    view: SharedView
+    next_offset: int
+    events: dict[int, list] = field(default_factory=dict)  # epoch -> its drift and model events, if any
+
+    def catch_up(self, topic: str, reader: Consumer, timeout_s: float = 30.0) -> int:
+        """Apply every committed version not applied yet; how many were applied."""
+        low, high = watermarks(reader, topic, 0, timeout_s)
+        if max(self.next_offset, low) >= high:
+            return 0
+        applied = 0
+        for message in read_to_end(reader, topic, 0, self.next_offset, timeout_s):
+            self.next_offset = message.offset() + 1
+            version = decode_version(message.value())
+            if version.events:
+                self.events[version.epoch] = list(version.events)
+            if version.epoch > self.view.version:  # a learner restarted publishes some again
+                self.view.apply(version)
+                applied += 1
+        return applied
+
+    def events_between(self, after: int, upto: int) -> list:
+        """The events of versions ``after < epoch <= upto``, in epoch order (kept: events are rare,
+        and partition 0 may come back here from an older checkpoint)."""
+        epochs = sorted(epoch for epoch in self.events if after < epoch <= upto)
+        return [event for epoch in epochs for event in self.events[epoch]]
