@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import orjson
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, Producer
@@ -35,6 +35,7 @@ class Checkpoint:
     offsets: dict[str, int]
     checkpoint_id: str
     written_at: float | None = None  # the manifest's Kafka timestamp (epoch seconds), if it has one
+    extra: dict[str, int] = field(default_factory=dict)  # what the service keeps beside the snapshot
 
 
 def write_checkpoint(
@@ -45,9 +46,10 @@ def write_checkpoint(
     offsets: dict[str, int],
     *,
     name: str | None = None,
+    extra: dict[str, int] | None = None,
 ) -> str:
     """Produce one checkpoint (inside the caller's open transaction) under ``name`` (by default
-    the partition number); returns its id."""
+    the partition number), with ``extra`` figures of the service's own; returns its id."""
     name = name or str(partition)
     checkpoint_id = uuid.uuid4().hex
     chunks = [snapshot[i : i + CHUNK_BYTES] for i in range(0, len(snapshot), CHUNK_BYTES)] or [b""]
@@ -59,6 +61,7 @@ def write_checkpoint(
         "chunks": len(chunks),
         "sha256": hashlib.sha256(snapshot).hexdigest(),
         "offsets": offsets,
+        **({"extra": extra} if extra else {}),
     }
     producer.produce(topic, orjson.dumps(manifest), key=f"{name}/manifest", partition=partition)
     return checkpoint_id
@@ -102,7 +105,7 @@ def assemble(latest: dict[str, tuple[bytes, str | None]], name: str) -> Checkpoi
     manifest_entry = latest.get(f"{name}/manifest")
     if manifest_entry is None:
         return None
-    checkpoint_id, chunks, sha256, offsets = _manifest(manifest_entry[0], name)
+    checkpoint_id, chunks, sha256, offsets, extra = _manifest(manifest_entry[0], name)
     parts = []
     for index in range(chunks):
         chunk = latest.get(f"{name}/chunk/{index}")
@@ -112,11 +115,12 @@ def assemble(latest: dict[str, tuple[bytes, str | None]], name: str) -> Checkpoi
     snapshot = b"".join(parts)
     if hashlib.sha256(snapshot).hexdigest() != sha256:
         raise ValueError(f"checkpoint {checkpoint_id}: the chunks do not match the manifest's SHA-256")
-    return Checkpoint(snapshot=snapshot, offsets=offsets, checkpoint_id=checkpoint_id)
+    return Checkpoint(snapshot=snapshot, offsets=offsets, checkpoint_id=checkpoint_id, extra=extra)
 
 
-def _manifest(value: bytes, name: str) -> tuple[str, int, str, dict[str, int]]:
-    """The manifest's checkpoint id, chunk count, SHA-256 and offsets, each of the type written."""
+def _manifest(value: bytes, name: str) -> tuple[str, int, str, dict[str, int], dict[str, int]]:
+    """The manifest's checkpoint id, chunk count, SHA-256, offsets and extra figures, each of the
+    type written."""
     owner = f"of partition {name}" if name.isdigit() else name
     problem = f"checkpoint manifest {owner} is malformed"
     try:
@@ -129,7 +133,9 @@ def _manifest(value: bytes, name: str) -> tuple[str, int, str, dict[str, int]]:
     for key, kind in fields.items():
         if type(manifest.get(key)) is not kind:  # exact types: JSON's true is no chunk count
             raise ValueError(f"{problem}: {key} is missing or not of type {kind.__name__}")
-    offsets = manifest["offsets"]
+    offsets, extra = manifest["offsets"], manifest.get("extra", {})
     if not all(type(offset) is int for offset in offsets.values()):
         raise ValueError(f"{problem}: offsets are not all integers")
-    return manifest["checkpoint_id"], manifest["chunks"], manifest["sha256"], offsets
+    if type(extra) is not dict or not all(type(value) is int for value in extra.values()):
+        raise ValueError(f"{problem}: extra is not an object of integers")
+    return manifest["checkpoint_id"], manifest["chunks"], manifest["sha256"], offsets, extra

@@ -22,6 +22,8 @@ import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from detector.engine.config import EngineConfig
+from detector.engine.learner import SharedLearner
+from detector.engine.wire import decode_updates, encode_version
 from detector.service.clients import COMMIT_TIMEOUT_S, KAFKA_TIMEOUT_S, Clients, transactional_producer
 from detector.service.health import Readiness, serving
 from detector.service.learner_metrics import LearnerMetrics
@@ -30,7 +32,6 @@ from detector.service.settings import ConfigurationError, ServiceSettings
 from detector.service.shared_state import LearnerCheckpoints
 from detector.service.topic_map import SHARED_UPDATES, SHARED_VERSIONS, TopicMap
 from detector.service.topics import ensure_shared_topics, ensure_topics
-from detector.shared import SharedLearner, decode_updates, encode_version
 
 log = structlog.get_logger("detector.learner")
 _FENCED = frozenset({KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH})
@@ -159,7 +160,7 @@ class LearnerService:
             start_offsets=self.positions,
             committed=self.committed_floor,
             model_generation=self.learner.generation,
-            labels_learned=self.learner.labels_learned,
+            labels_learned=self.learner.model.labels_learned,
         )
 
     # -- the transactional loop -----------------------------------------------------------------
@@ -179,11 +180,12 @@ class LearnerService:
         self.metrics.began()
         for message in messages:
             self._receive(message)
-        versions = self.learner.apply_ready()
-        versions_topic = self.topics.name(SHARED_VERSIONS)
-        for version in versions:
-            self.checkpoints.produce_version(producer, versions_topic, version.epoch, encode_version(version))
-        self.metrics.applied(len(versions))
+        version = self.learner.apply_ready()
+        if version is not None:
+            self.checkpoints.produce_version(
+                producer, self.topics.name(SHARED_VERSIONS), version.epoch, encode_version(version)
+            )
+            self.metrics.applied(1)
         if checkpoint_due:
             self.checkpoints.write(producer, self.learner, self.positions)
             self._last_checkpoint = time.monotonic()
@@ -198,10 +200,10 @@ class LearnerService:
         self.readiness.committed()
         self.checkpoints.delivered()
         self.metrics.committed(
-            self.learner.version, self.learner.generation, self.learner.labels_learned, checkpoint_due
+            self.learner.version, self.learner.generation, self.learner.model.labels_learned, checkpoint_due
         )
-        if versions:
-            log.debug("versions_published", first=versions[0].epoch, last=versions[-1].epoch)
+        if version is not None:
+            log.debug("version_published", **version.summary())
 
     def _receive(self, message: Message) -> None:
         error = message.error()
@@ -214,5 +216,5 @@ class LearnerService:
         self.positions[partition] = message.offset() + 1
         value = message.value()
         if value:  # an empty record is what a scorer's recovery writes to close what it left open
-            self.learner.receive(partition, decode_updates(value))
+            self.learner.submit(decode_updates(value))
         self.metrics.consumed(partition)

@@ -16,14 +16,17 @@ import structlog
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from detector.engine.config import EngineConfig
+from detector.engine.shared import NO_VERSION
 from detector.service.clients import Clients
 from detector.service.collector import collect_everything
+from detector.service.engine_setup import PartitionEngines
 from detector.service.health import Readiness
 from detector.service.metrics import ServiceMetrics
-from detector.service.partition import PartitionProcessor
+from detector.service.partition import AUDITED, PartitionProcessor
 from detector.service.partitions import Partitions
 from detector.service.recovery import recover_partition
 from detector.service.settings import ServiceSettings
+from detector.service.shared_state import ViewHistory
 from detector.service.topic_map import TopicMap
 from detector.service.transaction import Transactions
 
@@ -45,9 +48,11 @@ class Rebalancing:
         metrics: ServiceMetrics,
         readiness: Readiness,
         stopping: threading.Event,
+        shared: ViewHistory | None = None,
     ) -> None:
         self.settings = settings
-        self.engine_config = engine_config
+        self.engines = PartitionEngines(engine_config, shared=shared is not None)
+        self.shared = shared
         self.topics = topics
         self.clients = clients
         self.partitions = partitions
@@ -138,7 +143,7 @@ class Rebalancing:
                 reader=reader,
                 checkpoint_topic=self.settings.checkpoint_topic,
                 audit_topic=self.settings.audit_topic,
-                engine_config=self.engine_config,
+                engines=self.engines,
                 chain_key=self._chain_key,
             )
             processor = PartitionProcessor(
@@ -151,6 +156,8 @@ class Rebalancing:
                 max_message_bytes=self.settings.max_message_bytes,
                 replay_until=start.replay_until,
                 positions=dict(start.start_offsets),
+                shared=self.shared,
+                audited=start.extra.get(AUDITED, NO_VERSION),
             )
             checkpointed = dict(start.start_offsets) if start.checkpoint_id is not None else None
             self.partitions.assign(processor, checkpointed, start.checkpoint_written_at)
@@ -168,7 +175,8 @@ class Rebalancing:
                 chain_seq=start.chain.next_seq,
                 model_generation=start.engine.generation,
                 transactions_scored=start.engine.stats["transactions_scored"],
-                labels_learned=start.engine.model.labels_learned,
+                labels_learned=start.engine.model.labels_learned if self.shared is None else None,
+                closed_epoch=start.engine.closed if self.shared is not None else None,
             )
         collect_everything()  # the restored state is frozen at once, not walked by later collections
         if in_rebalance:

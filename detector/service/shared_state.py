@@ -20,10 +20,12 @@ import structlog
 from confluent_kafka import Consumer, KafkaError, Message, Producer
 
 from detector.engine.config import EngineConfig
+from detector.engine.learner import SharedLearner
+from detector.engine.view import SharedView
+from detector.engine.wire import decode_version
 from detector.service.checkpoints import load_checkpoint, write_checkpoint
 from detector.service.reading import read_to_end, watermarks
 from detector.service.settings import ServiceSettings
-from detector.shared import SharedLearner, SharedView, decode_version
 
 log = structlog.get_logger("detector.shared")
 LEARNER, VIEW = "learner", "view"
@@ -90,7 +92,7 @@ class LearnerCheckpoints:
         checkpoint_id = write_checkpoint(
             producer, self.settings.checkpoint_topic, 0, state, offsets, name=LEARNER
         )
-        view = learner.view_snapshot()
+        view = _view_of(learner).snapshot()
         write_checkpoint(
             producer, self.settings.shared_snapshots_topic, 0, view, {_RESUME: resume}, name=VIEW
         )
@@ -113,12 +115,20 @@ def load_view(settings: ServiceSettings, reader: Consumer, engine_config: Engine
         log.warning("checkpoint_unreadable", name=VIEW, error=str(error))
         snapshot = None
     if snapshot is None:
-        history = ViewHistory(SharedView(engine_config), 0)
+        history = ViewHistory(SharedView(engine_config.features, engine_config.model), 0)
     else:
-        history = ViewHistory(SharedView.restore(snapshot.snapshot, engine_config), snapshot.offsets[_RESUME])
+        history = ViewHistory(SharedView.restore(snapshot.snapshot), snapshot.offsets[_RESUME])
     history.catch_up(settings.shared_versions_topic, reader)
     log.info("shared_view_loaded", version=history.view.version, from_snapshot=snapshot is not None)
     return history
+
+
+def _view_of(learner: SharedLearner) -> SharedView:
+    """The learner's state as a view holds it: what a starting scorer instance needs."""
+    view = SharedView(learner.config.features, learner.config.model)
+    view.version, view.terminals, view.model = learner.version, learner.terminals, learner.model
+    view.generation, view.drift_state = learner.generation, learner.drift_state
+    return view
 
 
 @dataclass

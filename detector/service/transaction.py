@@ -100,6 +100,7 @@ class Transactions:
                 partition,
                 snapshot,
                 dict(processor.positions),
+                extra=processor.checkpoint_extra(),
             )
             log.info(
                 "checkpoint_written",
