@@ -72,7 +72,11 @@ def decision_record(
         "reason_codes": list(decision.reason_codes),
         "top_features": [{"name": name, "contribution": value} for name, value in decision.top_features],
         "features": decision.features,
-        "model": {"kind": decision.model_kind, "generation": decision.model_generation},
+        "model": {
+            "kind": decision.model_kind,
+            "generation": decision.model_generation,
+            "version": decision.model_version,
+        },
         "drift_state": decision.drift_state,
         "input": provenance.as_dict(),
         "instance_id": provenance.instance_id,
