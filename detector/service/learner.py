@@ -157,8 +157,8 @@ class LearnerService:
             "learner_recovered",
             checkpoint_id=restored.checkpoint_id if restored else None,
             version=self.learner.version,
-            start_offsets=self.positions,
-            committed=self.committed_floor,
+            start_offsets={str(p): offset for p, offset in self.positions.items()},
+            committed={str(p): offset for p, offset in self.committed_floor.items()},
             model_generation=self.learner.generation,
             labels_learned=self.learner.model.labels_learned,
         )

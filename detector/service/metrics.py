@@ -40,6 +40,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from detector.engine.policy import OUTCOMES
+from detector.service.engine_setup import engine_gauges
 from detector.service.partition import Kind, Outcome, PartitionProcessor
 from detector.service.topic_map import TRANSACTIONS, TopicMap
 
@@ -199,7 +200,8 @@ class ServiceMetrics(Collector):
         for partition, processor in processors.items():
             self._count_outputs(partition, processor)
             engine = processor.engine
-            self._engines[partition] = EngineTotals(dict(engine.stats), engine.gauges())
+            view = processor.shared.view if processor.shared is not None else None
+            self._engines[partition] = EngineTotals(dict(engine.stats), engine_gauges(engine, view))
         self._checkpoints.update(checkpoint_times or {})
 
     def aborted(self) -> None:

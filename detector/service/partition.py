@@ -117,8 +117,9 @@ class PartitionProcessor:
                 decision, events = self._shared_transaction(
                     decode_transaction(value, self.max_message_bytes), replaying
                 )
-                if self.waiting_for is not None:
-                    self.positions[role] = offset  # read again once the view has the version
+                if self.waiting_for is not None:  # its close marks go out; it is read again later
+                    self.positions[role] = offset
+                    self.updates.extend(self.engine.pop_updates())
                     return []
         except InvalidInput as error:
             rejection = error

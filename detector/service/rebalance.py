@@ -16,6 +16,8 @@ import structlog
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from detector.engine.config import EngineConfig
+from detector.engine.engine import DetectionEngine
+from detector.engine.scorer import Scorer
 from detector.engine.shared import NO_VERSION
 from detector.service.clients import Clients
 from detector.service.collector import collect_everything
@@ -120,6 +122,18 @@ class Rebalancing:
 
     # -- recovery -------------------------------------------------------------------------------
 
+    def _model_state(self, engine: DetectionEngine | Scorer) -> dict[str, int]:
+        """The model a recovered partition scores with, for its log line: its own, or the shared one."""
+        if isinstance(engine, DetectionEngine):
+            return {"model_generation": engine.generation, "labels_learned": engine.model.labels_learned}
+        assert self.shared is not None
+        view = self.shared.view
+        return {
+            "model_generation": view.generation,
+            "shared_version": view.version,
+            "closed_epoch": engine.closed,
+        }
+
     def recover(self, partitions: list[int], in_rebalance: bool) -> None:
         """(Re)build the state of ``partitions`` from committed state and point the consumer there.
 
@@ -173,10 +187,8 @@ class Rebalancing:
                 start_offsets=start.start_offsets,
                 replay_until=start.replay_until,
                 chain_seq=start.chain.next_seq,
-                model_generation=start.engine.generation,
                 transactions_scored=start.engine.stats["transactions_scored"],
-                labels_learned=start.engine.model.labels_learned if self.shared is None else None,
-                closed_epoch=start.engine.closed if self.shared is not None else None,
+                **self._model_state(start.engine),
             )
         collect_everything()  # the restored state is frozen at once, not walked by later collections
         if in_rebalance:

@@ -98,7 +98,7 @@ def _restored(
         problem, detail = "checkpoint_unreadable", str(error)
     else:
         try:
-            engine.reconfigure(engines.config)
+            engines.reconfigure(engine)
             return checkpoint, engine
         except ValueError as error:  # e.g. another model: it learns afresh from the retained input
             problem, detail = "checkpoint_config_changed", str(error)

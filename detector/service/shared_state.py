@@ -20,16 +20,19 @@ import structlog
 from confluent_kafka import Consumer, KafkaError, Message, Producer
 
 from detector.engine.config import EngineConfig
+from detector.engine.engine import check_state_shaping
 from detector.engine.learner import SharedLearner
 from detector.engine.view import SharedView
 from detector.engine.wire import decode_version
 from detector.service.checkpoints import load_checkpoint, write_checkpoint
+from detector.service.engine_setup import pickled, unpickled
 from detector.service.reading import read_to_end, watermarks
 from detector.service.settings import ServiceSettings
 
 log = structlog.get_logger("detector.shared")
 LEARNER, VIEW = "learner", "view"
-_RESUME = "versions"  # the view snapshot's offsets: where to read the versions topic from
+_RESUME = "versions"
+_LEARNER_MAGIC = b"fraud-learner/1\n"  # the view snapshot's offsets: where to read the versions topic from
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,9 @@ class LearnerCheckpoints:
             checkpoint = load_checkpoint(self.reader, self.settings.checkpoint_topic, 0, LEARNER)
             if checkpoint is None:
                 return None
-            learner = SharedLearner.restore(checkpoint.snapshot, engine_config)
+            learner = unpickled(checkpoint.snapshot, _LEARNER_MAGIC, SharedLearner)
+            check_state_shaping(learner.config, engine_config)
+            learner.config = engine_config
         except ValueError as error:
             log.warning("checkpoint_unreadable", name=LEARNER, error=str(error))
             return None
@@ -88,7 +93,7 @@ class LearnerCheckpoints:
         last = self._last_delivered
         resume = last[1] if last is not None and last[0] == learner.version else self._end
         offsets = {**{str(p): offset for p, offset in positions.items()}, _RESUME: self._end}
-        state = learner.snapshot()
+        state = pickled(learner, _LEARNER_MAGIC)
         checkpoint_id = write_checkpoint(
             producer, self.settings.checkpoint_topic, 0, state, offsets, name=LEARNER
         )
@@ -103,7 +108,7 @@ class LearnerCheckpoints:
             bytes=len(state),
             view_bytes=len(view),
             version=learner.version,
-            offsets=positions,
+            offsets={str(p): offset for p, offset in positions.items()},
         )
 
 
