@@ -49,6 +49,7 @@ from detector.engine.engine import DetectionEngine
 from detector.engine.features import FeatureExtractor
 from detector.engine.model import FraudModel
 from detector.engine.records import Label, Transaction, decode_label, decode_transaction
+from detector.engine.terminals import ACTIVITY, TerminalChange, TerminalTable
 from detector.service.partition import PartitionProcessor
 from detector.service.topic_map import LABELS, TRANSACTIONS, TopicMap
 from devkit.publishing import publish
@@ -68,13 +69,14 @@ def stage_times(items: list[Transaction | Label], config: EngineConfig) -> tuple
         lambda: [decode_transaction(p) if tx else decode_label(p) for tx, p in payloads]
     )
 
-    extractor = FeatureExtractor(config.features)
+    extractor, terminals = FeatureExtractor(config.features), TerminalTable(config.features)
     vectors: list[dict[str, float]] = []
 
-    def features() -> None:
+    def features() -> None:  # the terminal's payments applied one by one, as the learner would
         for tx in transactions:
-            vectors.append(extractor.transform_one(tx))
+            vectors.append(extractor.transform_one(tx, terminals))
             extractor.learn_one(tx)
+            terminals.apply([TerminalChange(0, tx.terminal_id, tx.event_time, ACTIVITY, tx.amount)])
 
     times["features"] = gc_free_seconds(features)
 

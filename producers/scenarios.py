@@ -42,7 +42,11 @@ class CardTestingConfig:
 @dataclass(frozen=True)
 class CompromisedTerminalConfig:
     """Skimming: a terminal copies the cards used on it during a window; each copied card is
-    defrauded later, at other terminals, after a lag."""
+    defrauded later, at other terminals, after a lag. And the terminal itself is used for fraud:
+    for ``terminal_window``, payments there by many different cards are fraudulent, as in the
+    compromised-terminal scenario of the public benchmark (Le Borgne et al., *Reproducible Machine
+    Learning for Credit Card Fraud Detection*), which only the terminal's traffic and labels from
+    every card reveal."""
 
     weight: float = 0.25
     window: Seconds = 7 * DAY
@@ -51,9 +55,20 @@ class CompromisedTerminalConfig:
     transactions_per_victim: tuple[int, int] = (2, 5)
     spread: Seconds = 3 * DAY  # a victim's fraudulent transactions are spread over this long
     amount_factor: tuple[float, float] = (1.5, 4.0)  # times the card's median amount
+    terminal_window: Seconds = 28 * DAY  # the benchmark's
+    terminal_frauds: tuple[int, int] = (40, 120)  # payments at the terminal, each by a random card
+    terminal_amount_factor: tuple[float, float] = (0.5, 1.5)  # ordinary amounts, times the card's median
 
     def __post_init__(self) -> None:
-        check_ranges(self, "victims", "lag", "transactions_per_victim", "amount_factor")
+        check_ranges(
+            self,
+            "victims",
+            "lag",
+            "transactions_per_victim",
+            "amount_factor",
+            "terminal_frauds",
+            "terminal_amount_factor",
+        )
 
 
 @dataclass(frozen=True)
@@ -202,14 +217,28 @@ class CompromisedTerminal(Scenario[CompromisedTerminalConfig]):
         self._skimmers: list[_Skimmer] = []
 
     def mean_transactions(self) -> float:
-        return _mean(self.config.victims) * _mean(self.config.transactions_per_victim)
+        c = self.config
+        return _mean(c.victims) * _mean(c.transactions_per_victim) + _mean(c.terminal_frauds)
 
     def start(self, times: np.ndarray, rng: np.random.Generator) -> Batch:
         terminals = rng.choice(len(self._terminal_odds), size=len(times), p=self._terminal_odds)
         quotas = _integers(self.config.victims, len(times), rng)
         for time, terminal, quota in zip(times.tolist(), terminals.tolist(), quotas.tolist(), strict=True):
             self._skimmers.append(_Skimmer(terminal, time, time + self.config.window, quota))
-        return Batch.empty()
+        return self._at_terminal(times, terminals, rng)
+
+    def _at_terminal(self, times: np.ndarray, terminals: np.ndarray, rng: np.random.Generator) -> Batch:
+        """The fraudulent payments at each compromised terminal during its ``terminal_window``."""
+        c = self.config
+        episode = np.repeat(np.arange(len(times)), _integers(c.terminal_frauds, len(times), rng))
+        cards = self._random_cards(len(episode), rng)
+        return Batch.of(
+            times[episode] + rng.uniform(0, c.terminal_window, len(episode)),
+            cards,
+            terminals[episode],
+            self.population.median_amount[cards] * rng.uniform(*c.terminal_amount_factor, len(episode)),
+            self.code,
+        )
 
     def observe(self, legit: Batch, until: float, rng: np.random.Generator) -> Batch:
         skimmed_cards: list[int] = []

@@ -124,6 +124,7 @@ def decision_reply(decision: Decision, event_time: str) -> dict[str, Any]:
         "score": round(decision.score, 6),
         "reason_codes": list(decision.reason_codes),
         "model_generation": decision.model_generation,
+        "model_version": decision.model_version,
         "event_time": event_time,
     }
 

@@ -76,8 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--partitions",
         type=int,
         default=1,
-        help="engines per configuration, as the service's input "
-        "partitions, events routed by customer as the producers' partitioner does (default: 1)",
+        help="input partitions, as the service's: one scorer each, events routed by customer as the "
+        "producers' partitioner does, all sharing one learner (default: 1)",
+    )
+    configs.add_argument(
+        "--no-sharing",
+        action="store_true",
+        help="one independent engine per partition instead (how the service scaled out before shared "
+        "learning), for comparison",
     )
     evaluation = parser.add_argument_group("evaluation")
     evaluation.add_argument(
@@ -124,7 +130,15 @@ def _backtest(args: argparse.Namespace) -> int:
     replay = replay_from_args(args)
     progress = not args.quiet and sys.stderr.isatty()
     names = tuple(rule.name for rule in rules)
-    backtest = run_backtest(replay, variants, args.partitions, args.out, rules=names, progress=progress)
+    backtest = run_backtest(
+        replay,
+        variants,
+        args.partitions,
+        args.out,
+        rules=names,
+        progress=progress,
+        shared=not args.no_sharing,
+    )
     document = compare(backtest, periods(backtest.truth.columns()["times"], start, end, args.weekly), args.k)
     document["skipped"] = dict(replay.stats.skipped)
     print_comparison(document)

@@ -1,8 +1,8 @@
 """What a backtest writes for each configuration, under ``<out>/<configuration>/``:
 
 * ``scores.jsonl``: one line per transaction: ``transaction_id``, ``event_time``, ``score``,
-  ``decision``, ``reason_codes``, ``model_generation`` (a refused transaction has ``decision``
-  ``rejected``, a null score and its reason);
+  ``decision``, ``reason_codes``, ``model_generation``, ``model_version`` (a refused transaction
+  has ``decision`` ``rejected``, a null score and its reason);
 * ``events.jsonl``: the engine's drift and model events, with the event time they happened at and
   the partition's engine they came from;
 * ``audit.jsonl``: the audit trail the service would have written: the same record builders, each
@@ -51,6 +51,7 @@ class VariantOutput:
                     "decision": decision.outcome,
                     "reason_codes": record["reason_codes"],
                     "model_generation": decision.model_generation,
+                    "model_version": decision.model_version,
                 }
             )
             + b"\n"

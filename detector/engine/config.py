@@ -29,6 +29,7 @@ from detector.engine.drift import DriftConfig
 from detector.engine.features import DAY, FeatureConfig
 from detector.engine.model import ModelConfig
 from detector.engine.policy import DecisionPolicy
+from detector.engine.shared import SharingConfig
 from detector.validation import CONFIG_RULES, Count, Duration, NonNegativeCount, PositiveDuration, report
 
 
@@ -40,6 +41,7 @@ class EngineConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
     policy: DecisionPolicy = field(default_factory=DecisionPolicy)
+    sharing: SharingConfig = field(default_factory=SharingConfig)  # docs/shared-learning.md
     label_horizon: PositiveDuration = 60 * DAY  # how long a scored transaction waits for its label
     max_pending: Count = 5_000_000
     max_queued_labels: Count = 1_000_000

@@ -1,7 +1,11 @@
 """The detection engine: score transactions, learn from delayed labels, detect drift, recover.
 
-The engine joins labels to what was scored, in event time, and decides; the model it scores and
-teaches, with its drift detection and recovery, is a :class:`DriftAwareModel` (lifecycle.py).
+The engine is one :class:`~detector.engine.scorer.Scorer` (card state, the label queue, the
+decision) and a local :class:`~detector.engine.learner.SharedLearner` (the model, a
+:class:`DriftAwareModel` from lifecycle.py, and the terminal table), wired in process: the learner's
+own state is the scorer's view, and each epoch the scorer closes is applied at once. So it decides
+exactly as a scaled-out topology of one partition does (docs/shared-learning.md): a transaction
+sees every label and terminal update of the epochs (``sharing.epoch`` seconds) before its own.
 
 Plain Python with no I/O: the same inputs in the same order give the same decisions, events and
 state, which is what makes backtests, benchmarks and crash recovery by replay possible.
@@ -10,6 +14,7 @@ Time is event time only. The engine's *watermark* is the latest transaction time
 label stamped ``T`` waits in a queue until a transaction later than ``T`` arrives, so every
 transaction up to ``T`` has been scored before the model learns from it, at any replay speed. A
 label that arrives after the watermark has passed it is applied at once and counted as late.
+The model learns a label once its epoch closes, i.e. with a staleness under ``2 * sharing.epoch``.
 
 Skewed clocks: a transaction stamped more than ``max_future_skew`` ahead of the watermark is scored
 and flagged ``skew:future_event_time`` but does not move the watermark, so one bad clock cannot
@@ -28,30 +33,32 @@ Both are counted; neither is refused, because a payment always needs a decision.
 >>> engine.process_label(Label("t1", "card", False, 1_700_000_100.0))
 >>> engine.stats["labels_queued"], engine.model.labels_learned
 (1, 0)
->>> _ = engine.process_transaction(Transaction("t2", 1_700_000_200.0, "card", "term", 30.0))
->>> engine.model.labels_learned  # released once event time passed the label's timestamp
+>>> _ = engine.process_transaction(Transaction("t2", 1_700_000_130.0, "card", "term", 30.0))
+>>> engine.model.labels_learned  # released once event time passed the label's timestamp...
+0
+>>> _ = engine.process_transaction(Transaction("t3", 1_700_000_200.0, "card", "term", 30.0))
+>>> engine.model.labels_learned  # ... and learned once its epoch closed
 1
 """
 
 from __future__ import annotations
 
 import pickle
-from array import array
 from collections import Counter
-from dataclasses import replace
 from typing import Any
 
 from detector.engine.config import EngineConfig
 from detector.engine.features import FeatureExtractor
-from detector.engine.labels import LabelQueue, PendingScore, PendingScores
-from detector.engine.lifecycle import MODEL_CHANGES, DriftAwareModel
+from detector.engine.labels import PendingScores
+from detector.engine.learner import SharedLearner
 from detector.engine.model import FraudModel
 from detector.engine.outputs import Decision, EngineEvent
-from detector.engine.policy import APPROVE
-from detector.engine.records import InvalidInput, Label, Transaction
+from detector.engine.records import Label, Transaction
+from detector.engine.scorer import FUTURE_SKEW, TOO_LATE, Scorer
 
-_SNAPSHOT_MAGIC = b"fraud-engine/3\n"  # bumped whenever the pickled state classes change
-FUTURE_SKEW, TOO_LATE = "skew:future_event_time", "late:event_time"
+__all__ = ["FUTURE_SKEW", "TOO_LATE", "DetectionEngine"]
+
+_SNAPSHOT_MAGIC = b"fraud-engine/4\n"  # bumped whenever the pickled state classes change
 
 
 class DetectionEngine:
@@ -59,113 +66,66 @@ class DetectionEngine:
 
     def __init__(self, config: EngineConfig | None = None) -> None:
         self.config = config = config or EngineConfig()
-        self.extractor = FeatureExtractor(config.features)
-        self.lifecycle = DriftAwareModel(config.model, config.drift)
-        self.pending = PendingScores(config.label_horizon, config.max_pending)
-        self.label_queue = LabelQueue()
-        self.watermark = float("-inf")
-        self._future_streak = 0  # consecutive transactions too far ahead of the watermark
-        self.stats: Counter[str] = Counter()
+        self.scorer = Scorer(config)
+        self.learner = SharedLearner(config, partitions=1)
         self._events: list[EngineEvent] = []
 
     @property
     def model(self) -> FraudModel:
         """The champion: the model that scores now and learns each label."""
-        return self.lifecycle.model
+        return self.learner.model
+
+    @property
+    def extractor(self) -> FeatureExtractor:
+        return self.scorer.extractor
+
+    @property
+    def pending(self) -> PendingScores:
+        """Scored vectors waiting for their label."""
+        return self.learner.pending
 
     @property
     def generation(self) -> int:
-        return self.lifecycle.generation
+        return self.learner.generation
 
     @property
     def drift_state(self) -> str:
-        return self.lifecycle.drift_state
+        return self.learner.drift_state
 
     @property
     def queued_labels(self) -> int:
         """Labels waiting for event time to pass their timestamp."""
-        return len(self.label_queue)
+        return len(self.scorer.label_queue)
+
+    @property
+    def watermark(self) -> float:
+        return self.scorer.watermark
+
+    @property
+    def stats(self) -> Counter[str]:
+        """The scorer's counts and the learner's, together."""
+        return self.scorer.stats + self.learner.stats
 
     # -- inputs -------------------------------------------------------------------------------
 
     def process_transaction(self, tx: Transaction) -> Decision:
         """Score and decide; raises :class:`InvalidInput` for a transaction id seen before."""
-        if self.pending.peek(tx.transaction_id) is not None or self.pending.was_labelled(tx.transaction_id):
-            self.stats["transactions_duplicate"] += 1
-            raise InvalidInput(
-                "duplicate_transaction", f"transaction_id {tx.transaction_id!r} was already scored"
-            )
-        flags = self._check_event_time(tx.event_time)
-        # A time too far ahead is not trusted: the transaction counts as happening at the watermark.
-        # Stamped later, its state would push the card's and terminal's real activity out of their
-        # windows and refuse its labels as earlier than it; stamped in 2099, it would sit at the old
-        # end of an expiring store forever and stop everything behind it from expiring.
-        state_tx = tx if not flags or flags[0] != FUTURE_SKEW else replace(tx, event_time=self.watermark)
-
-        features = self.extractor.transform_one(state_tx)
-        lifecycle = self.lifecycle
-        score = lifecycle.predict_proba_one(features)
-        policy = self.config.policy
-        facts = {**tx.to_dict(), **features} if policy.rules else features
-        outcome, reasons = policy.decide(facts, score)
-        reasons.extend(flags)
-        top_features: tuple[tuple[str, float], ...] = ()
-        if score >= policy.review_threshold:
-            top_features = tuple(lifecycle.contributions(features, self.config.top_reasons))
-            reasons.extend(f"feature:{name}" for name, _ in top_features)
-
-        self.extractor.learn_one(state_tx)
-        self.pending.add(
-            tx.transaction_id,
-            PendingScore(
-                event_time=state_tx.event_time,
-                customer_id=tx.customer_id,
-                terminal_id=tx.terminal_id,
-                flagged=score >= policy.review_threshold,
-                generation=lifecycle.generation,
-                features=array("d", list(features.values())),  # sized exactly, not grown
-            ),
-        )
-        lifecycle.watch_score(score, state_tx.event_time)
-        self._collect_events()
-        self.stats["transactions_scored"] += 1
-        self.stats[f"decisions_{outcome}"] += 1
-        if outcome != APPROVE and score < policy.review_threshold:
-            self.stats["decisions_by_rule_only"] += 1
-        return Decision(
-            transaction=tx,
-            score=score,
-            outcome=outcome,
-            reason_codes=tuple(reasons),
-            top_features=top_features,
-            features=features,
-            model_kind=self.config.model.kind,
-            model_generation=lifecycle.generation,
-            drift_state=lifecycle.drift_state,
-            review_threshold=policy.review_threshold,
-            block_threshold=policy.block_threshold,
-        )
+        self.scorer.close_through(self.scorer.required_version(tx))
+        self._exchange()
+        try:
+            return self.scorer.process_transaction(tx, self.learner)
+        finally:
+            self.learner.submit(self.scorer.pop_updates())
 
     def process_label(self, label: Label) -> None:
-        """Queue a label until event time passes it, or apply it now if it is already late."""
-        pending = self.pending.peek(label.transaction_id)
-        if pending is not None:
-            _check_label_matches(label, pending)
-        if label.event_time < self.watermark:
-            self.stats["labels_late"] += 1
-            self._apply_label(label)
-            return
-        if len(self.label_queue) >= self.config.max_queued_labels:
-            raise InvalidInput(
-                "label_queue_full", f"{len(self.label_queue)} labels already wait for their time"
-            )
-        self.label_queue.push(label)
-        self.stats["labels_queued"] += 1
+        """Queue a label until event time passes it, or release it now if it is already late."""
+        self.scorer.process_label(label)
+        self.learner.submit(self.scorer.pop_updates())
 
     def flush(self) -> None:
         """Apply every queued label now, as at the end of a backtest."""
-        for label in self.label_queue.pop_before(float("inf")):
-            self._apply_label(label)
+        self.scorer.flush()
+        self._exchange()
 
     def pop_events(self) -> list[EngineEvent]:
         """Drift and model events since the last call, in the order they happened."""
@@ -197,7 +157,8 @@ class DetectionEngine:
     def reconfigure(self, config: EngineConfig) -> None:
         """Adopt ``config``, e.g. after a restore: decision settings (policy, reasons, label queue,
         event-time tolerances) apply at once; a change to what the state was built with (features,
-        model, drift, label horizon, pending bound) raises ValueError, as that state cannot follow.
+        model, drift, label horizon, pending bound, sharing) raises ValueError, as that state cannot
+        follow.
 
         >>> engine = DetectionEngine()
         >>> engine.reconfigure(EngineConfig(top_reasons=5))
@@ -208,17 +169,15 @@ class DetectionEngine:
         ...
         ValueError: the state was built with another label_horizon
         """
-        changed = [name for name in _STATE_SHAPING if getattr(config, name) != getattr(self.config, name)]
-        if changed:
-            raise ValueError(f"the state was built with another {', '.join(changed)}")
-        self.config = config
+        check_state_shaping(self.config, config)
+        self.config = self.scorer.config = self.learner.config = config
 
     def gauges(self) -> dict[str, Any]:
         """Sizes of the bounded state, for metrics and memory checks."""
         return {
-            "cards": len(self.extractor.cards),
-            "terminals": len(self.extractor.terminals),
-            "pending_scores": len(self.pending),
+            "cards": len(self.scorer.extractor.cards),
+            "terminals": len(self.learner.terminals),
+            "pending_scores": len(self.learner.pending),
             "queued_labels": self.queued_labels,
             "model_generation": self.generation,
             "labels_learned": self.model.labels_learned,
@@ -226,73 +185,20 @@ class DetectionEngine:
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _check_event_time(self, event_time: float) -> list[str]:
-        """Advance the watermark within the skew tolerance; reason codes for an odd timestamp."""
-        config, watermark = self.config, self.watermark
-        if event_time > watermark + config.max_future_skew and watermark > float("-inf"):
-            self._future_streak += 1
-            if self._future_streak < config.future_confirmations:
-                self.stats["transactions_future_skew"] += 1
-                return [FUTURE_SKEW]
-        self._future_streak = 0
-        if event_time < watermark - config.max_lateness:
-            self.stats["transactions_too_late"] += 1
-            return [TOO_LATE]
-        if event_time < watermark:
-            self.stats["transactions_out_of_order"] += 1
-        self._advance(event_time)
-        return []
-
-    def _advance(self, event_time: float) -> None:
-        """Move the watermark forward, releasing the labels it passes and expiring old state."""
-        if event_time <= self.watermark:
-            return
-        self.watermark = event_time
-        for label in self.label_queue.pop_before(event_time):
-            self._apply_label(label)
-        expired = self.pending.expire(event_time)
-        if expired:
-            self.stats["pending_expired"] += expired
-
-    def _apply_label(self, label: Label) -> None:
-        pending = self.pending.peek(label.transaction_id)
-        if pending is None:
-            seen = self.pending.was_labelled(label.transaction_id)
-            self.stats["labels_duplicate" if seen else "labels_unknown"] += 1
-            return
-        try:
-            _check_label_matches(label, pending)
-        except InvalidInput:
-            self.stats["labels_invalid"] += 1
-            return
-        self.pending.take(label.transaction_id, now=label.event_time)
-        x = dict(zip(self.extractor.names, pending.features, strict=True))
-        self.lifecycle.learn_one(
-            x,
-            label.is_fraud,
-            flagged=pending.flagged,
-            scored_generation=pending.generation,
-            event_time=label.event_time,
-        )
-        self.extractor.learn_label(pending.customer_id, pending.terminal_id, label.is_fraud, label.event_time)
-        self.stats["labels_learned"] += 1
-        self._collect_events()
-
-    def _collect_events(self) -> None:
-        """Take over the model's events, counted as they happen."""
-        for event in self.lifecycle.pop_events():
-            if event.kind in MODEL_CHANGES:
-                self.stats["model_changes"] += 1
-            self.stats[f"events_{event.kind}"] += 1
-            self._events.append(event)
+    def _exchange(self) -> None:
+        """Hand the scorer's updates to the learner and apply every epoch it has closed."""
+        self.learner.submit(self.scorer.pop_updates())
+        version = self.learner.apply_ready()
+        if version is not None:
+            self._events.extend(version.events)
 
 
 # What the engine's components are built from, and so cannot change under learned state.
-_STATE_SHAPING = ("features", "model", "drift", "label_horizon", "max_pending")
+_STATE_SHAPING = ("features", "model", "drift", "label_horizon", "max_pending", "sharing")
 
 
-def _check_label_matches(label: Label, pending: PendingScore) -> None:
-    if label.customer_id != pending.customer_id:
-        raise InvalidInput("label_mismatch", f"label for {label.transaction_id!r} names another customer_id")
-    if label.event_time < pending.event_time:
-        raise InvalidInput("label_before_transaction", f"label for {label.transaction_id!r} predates it")
+def check_state_shaping(built: EngineConfig, config: EngineConfig) -> None:
+    """ValueError if ``config`` differs from ``built`` in what learned state was built with."""
+    changed = [name for name in _STATE_SHAPING if getattr(config, name) != getattr(built, name)]
+    if changed:
+        raise ValueError(f"the state was built with another {', '.join(changed)}")

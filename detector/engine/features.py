@@ -3,15 +3,19 @@
 The features of a transaction describe only what was known strictly before it: the card's and the
 terminal's earlier activity, and the labels whose timestamps have passed (the engine applies a label
 only once event time reaches it). ``transform_one`` reads, ``learn_one`` records the transaction,
-and ``learn_label`` records a label, mirroring River's vocabulary.
+and ``learn_label`` records a label, mirroring River's vocabulary. Terminal state is shared by all
+partitions, so it lives in a :class:`~detector.engine.terminals.TerminalTable` that
+``transform_one`` reads and the learner writes (docs/shared-learning.md).
 
 >>> from detector.engine.records import Transaction
->>> extractor = FeatureExtractor(FeatureConfig())
+>>> from detector.engine.terminals import TerminalTable
+>>> extractor, terminals = FeatureExtractor(FeatureConfig()), TerminalTable(FeatureConfig())
 >>> tx = Transaction("t1", 1_700_000_000.0, "card-1", "term-1", 40.0)
->>> extractor.transform_one(tx)["card_count_1d"]
+>>> extractor.transform_one(tx, terminals)["card_count_1d"]
 0.0
 >>> extractor.learn_one(tx)
->>> extractor.transform_one(Transaction("t2", 1_700_000_060.0, "card-1", "term-2", 60.0))["card_count_1d"]
+>>> later = Transaction("t2", 1_700_000_060.0, "card-1", "term-2", 60.0)
+>>> extractor.transform_one(later, terminals)["card_count_1d"]
 1.0
 """
 
@@ -19,7 +23,7 @@ from __future__ import annotations
 
 import math
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
 from pydantic.dataclasses import dataclass as validated_dataclass
@@ -28,6 +32,9 @@ from detector.engine.expiring import ExpiringKeys, ExpiringStore
 from detector.engine.records import MAX_AMOUNT, Transaction
 from detector.engine.windows import SlidingWindows
 from detector.validation import CONFIG_RULES, Count, PositiveDuration
+
+if TYPE_CHECKING:
+    from detector.engine.terminals import TerminalTable
 
 HOUR = 3600.0
 _CENT = 0.01  # floor of a mean amount used as a divisor: a card of tiny amounts must not give inf
@@ -81,34 +88,20 @@ class _CardState:
         self.terminals = ExpiringKeys(ttl=max(config.card_windows), max_entries=config.max_terminals_per_card)
 
 
-class _TerminalState:
-    __slots__ = ("labels", "windows")
-
-    def __init__(self, config: FeatureConfig) -> None:
-        self.windows = SlidingWindows(config.terminal_windows, config.resolution)
-        # Each labelled transaction adds is_fraud: count = labels known, total = frauds known.
-        self.labels = SlidingWindows(config.risk_windows, config.resolution)
-
-
 class FeatureExtractor:
-    """Per-card velocity and amount profile, per-terminal activity and label-based risk, calendar."""
+    """Per-card velocity and amount profile, calendar, and the terminal's features from a shared table."""
 
     def __init__(self, config: FeatureConfig) -> None:
         self.config = config
         ttl = config.entity_ttl
         self.cards = ExpiringStore[_CardState](ttl=ttl, max_entries=config.max_cards)
-        self.terminals = ExpiringStore[_TerminalState](ttl=ttl, max_entries=config.max_terminals)
         self._card_names = [window_name(w) for w in config.card_windows]
-        self._terminal_names = [window_name(w) for w in config.terminal_windows]
-        self._risk_names = [window_name(w) for w in config.risk_windows]
         self._profile_name = self._card_names[-1]
         # What the windows of an entity not seen yet would read.
         self._no_card = [(0, 0.0, 0.0)] * len(config.card_windows)
-        self._no_terminal = [(0, 0.0, 0.0)] * len(config.terminal_windows)
-        self._no_risk = [(0, 0.0, 0.0)] * len(config.risk_windows)
         self.names: tuple[str, ...] = tuple(self._empty_features())
 
-    def transform_one(self, tx: Transaction) -> dict[str, float]:
+    def transform_one(self, tx: Transaction, terminals: TerminalTable) -> dict[str, float]:
         """The feature vector of ``tx`` from state before it, in the fixed order of :attr:`names`."""
         t = tx.event_time
         amount = tx.amount
@@ -131,14 +124,7 @@ class FeatureExtractor:
             features["card_new_terminal"] = 0.0 if tx.terminal_id in card.terminals else 1.0
             features["card_known_frauds"] = card.frauds.read(t)[0][1] if card.frauds is not None else 0.0
 
-        terminal = self.terminals.get(tx.terminal_id)
-        activity = terminal.windows.read(t) if terminal else self._no_terminal
-        for name, (count, _, _) in zip(self._terminal_names, activity, strict=True):
-            features[f"terminal_count_{name}"] = float(count)
-        risk = terminal.labels.read(t) if terminal else self._no_risk
-        for name, (labelled, frauds, _) in zip(self._risk_names, risk, strict=True):
-            features[f"terminal_risk_{name}"] = frauds / labelled if labelled else 0.0
-            features[f"terminal_frauds_{name}"] = frauds
+        terminals.add_features(features, tx.terminal_id, t)
 
         features.update(_calendar(t))
         for name in self.config.extra_numeric:
@@ -146,7 +132,7 @@ class FeatureExtractor:
         return features
 
     def learn_one(self, tx: Transaction) -> None:
-        """Record ``tx`` in its card's and terminal's state; sweeps out idle entities."""
+        """Record ``tx`` in its card's state; sweeps out idle cards."""
         t = tx.event_time
         card = self.cards.get(tx.customer_id) or _CardState(self.config)
         card.windows.add(t, tx.amount)
@@ -154,20 +140,10 @@ class FeatureExtractor:
         card.terminals.add(sys.intern(tx.terminal_id), t)  # one string per terminal, not per card
         card.terminals.evict(t)
         self.cards.put(tx.customer_id, card, t)
-
-        terminal = self.terminals.get(tx.terminal_id) or _TerminalState(self.config)
-        terminal.windows.add(t, tx.amount)
-        self.terminals.put(tx.terminal_id, terminal, t)
-
         self.cards.evict(t)
-        self.terminals.evict(t)
 
-    def learn_label(self, customer_id: str, terminal_id: str, is_fraud: bool, known_at: float) -> None:
-        """Record that a transaction of this card at this terminal is now known (not) to be fraud."""
-        value = 1.0 if is_fraud else 0.0
-        terminal = self.terminals.get(terminal_id) or _TerminalState(self.config)
-        terminal.labels.add(known_at, value)
-        self.terminals.put(terminal_id, terminal, known_at)
+    def learn_label(self, customer_id: str, is_fraud: bool, known_at: float) -> None:
+        """Record that a transaction of this card is now known (not) to be fraud."""
         if is_fraud:
             card = self.cards.get(customer_id) or _CardState(self.config)
             if card.frauds is None:
@@ -176,7 +152,9 @@ class FeatureExtractor:
             self.cards.put(customer_id, card, known_at)
 
     def _empty_features(self) -> dict[str, float]:
-        return self.transform_one(Transaction("", 0.0, "", "", 0.0))
+        from detector.engine.terminals import TerminalTable
+
+        return self.transform_one(Transaction("", 0.0, "", "", 0.0), TerminalTable(self.config))
 
 
 def _amount_profile(

@@ -32,6 +32,7 @@ class Decision:
     drift_state: str
     review_threshold: float
     block_threshold: float
+    model_version: int  # the shared version (epoch) scored with: docs/shared-learning.md
 
 
 @dataclass(frozen=True, slots=True)

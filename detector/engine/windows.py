@@ -102,6 +102,28 @@ class SlidingWindows:
             start = end
         return totals
 
+    def peek(self, event_time: float) -> list[tuple[int, float, float]]:
+        """What :meth:`read` returns, without expiring anything: for state that many readers share,
+        which must read the same whatever order they come in."""
+        heads, resolution, start = self._shape
+        data = self._data
+        totals = []
+        for head, width in heads:
+            oldest_kept = int(event_time // width) - resolution + 1
+            end = start + _FIELDS * int(data[head + 3])
+            count, total, total_sq = data[head], data[head + 1], data[head + 2]
+            kept = start
+            while kept < end and data[kept] < oldest_kept:
+                count -= data[kept + 1]
+                total -= data[kept + 2]
+                total_sq -= data[kept + 3]
+                kept += _FIELDS
+            if kept == end:  # as read() resets an emptied window exactly
+                count = total = total_sq = 0.0
+            totals.append((int(count), total, total_sq))
+            start = end
+        return totals
+
     def _bucket_for_late_event(self, head: int, start: int, end: int, index: int, resolution: int) -> int:
         """Where the bucket of an event older than the window's newest one is, created in place if
         needed; -1 if the event is already outside the window."""

@@ -35,28 +35,26 @@ KEY, PSEUDONYM_KEY = b"audit-chain-key", b"pseudonym-key"
 PROCESSED_AT = "2026-03-01T12:00:00.250Z"
 PARTITION = 3
 WRITTEN = [
-    b'{"amount":57.16,"chain":{"hash":"bd4cccbb285f26aad35113cdfc42280f6e6929042de257ab77fc9122e5ddfc5d",'
-    b'"partition":3,"prev_hash":"0000000000000000000000000000000000000000000000000000000000000000",'
-    b'"seq":0},"currency":"EUR","customer_id":"p:d2aa4e140796eb25992676f4903bf2aa","decision":"block",'
-    b'"drift_state":"stable","event_time":"2026-01-01T00:00:00.500000Z","features":{"amount":57.16,'
-    b'"tx_count_1d":3.0},"input":{"offset":41,"partition":3,"topic":"transactions"},'
-    b'"instance_id":"instance-1","model":{"generation":2,"kind":"logistic_regression"},'
-    b'"processed_at":"2026-03-01T12:00:00.250Z","processing_ms":1.235,"reason_codes":["score:block",'
-    b'"feature:amount"],"record_type":"decision","schema":1,"score":0.8125,"terminal_id":"m-1",'
-    b'"thresholds":{"block":0.7,"review":0.3},"top_features":[{"contribution":0.5,"name":"amount"},'
-    b'{"contribution":0.25,"name":"tx_count_1d"}],"transaction_id":"t-1"}',
-    b'{"chain":{"hash":"343b0e1a6f3e6e3a3aedc6b9552b28cd75f8710e98ee3384b1dc68ef566e3976","partition":3,'
-    b'"prev_hash":"bd4cccbb285f26aad35113cdfc42280f6e6929042de257ab77fc9122e5ddfc5d","seq":1},'
-    b'"detail":{"labels":250},"event_time":"2026-01-01T00:00:01Z","input":{"offset":41,"partition":3,'
-    b'"topic":"transactions"},"instance_id":"instance-1","model":{"generation":3,'
-    b'"kind":"logistic_regression"},"processed_at":"2026-03-01T12:00:00.250Z",'
-    b'"record_type":"model_swapped","schema":1}',
-    b'{"chain":{"hash":"d3eeb62acb2ce70956d598089d9972c37daf7e9f000618846113e568fc477460","partition":3,'
-    b'"prev_hash":"343b0e1a6f3e6e3a3aedc6b9552b28cd75f8710e98ee3384b1dc68ef566e3976","seq":2},'
-    b'"customer_key":"p:d2aa4e140796eb25992676f4903bf2aa","detail":"not valid UTF-8 JSON: unexpected'
-    b' character, expected a string key: line 1 column 2 (char 1)","input":{"offset":42,"partition":3,'
-    b'"topic":"transactions"},"instance_id":"instance-1","reason":"bad_json","record_type":"rejected",'
-    b'"schema":1}',
+    b'{"amount":57.16,"chain":{"hash":"e62dfcbeecac666db6d33ecb1c26e7c2f4676d847f2ebea2670034f48e191722","'
+    b'partition":3,"prev_hash":"0000000000000000000000000000000000000000000000000000000000000000","seq":0}'
+    b',"currency":"EUR","customer_id":"p:d2aa4e140796eb25992676f4903bf2aa","decision":"block","drift_state'
+    b'":"stable","event_time":"2026-01-01T00:00:00.500000Z","features":{"amount":57.16,"tx_count_1d":3.0},'
+    b'"input":{"offset":41,"partition":3,"topic":"transactions"},"instance_id":"instance-1","model":{"gene'
+    b'ration":2,"kind":"logistic_regression","version":29450426},"processed_at":"2026-03-01T12:00:00.250Z"'
+    b',"processing_ms":1.235,"reason_codes":["score:block","feature:amount"],"record_type":"decision","sch'
+    b'ema":1,"score":0.8125,"terminal_id":"m-1","thresholds":{"block":0.7,"review":0.3},"top_features":[{"'
+    b'contribution":0.5,"name":"amount"},{"contribution":0.25,"name":"tx_count_1d"}],"transaction_id":"t-1'
+    b'"}',
+    b'{"chain":{"hash":"b52085fe50f36b27d10a4c7b87b319342fbc75c385847f24c26042fad80ce701","partition":3,"p'
+    b'rev_hash":"e62dfcbeecac666db6d33ecb1c26e7c2f4676d847f2ebea2670034f48e191722","seq":1},"detail":{"lab'
+    b'els":250},"event_time":"2026-01-01T00:00:01Z","input":{"offset":41,"partition":3,"topic":"transactio'
+    b'ns"},"instance_id":"instance-1","model":{"generation":3,"kind":"logistic_regression"},"processed_at"'
+    b':"2026-03-01T12:00:00.250Z","record_type":"model_swapped","schema":1}',
+    b'{"chain":{"hash":"5375bddd69ce0a743d61e48011aa8d4fff2e11dafc26b0aafb90c8f9599efebd","partition":3,"p'
+    b'rev_hash":"b52085fe50f36b27d10a4c7b87b319342fbc75c385847f24c26042fad80ce701","seq":2},"customer_key"'
+    b':"p:d2aa4e140796eb25992676f4903bf2aa","detail":"not valid UTF-8 JSON: unexpected character, expected'
+    b' a string key: line 1 column 2 (char 1)","input":{"offset":42,"partition":3,"topic":"transactions"},'
+    b'"instance_id":"instance-1","reason":"bad_json","record_type":"rejected","schema":1}',
 ]
 
 
@@ -81,6 +79,7 @@ def test_todays_builders_write_the_same_bytes(monkeypatch: pytest.MonkeyPatch) -
         drift_state="stable",
         review_threshold=0.3,
         block_threshold=0.7,
+        model_version=29450426,
     )
     event = EngineEvent("model_swapped", 1767225601.0, 3, {"labels": 250})
     chain = ChainState(partition=PARTITION, key=KEY)

@@ -11,6 +11,7 @@ from detector.engine.engine import DetectionEngine
 from detector.engine.model import ModelConfig
 from detector.engine.policy import DecisionPolicy
 from detector.engine.records import InvalidInput, Label, Transaction
+from detector.engine.shared import SharingConfig
 
 T0 = 1_700_000_000.0
 
@@ -57,12 +58,13 @@ def test_label_is_learned_on_exactly_the_features_scored() -> None:
     scored = engine.process_transaction(tx(0, T0))
     engine.process_transaction(tx(1, T0 + 10))  # changes the card's state after t0 was scored
     engine.process_label(Label("t0", "card", True, T0 + 20))
-    engine.process_transaction(tx(2, T0 + 30))
+    engine.process_transaction(tx(2, T0 + 60))  # the label's epoch (60 s) is closed: it is learned
     assert learned == [(scored.features, True)]
 
 
-def test_labels_wait_for_event_time_and_late_ones_apply_at_once() -> None:
-    engine = DetectionEngine()
+def test_labels_wait_for_event_time_and_late_ones_are_released_at_once() -> None:
+    """A released label is learned when its epoch closes: with 1 s epochs, at the next second."""
+    engine = DetectionEngine(EngineConfig(sharing=SharingConfig(epoch=1.0)))
     engine.process_transaction(tx(0, T0))
     engine.process_label(Label("t0", "card", False, T0 + 100))
     engine.process_transaction(tx(1, T0 + 100))  # same instant: not yet after the label
@@ -70,7 +72,9 @@ def test_labels_wait_for_event_time_and_late_ones_apply_at_once() -> None:
     engine.process_transaction(tx(2, T0 + 101))
     assert engine.model.labels_learned == 1
     engine.process_label(Label("t1", "card", False, T0 + 100.5))  # event time already passed it
-    assert engine.model.labels_learned == 2 and engine.stats["labels_late"] == 1
+    assert engine.stats["labels_late"] == 1 and engine.stats["labels_learned"] == 2
+    engine.process_transaction(tx(3, T0 + 102))
+    assert engine.model.labels_learned == 2
 
 
 def test_duplicate_unknown_and_inconsistent_labels_are_counted_not_learned() -> None:
@@ -105,8 +109,8 @@ def test_unlabelled_scores_expire_after_the_horizon_and_are_counted() -> None:
     engine = DetectionEngine(EngineConfig(label_horizon=3600.0))
     for i in range(100):
         engine.process_transaction(tx(i, T0 + i))
-    engine.process_transaction(tx(100, T0 + 7200))
-    assert len(engine.pending) == 1 and engine.stats["pending_expired"] == 100
+    engine.process_transaction(tx(100, T0 + 7200))  # its vector reaches the learner when its epoch closes
+    assert len(engine.pending) == 0 and engine.stats["pending_expired"] == 100
     engine.process_label(Label("t5", "card", True, T0 + 7300))
     engine.flush()
     assert engine.stats["labels_unknown"] == 1
@@ -156,7 +160,7 @@ def test_a_far_future_timestamp_cannot_release_queued_labels_or_expire_state() -
     rogue = engine.process_transaction(tx(1, T0 + 365 * 86400))  # a clock a year ahead
     assert "skew:future_event_time" in rogue.reason_codes
     assert engine.watermark == T0  # not moved
-    assert engine.model.labels_learned == 0 and len(engine.pending) == 2
+    assert engine.model.labels_learned == 0 and len(engine.scorer.index) == 2
     normal = engine.process_transaction(tx(2, T0 + 60))
     assert normal.reason_codes == () and engine.stats["transactions_future_skew"] == 1
 

@@ -12,6 +12,7 @@ from detector.engine.config import EngineConfig
 from detector.engine.engine import DetectionEngine
 from detector.engine.features import DAY, HOUR, FeatureConfig, FeatureExtractor
 from detector.engine.records import Label, Transaction
+from detector.engine.terminals import ACTIVITY, TerminalChange, TerminalTable
 
 T0 = 1_700_000_000.0  # a Tuesday, 22:13 UTC
 
@@ -29,7 +30,7 @@ def test_card_velocity_and_amount_profile_over_windows() -> None:
     ]
     for past in history:
         extractor.learn_one(past)
-    features = extractor.transform_one(tx(3, T0, amount=120.0))
+    features = extractor.transform_one(tx(3, T0, amount=120.0), TerminalTable(extractor.config))
     assert features["card_count_1h"] == 1
     assert features["card_count_1d"] == 1
     assert features["card_count_7d"] == 2
@@ -43,7 +44,7 @@ def test_card_velocity_and_amount_profile_over_windows() -> None:
 
 def test_a_transaction_never_counts_itself_or_anything_after_it() -> None:
     extractor = FeatureExtractor(FeatureConfig())
-    first = extractor.transform_one(tx(0, T0))
+    first = extractor.transform_one(tx(0, T0), TerminalTable(extractor.config))
     assert (
         first["card_count_30d"] == 0 and first["terminal_count_1d"] == 0 and first["card_new_terminal"] == 1
     )
@@ -52,20 +53,22 @@ def test_a_transaction_never_counts_itself_or_anything_after_it() -> None:
 def test_calendar_features_in_utc() -> None:
     extractor = FeatureExtractor(FeatureConfig())
     saturday_3am = datetime(2023, 11, 18, 3, 0, tzinfo=UTC).timestamp()
-    features = extractor.transform_one(tx(0, saturday_3am))
+    features = extractor.transform_one(tx(0, saturday_3am), TerminalTable(extractor.config))
     assert features["is_weekend"] == 1.0 and features["is_night"] == 1.0
-    weekday = extractor.transform_one(tx(1, T0))
+    weekday = extractor.transform_one(tx(1, T0), TerminalTable(extractor.config))
     assert weekday["is_weekend"] == 0.0 and weekday["is_night"] == 0.0
 
 
 def test_state_of_idle_entities_is_evicted() -> None:
     config = FeatureConfig(card_windows=(HOUR, DAY), terminal_windows=(DAY,), risk_windows=(2 * DAY,))
-    extractor = FeatureExtractor(config)
-    for i in range(1000):
-        extractor.learn_one(tx(i, T0 + i * 60.0, card=f"c{i}", terminal=f"m{i % 10}"))
-    assert len(extractor.cards) == 1000
+    extractor, terminals = FeatureExtractor(config), TerminalTable(config)
+    for i, past in enumerate(tx(i, T0 + i * 60.0, card=f"c{i}", terminal=f"m{i % 10}") for i in range(1000)):
+        extractor.learn_one(past)
+        terminals.apply([TerminalChange(i, past.terminal_id, past.event_time, ACTIVITY, past.amount)])
+    assert len(extractor.cards) == 1000 and len(terminals) == 10
     extractor.learn_one(tx(9999, T0 + 10 * DAY, card="late", terminal="m0"))
-    assert len(extractor.cards) == 1 and len(extractor.terminals) == 1
+    terminals.apply([TerminalChange(1000, "m0", T0 + 10 * DAY, ACTIVITY, 50.0)])
+    assert len(extractor.cards) == 1 and len(terminals) == 1
 
 
 def test_terminal_risk_uses_only_labels_known_at_event_time() -> None:

@@ -59,7 +59,9 @@ def test_engine_reason_codes_name_rules_and_the_features_that_raised_the_score()
     t = 1_700_000_100.0
     for i in range(400):
         amount, fraud = (900.0, True) if i % 2 else (15.0, False)
-        x = engine.extractor.transform_one(Transaction(f"x{i}", t, f"c{i}", "m", amount))
+        x = engine.extractor.transform_one(
+            Transaction(f"x{i}", t, f"c{i}", "m", amount), engine.learner.terminals
+        )
         engine.model.learn_one(x, fraud)
     flagged = engine.process_transaction(Transaction("t1", t, "c-new", "m", 950.0))
     assert flagged.outcome in ("review", "block")

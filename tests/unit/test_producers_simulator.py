@@ -122,6 +122,8 @@ STATS_CONFIG = SimulationConfig(
             lag=(DAY, 2 * DAY),
             transactions_per_victim=(1, 2),
             spread=DAY,
+            terminal_window=2 * DAY,
+            terminal_frauds=(2, 4),
         ),
         account_takeover=AccountTakeoverConfig(weight=0.2, transactions=(2, 4), duration=DAY),
         high_amount=HighAmountConfig(weight=0.1),
@@ -226,7 +228,12 @@ def test_high_amount_fraud_is_large_at_usual_terminals(stats_run: tuple[Simulato
 def test_a_skimmer_defrauds_the_first_cards_used_on_its_terminal_during_its_window_after_a_lag() -> None:
     population = Population(PopulationConfig(cards=20, terminals=1, habitual_terminals=(1, 1)), rng(0))
     config = CompromisedTerminalConfig(
-        window=DAY, victims=(3, 3), lag=(DAY, 2 * DAY), transactions_per_victim=(2, 2), spread=DAY
+        window=DAY,
+        victims=(3, 3),
+        lag=(DAY, 2 * DAY),
+        transactions_per_victim=(2, 2),
+        spread=DAY,
+        terminal_frauds=(0, 0),
     )
     skimmer = CompromisedTerminal(code=1, population=population, config=config)
     start = 1_000_000.0
@@ -243,6 +250,18 @@ def test_a_skimmer_defrauds_the_first_cards_used_on_its_terminal_during_its_wind
     assert set(fraud.scenarios.tolist()) == {1}
     # the quota is reached: the skimmer is done
     assert len(skimmer.observe(legit, start + DAY, rng(3))) == 0
+
+
+def test_a_compromised_terminal_is_used_for_fraud_by_many_cards_during_its_window() -> None:
+    population = Population(PopulationConfig(cards=500, terminals=50), rng(0))
+    config = CompromisedTerminalConfig(terminal_window=28 * DAY, terminal_frauds=(60, 60))
+    scenario = CompromisedTerminal(code=1, population=population, config=config)
+    start = 1_000_000.0
+    fraud = scenario.start(np.array([start]), rng(1))
+    assert len(fraud) == 60 and len(set(fraud.terminals.tolist())) == 1
+    assert len(set(fraud.cards.tolist())) > 40
+    assert start <= fraud.times.min() and fraud.times.max() < start + 28 * DAY
+    assert set(fraud.scenarios.tolist()) == {1}
 
 
 def rng(seed: int) -> np.random.Generator:

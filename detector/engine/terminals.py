@@ -1,0 +1,109 @@
+"""The terminal table: each terminal's activity windows and label-derived risk windows.
+
+Terminal state is shared by every partition (a compromised terminal is hit by cards of all of
+them), so one :class:`~detector.engine.learner.SharedLearner` writes it and every scorer reads a
+replica. Both sides change it only through :meth:`TerminalTable.apply`, with the same ordered
+:class:`TerminalChange` list, so a replica equals the learner's table. Reads never change it
+(:meth:`SlidingWindows.peek`), so scorers reading it in any interleaving see the same values;
+windows are trimmed when changes are applied: at the end of an epoch, once event time has moved
+a bucket (the narrowest) since the last trim, the terminals changed since are trimmed to it.
+
+>>> from detector.engine.features import FeatureConfig
+>>> table = TerminalTable(FeatureConfig())
+>>> table.apply([TerminalChange(0, "term-1", 10.0, ACTIVITY, 40.0),
+...              TerminalChange(0, "term-1", 20.0, LABEL, 1.0)])
+>>> features = {}; table.add_features(features, "term-1", 30.0)
+>>> features["terminal_count_1h"], features["terminal_risk_7d"]
+(1.0, 1.0)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import NamedTuple
+
+from detector.engine.expiring import ExpiringStore
+from detector.engine.features import FeatureConfig, window_name
+from detector.engine.windows import SlidingWindows
+
+ACTIVITY, LABEL = 0, 1  # a transaction at the terminal (value: amount); a label (value: is_fraud)
+
+
+class TerminalChange(NamedTuple):
+    """One change to one terminal, in the order the learner applied it."""
+
+    epoch: int
+    terminal_id: str
+    event_time: float
+    kind: int
+    value: float
+
+
+class TerminalState:
+    __slots__ = ("labels", "windows")
+
+    def __init__(self, config: FeatureConfig) -> None:
+        self.windows = SlidingWindows(config.terminal_windows, config.resolution)
+        # Each labelled transaction adds is_fraud: count = labels known, total = frauds known.
+        self.labels = SlidingWindows(config.risk_windows, config.resolution)
+
+
+class TerminalTable:
+    """Terminal activity over ``terminal_windows`` and fraud rates over ``risk_windows``, bounded."""
+
+    def __init__(self, config: FeatureConfig) -> None:
+        self.config = config
+        self.terminals = ExpiringStore[TerminalState](ttl=config.entity_ttl, max_entries=config.max_terminals)
+        self._activity_names = [f"terminal_count_{window_name(w)}" for w in config.terminal_windows]
+        self._risk_names = [
+            (f"terminal_risk_{window_name(w)}", f"terminal_frauds_{window_name(w)}")
+            for w in config.risk_windows
+        ]
+        self._no_activity = [(0, 0.0, 0.0)] * len(config.terminal_windows)
+        self._no_risk = [(0, 0.0, 0.0)] * len(config.risk_windows)
+        self._trim_every = min(config.terminal_windows + config.risk_windows) / config.resolution
+        self._next_trim = float("-inf")
+        self._untrimmed: dict[str, TerminalState] = {}
+
+    def __len__(self) -> int:
+        return len(self.terminals)
+
+    def add_features(self, features: dict[str, float], terminal_id: str, event_time: float) -> None:
+        """Add the terminal's features at ``event_time`` to ``features``, without changing the table."""
+        terminal = self.terminals.get(terminal_id)
+        activity = terminal.windows.peek(event_time) if terminal else self._no_activity
+        for name, (count, _, _) in zip(self._activity_names, activity, strict=True):
+            features[name] = float(count)
+        risk = terminal.labels.peek(event_time) if terminal else self._no_risk
+        for (risk_name, frauds_name), (labelled, frauds, _) in zip(self._risk_names, risk, strict=True):
+            features[risk_name] = frauds / labelled if labelled else 0.0
+            features[frauds_name] = frauds
+
+    def apply(self, changes: Iterable[TerminalChange]) -> None:
+        """Apply ``changes`` in order, trimming windows at the end of epochs (see above)."""
+        untrimmed = self._untrimmed
+        epoch, latest = None, float("-inf")
+        for change in changes:
+            if change.epoch != epoch:
+                self._trim(latest)
+                epoch, latest = change.epoch, float("-inf")
+            terminal = self.terminals.get(change.terminal_id) or TerminalState(self.config)
+            if change.kind == ACTIVITY:
+                terminal.windows.add(change.event_time, change.value)
+            else:
+                terminal.labels.add(change.event_time, change.value)
+            self.terminals.put(change.terminal_id, terminal, change.event_time)
+            self.terminals.evict(change.event_time)
+            untrimmed[change.terminal_id] = terminal
+            latest = max(latest, change.event_time)
+        self._trim(latest)
+
+    def _trim(self, now: float) -> None:
+        """Expire what left the changed terminals' windows by ``now`` (reads skip it in any case)."""
+        if now < self._next_trim:
+            return
+        self._next_trim = now + self._trim_every
+        for terminal in self._untrimmed.values():
+            terminal.windows.read(now)
+            terminal.labels.read(now)
+        self._untrimmed.clear()
