@@ -203,7 +203,7 @@ class LearnerService:
             self.learner.version, self.learner.generation, self.learner.model.labels_learned, checkpoint_due
         )
         if version is not None:
-            log.debug("version_published", **version.summary())
+            log.debug("version_published", epoch=version.epoch, generation=version.generation)
 
     def _receive(self, message: Message) -> None:
         error = message.error()

@@ -97,7 +97,7 @@ class LearnerCheckpoints:
         checkpoint_id = write_checkpoint(
             producer, self.settings.checkpoint_topic, 0, state, offsets, name=LEARNER
         )
-        view = _view_of(learner).snapshot()
+        view = learner.export_view().snapshot()
         write_checkpoint(
             producer, self.settings.shared_snapshots_topic, 0, view, {_RESUME: resume}, name=VIEW
         )
@@ -126,14 +126,6 @@ def load_view(settings: ServiceSettings, reader: Consumer, engine_config: Engine
     history.catch_up(settings.shared_versions_topic, reader)
     log.info("shared_view_loaded", version=history.view.version, from_snapshot=snapshot is not None)
     return history
-
-
-def _view_of(learner: SharedLearner) -> SharedView:
-    """The learner's state as a view holds it: what a starting scorer instance needs."""
-    view = SharedView(learner.config.features, learner.config.model)
-    view.version, view.terminals, view.model = learner.version, learner.terminals, learner.model
-    view.generation, view.drift_state = learner.generation, learner.drift_state
-    return view
 
 
 @dataclass

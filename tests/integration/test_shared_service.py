@@ -182,5 +182,6 @@ def test_sigkills_of_the_learner_and_the_scorers_and_a_rescale_lose_and_duplicat
     assert learned == sorted(learned) and learned[-1] > 0, f"the model resumes warm: {learned}"
     assert all(event["checkpoint_id"] for event in recoveries[1:]), "restarts resume from a checkpoint"
     print(
-        f"\n{n_transactions:,} decisions, each once, after {kills}; labels learned at each learner start: {learned}"
+        f"\n{n_transactions:,} decisions, each once, after {kills};"
+        f" labels learned at each learner start: {learned}"
     )
