@@ -169,7 +169,7 @@ class LearnerService:
         assert self.consumer is not None and self.learner is not None and self.checkpoints is not None
         producer = self._producer
         assert producer is not None
-        messages = [] if final else self.consumer.consume(self.settings.batch_size, 0.1)
+        messages = [] if final else self._consume()
         self.readiness.consumed()
         checkpoint_due = (
             final or time.monotonic() - self._last_checkpoint >= self.settings.checkpoint_interval_s
@@ -204,6 +204,15 @@ class LearnerService:
         )
         if version is not None:
             log.debug("version_published", epoch=version.epoch, generation=version.generation)
+
+    def _consume(self) -> list[Message]:
+        """What is there, or the first record to come within 0.1 s and what came with it: a scorer
+        waits for the version the next update completes, so none is held back for a fuller batch."""
+        messages = self.consumer.consume(self.settings.batch_size, 0)
+        if not messages:
+            first = self.consumer.poll(0.1)
+            messages = [first, *self.consumer.consume(self.settings.batch_size - 1, 0)] if first else []
+        return messages
 
     def _receive(self, message: Message) -> None:
         error = message.error()

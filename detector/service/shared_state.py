@@ -17,7 +17,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import structlog
-from confluent_kafka import Consumer, KafkaError, Message, Producer
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 from detector.engine.config import EngineConfig
 from detector.engine.engine import check_state_shaping
@@ -26,7 +34,7 @@ from detector.engine.view import SharedView
 from detector.engine.wire import decode_version
 from detector.service.checkpoints import load_checkpoint, write_checkpoint
 from detector.service.engine_setup import pickled, unpickled
-from detector.service.reading import read_to_end, watermarks
+from detector.service.reading import read_to_end
 from detector.service.settings import ServiceSettings
 
 log = structlog.get_logger("detector.shared")
@@ -137,21 +145,27 @@ class ViewHistory:
     next_offset: int
     events: dict[int, list] = field(default_factory=dict)  # epoch -> its drift and model events, if any
 
-    def catch_up(self, topic: str, reader: Consumer, timeout_s: float = 30.0) -> int:
-        """Apply every committed version not applied yet; how many were applied."""
-        low, high = watermarks(reader, topic, 0, timeout_s)
-        if max(self.next_offset, low) >= high:
-            return 0
-        applied = 0
+    def catch_up(self, topic: str, reader: Consumer, timeout_s: float = 30.0) -> None:
+        """Apply every committed version not applied yet, then follow the topic with ``reader``."""
         for message in read_to_end(reader, topic, 0, self.next_offset, timeout_s):
-            self.next_offset = message.offset() + 1
-            version = decode_version(message.value())
-            if version.events:
-                self.events[version.epoch] = list(version.events)
-            if version.epoch > self.view.version:  # a learner restarted publishes some again
-                self.view.apply(version)
-                applied += 1
-        return applied
+            self._take(message)
+        reader.assign([TopicPartition(topic, 0, max(self.next_offset, OFFSET_BEGINNING))])
+
+    def poll(self, reader: Consumer) -> None:
+        """Apply the versions committed since the last call, without waiting (after :meth:`catch_up`)."""
+        for message in reader.consume(1000, 0):
+            error = message.error()
+            if error is None:
+                self._take(message)
+            elif error.code() != KafkaError._PARTITION_EOF:
+                raise KafkaException(error)
+
+    def _take(self, message: Message) -> None:
+        self.next_offset = message.offset() + 1
+        version = decode_version(message.value())
+        if version.events:
+            self.events[version.epoch] = list(version.events)
+        self.view.apply(version)  # a restarted learner publishes some again: the view skips them
 
     def events_between(self, after: int, upto: int) -> list:
         """The events of versions ``after < epoch <= upto``, in epoch order (kept: events are rare,

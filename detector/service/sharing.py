@@ -31,7 +31,6 @@ from detector.service.topic_map import SHARED_UPDATES, TRANSACTIONS, TopicMap
 from detector.service.transaction import Transactions
 
 log = structlog.get_logger("detector.service")
-_VERSION_POLL_S = 0.05  # between reads of the versions topic while a partition waits
 
 
 class SharedScoring:
@@ -45,7 +44,6 @@ class SharedScoring:
         self.idle_marks = 0
         self._quiet_since: dict[int, tuple[int, float]] = {}  # partition -> (position, since when)
         self._idle: set[int] = set()
-        self._last_read = 0.0
 
     def load(self, engine_config: EngineConfig) -> ViewHistory:
         self.history = load_view(self.settings, self.reader, engine_config)
@@ -83,9 +81,7 @@ class SharedScoring:
         }
         if not waiting or self.history is None:
             return
-        if time.monotonic() - self._last_read >= _VERSION_POLL_S:
-            self._last_read = time.monotonic()
-            self.history.catch_up(self.settings.shared_versions_topic, self.reader)
+        self.history.poll(self.reader)
         version = self.history.view.version
         ready = [p for p, needed in waiting.items() if needed <= version]
         for partition in ready:

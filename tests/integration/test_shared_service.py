@@ -18,6 +18,7 @@ from detector.service.metrics_page import scrape
 from devkit.ports import free_port
 from devkit.publishing import publish
 from devkit.reading import CommittedReader
+from devkit.topics import create_service_topics
 from devkit.topology import SharedTopology
 from tests.integration.service_harness import ServiceTopics, audit_decisions, wait_until
 from tests.streams import short_label_stream
@@ -135,8 +136,8 @@ def test_sigkills_of_the_learner_and_the_scorers_and_a_rescale_lose_and_duplicat
     n_transactions = sum(isinstance(item, Transaction) for item in items)
     _, config_path = engine_config(tmp_path)
     topics = ServiceTopics()
-    topics.create_inputs(kafka_bootstrap, partitions=3)
     settings = topics.settings(kafka_bootstrap)
+    create_service_topics(settings, partitions=3)  # the audit topic is read before the service starts
     env = topics.env(
         kafka_bootstrap,
         FRAUD_ENGINE_CONFIG=str(config_path),
