@@ -180,7 +180,7 @@ class DetectorService:
         if role == TRANSACTIONS and processor.waiting_for is not None:
             return  # fetched before its partition was held: read again on resume
         outputs = processor.process(role, message.offset(), message.key(), message.value())
-        if processor.waiting_for is not None:
+        if role == TRANSACTIONS and processor.waiting_for is not None:  # it waits from this record
             assert self.sharing is not None and self.clients.consumer is not None
             self.sharing.hold(self.clients.consumer, message.partition(), message.offset())
             return

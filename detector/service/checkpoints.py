@@ -85,12 +85,13 @@ def load_checkpoint(
         if key == f"{name or partition}/manifest":
             kind, milliseconds = message.timestamp()
             written_at = None if kind == TIMESTAMP_NOT_AVAILABLE else milliseconds / 1000.0
-    checkpoint = assemble(latest, name or str(partition))
+    checkpoint = assemble(latest, name or partition)
     return replace(checkpoint, written_at=written_at) if checkpoint is not None else None
 
 
-def assemble(latest: dict[str, tuple[bytes, str | None]], name: str) -> Checkpoint | None:
-    """The checkpoint ``name`` in ``latest`` (key -> value and checkpoint id header, the latest of each key).
+def assemble(latest: dict[str, tuple[bytes, str | None]], name: int | str) -> Checkpoint | None:
+    """The checkpoint ``name`` (a partition number, or a name) in ``latest`` (key -> value and
+    checkpoint id header, the latest of each key).
 
     >>> chunk = (b"state", "c1")
     >>> manifest = {"checkpoint_id": "c1", "chunks": 1, "offsets": {"transactions": 7},
@@ -102,6 +103,7 @@ def assemble(latest: dict[str, tuple[bytes, str | None]], name: str) -> Checkpoi
     ...
     ValueError: checkpoint manifest of partition 0 is malformed: not JSON
     """
+    name = str(name)
     manifest_entry = latest.get(f"{name}/manifest")
     if manifest_entry is None:
         return None

@@ -14,7 +14,7 @@ Both snapshots are written with :mod:`detector.service.checkpoints`, chunked and
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import structlog
 from confluent_kafka import (
@@ -30,6 +30,7 @@ from confluent_kafka import (
 from detector.engine.config import EngineConfig
 from detector.engine.engine import check_state_shaping
 from detector.engine.learner import SharedLearner
+from detector.engine.shared import epoch_of
 from detector.engine.view import SharedView
 from detector.engine.wire import decode_version
 from detector.service.checkpoints import load_checkpoint, write_checkpoint
@@ -122,15 +123,16 @@ class LearnerCheckpoints:
 
 def load_view(settings: ServiceSettings, reader: Consumer, engine_config: EngineConfig) -> ViewHistory:
     """The view of the latest snapshot, brought up to the latest committed version."""
+    epoch_s = engine_config.sharing.epoch
     try:
         snapshot = load_checkpoint(reader, settings.shared_snapshots_topic, 0, VIEW)
     except ValueError as error:
         log.warning("checkpoint_unreadable", name=VIEW, error=str(error))
         snapshot = None
     if snapshot is None:
-        history = ViewHistory(SharedView(engine_config.features, engine_config.model), 0)
+        history = ViewHistory(SharedView(engine_config.features, engine_config.model), 0, epoch_s)
     else:
-        history = ViewHistory(SharedView.restore(snapshot.snapshot), snapshot.offsets[_RESUME])
+        history = ViewHistory(SharedView.restore(snapshot.snapshot), snapshot.offsets[_RESUME], epoch_s)
     history.catch_up(settings.shared_versions_topic, reader)
     log.info("shared_view_loaded", version=history.view.version, from_snapshot=snapshot is not None)
     return history
@@ -143,6 +145,7 @@ class ViewHistory:
 
     view: SharedView
     next_offset: int
+    epoch_s: float  # the sharing epoch, in event-time seconds
     events: dict[int, list] = field(default_factory=dict)  # epoch -> its drift and model events, if any
 
     def catch_up(self, topic: str, reader: Consumer, timeout_s: float = 30.0) -> None:
@@ -161,11 +164,21 @@ class ViewHistory:
                 raise KafkaException(error)
 
     def _take(self, message: Message) -> None:
+        """Apply a version, or what of it the view lacks: a restarted learner publishes again the
+        epochs after its checkpoint, possibly grouped otherwise (several epochs in one version), so
+        the changes and events of epochs the view holds already are left out."""
         self.next_offset = message.offset() + 1
         version = decode_version(message.value())
+        held = self.view.version
+        if version.epoch <= held:
+            return
+        if version.terminal_changes and version.terminal_changes[0].epoch <= held:
+            changes = tuple(change for change in version.terminal_changes if change.epoch > held)
+            events = tuple(e for e in version.events if epoch_of(e.event_time, self.epoch_s) > held)
+            version = replace(version, terminal_changes=changes, events=events)
         if version.events:
             self.events[version.epoch] = list(version.events)
-        self.view.apply(version)  # a restarted learner publishes some again: the view skips them
+        self.view.apply(version)
 
     def events_between(self, after: int, upto: int) -> list:
         """The events of versions ``after < epoch <= upto``, in epoch order (kept: events are rare,

@@ -88,12 +88,14 @@ class SharedScoring:
             owned[partition].processor.waiting_for = None
         if ready:
             consumer.resume([TopicPartition(self.topics.name(TRANSACTIONS), p) for p in ready])
+            log.debug("partitions_resumed", partitions=ready, version=version)
 
     def hold(self, consumer: Consumer, partition: int, offset: int) -> None:
         """Stop ``partition``'s transactions at ``offset`` (read again on resume)."""
         held = TopicPartition(self.topics.name(TRANSACTIONS), partition, offset)
         consumer.pause([held])
         consumer.seek(held)
+        log.debug("partition_held", partition=partition, offset=offset)
 
     # -- idle partitions ------------------------------------------------------------------------
 
