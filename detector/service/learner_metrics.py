@@ -6,7 +6,7 @@ import time
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from detector.service.metrics import kafka_transactions_counter, process_registry
+from detector.service.registry import kafka_transactions_counter, process_registry
 
 
 class LearnerMetrics:

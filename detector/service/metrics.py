@@ -25,23 +25,22 @@ Each instance has its own :class:`CollectorRegistry`, so several services can ru
 from __future__ import annotations
 
 import json
-import platform
 import time
 from collections import Counter as Tally
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
-from importlib.metadata import version
 from typing import Any
 
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, Message, TopicPartition
-from prometheus_client import CollectorRegistry, Counter, Histogram, Info, ProcessCollector
+from prometheus_client import Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from detector.engine.policy import OUTCOMES
 from detector.service.engine_setup import engine_gauges
 from detector.service.partition import Kind, Outcome, PartitionProcessor
+from detector.service.registry import kafka_transactions_counter, process_registry
 from detector.service.topic_map import TRANSACTIONS, TopicMap
 
 # Engine stats exported as per-partition counters: stat -> (metric name without _total, help).
@@ -86,20 +85,6 @@ class _Pending:
 
     consumed: Tally[tuple[str, int]] = field(default_factory=Tally)
     timestamps: list[float] = field(default_factory=list)  # Kafka times (s) of the transactions answered
-
-
-def process_registry() -> CollectorRegistry:
-    """A registry of one process's own: its CPU, memory and open files, and the running build."""
-    registry = CollectorRegistry()
-    ProcessCollector(registry=registry)
-    Info("fraud_build", "the running build", registry=registry).info(
-        {"version": version("fraud-detector"), "python_version": platform.python_version()}
-    )
-    return registry
-
-
-def kafka_transactions_counter(registry: CollectorRegistry) -> Counter:
-    return Counter("fraud_kafka_transactions", "Kafka transactions, by result", ["result"], registry=registry)
 
 
 class ServiceMetrics(Collector):
