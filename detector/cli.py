@@ -44,6 +44,15 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> int:
+    return _serve("run", args, environ)
+
+
+def learn(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> int:
+    """The one learner of a topology whose partitions share one model; 1 when another fenced it."""
+    return _serve("learn", args, environ)
+
+
+def _serve(command: str, args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     merged = {**(read_env_file(args.env_file) if args.env_file else {}), **environ}
     settings = ServiceSettings.from_env(merged)
     stopping = threading.Event()
@@ -54,7 +63,6 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> in
     import structlog
     from confluent_kafka import KafkaException
 
-    from detector.service.app import DetectorService
     from detector.service.engine_setup import engine_config_for
     from detector.service.fencing import EXIT_FENCED, EXIT_KAFKA_FAILED, EXIT_STOPPED, InstanceFenced
     from detector.service.logs import configure_logging
@@ -62,10 +70,18 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> in
     engine_config = engine_config_for(settings)
     configure_logging(settings.log_level)
     log = structlog.get_logger("detector")
-    log.info("starting", settings=settings.redacted())
+    log.info("starting", command=command, settings=settings.redacted())
     code = EXIT_STOPPED
     try:
-        if not stopping.is_set():
+        if stopping.is_set():
+            pass
+        elif command == "learn":
+            from detector.service.learner import LearnerService
+
+            code = LearnerService(settings, engine_config, merged, stopping).run()
+        else:
+            from detector.service.app import DetectorService
+
             DetectorService(settings, engine_config, merged, stopping).run()
     except InstanceFenced as fenced:
         hint = "another process runs with this FRAUD_INSTANCE_ID; each instance needs its own"
@@ -140,6 +156,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run_parser.add_argument("--env-file", type=Path, help="KEY=VALUE file; the environment overrides it")
     run_parser.set_defaults(func=run)
+    learn_parser = commands.add_parser(
+        "learn",
+        help="run the shared learner of a multi-partition deployment (settings as for run)",
+        epilog=settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    learn_parser.add_argument("--env-file", type=Path, help="KEY=VALUE file; the environment overrides it")
+    learn_parser.set_defaults(func=learn)
     demo_parser = commands.add_parser(
         "demo",
         help="local Kafka, simulator with drift and the detector for a couple of minutes, then a report",

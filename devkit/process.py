@@ -19,16 +19,17 @@ import orjson
 
 
 class ServiceProcess:
-    """The service with ``env`` over this process's environment; stopped by SIGTERM, its graceful path."""
+    """The service (``command``: ``run``, or ``learn`` for the shared learner) with ``env`` over this
+    process's environment; stopped by SIGTERM, its graceful path."""
 
     running: ClassVar[set[ServiceProcess]] = set()
 
-    def __init__(self, env: Mapping[str, str], log_path: Path) -> None:
+    def __init__(self, env: Mapping[str, str], log_path: Path, command: str = "run") -> None:
         self.log_path = log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as log:  # appended: a restarted service's log follows the first's
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "detector.cli", "run"],
+                [sys.executable, "-m", "detector.cli", command],
                 env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},  # its log is read while it runs
                 stdin=subprocess.DEVNULL,
                 stdout=log,

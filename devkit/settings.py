@@ -18,7 +18,8 @@ def unique_prefix(kind: str) -> str:
 
 def unique_settings(bootstrap: str, prefix: str | None = None, **overrides: object) -> ServiceSettings:
     """Defaults but for topics and group named after ``prefix`` (by default a fresh one), no metrics
-    server, and ``overrides``."""
+    server, a model per partition (``FRAUD_SHARING=local``: a run that wants the shared learner
+    starts one, see :mod:`devkit.topology`), and ``overrides``."""
     prefix = prefix or unique_prefix("run")
     names = {
         "transactions_topic": f"{prefix}.transactions",
@@ -27,9 +28,12 @@ def unique_settings(bootstrap: str, prefix: str | None = None, **overrides: obje
         "decisions_topic": f"{prefix}.decisions",
         "dead_letter_topic": f"{prefix}.dead-letter",
         "checkpoint_topic": f"{prefix}.checkpoints",
+        "shared_updates_topic": f"{prefix}.shared-updates",
+        "shared_versions_topic": f"{prefix}.shared-versions",
+        "shared_snapshots_topic": f"{prefix}.shared-snapshots",
         "group_id": f"{prefix}-group",
     }
-    defaults = ServiceSettings(bootstrap_servers=bootstrap, metrics_port=0)
+    defaults = ServiceSettings(bootstrap_servers=bootstrap, metrics_port=0, sharing="local")
     return defaults.replaced(**{**names, **overrides})
 
 

@@ -21,7 +21,7 @@ import time
 from collections.abc import Mapping
 
 import structlog
-from confluent_kafka import KafkaException, Message
+from confluent_kafka import Consumer, KafkaException, Message
 
 from detector.engine.config import EngineConfig
 from detector.service.clients import Clients, ConsumerStalled
@@ -30,10 +30,12 @@ from detector.service.fencing import FenceTolerance, InstanceFenced, consumer_fe
 from detector.service.health import Readiness, serving
 from detector.service.metrics import ServiceMetrics
 from detector.service.partitions import Partitions
+from detector.service.reading import reader_config
 from detector.service.rebalance import Rebalancing
 from detector.service.settings import ServiceSettings
-from detector.service.topic_map import LABELS, TopicMap
-from detector.service.topics import ensure_topics
+from detector.service.sharing import SharedScoring
+from detector.service.topic_map import LABELS, TRANSACTIONS, TopicMap
+from detector.service.topics import ensure_shared_topics, ensure_topics
 from detector.service.transaction import Transactions
 
 log = structlog.get_logger("detector.service")
@@ -61,9 +63,21 @@ class DetectorService:
         self.transactions = Transactions(
             self.clients, self.topics, self.metrics, self.readiness, settings.checkpoint_interval_s
         )
+        self.sharing: SharedScoring | None = None  # when the partitions share one model, from run()
+
+    def _wire(self, input_partitions: int) -> None:
+        """The view shared by this instance's partitions, if they share one model, and the rebalancing."""
+        history = None
+        if self.settings.shares_through_learner(input_partitions):
+            ensure_shared_topics(self.clients.connected_admin(), self.settings, input_partitions)
+            self.topics.shared = True
+            reader = Consumer(reader_config(self.clients.config, f"{self.settings.group_id}-versions"))
+            self.sharing = SharedScoring(self.settings, self.topics, reader)
+            history = self.sharing.load(self.engine_config)
+        log.info("sharing", mode="learner" if history is not None else "local")
         self.rebalancing = Rebalancing(
-            settings=settings,
-            engine_config=engine_config,
+            settings=self.settings,
+            engine_config=self.engine_config,
             topics=self.topics,
             clients=self.clients,
             partitions=self.partitions,
@@ -71,6 +85,7 @@ class DetectorService:
             metrics=self.metrics,
             readiness=self.readiness,
             stopping=self.stopping,
+            shared=history,
         )
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -90,6 +105,7 @@ class DetectorService:
             try:
                 partitions = ensure_topics(self.clients.connected_admin(), self.settings)
                 log.info("topics_ready", input_partitions=partitions)
+                self._wire(partitions)
                 self.clients.open(self.rebalancing)
                 failure: KafkaException | InstanceFenced | None = None
                 while not self.stopping.is_set():
@@ -134,6 +150,8 @@ class DetectorService:
             log.warning("final_checkpoint_skipped", error=str(error))
         finally:
             self.clients.close()
+            if self.sharing is not None:
+                self.sharing.reader.close()
             log.info("stopped", transactions_committed=self.transactions_committed)
 
     # -- the transactional loop -----------------------------------------------------------------
@@ -148,18 +166,23 @@ class DetectorService:
         self.metrics.update_lag(consumer, self.partitions.processors(), self.topics)
         first_checkpoints = self.partitions.first_checkpoints_due()
         checkpoints = list(self.partitions) if self.transactions.checkpoint_due() else first_checkpoints
-        if not messages and not checkpoints:
-            return
-        self.transactions.begin()
-        for message in messages:
-            self._handle(message)
-        self.partitions.hold_labels_ahead_of_transactions(
-            consumer, self.topics.name(LABELS), self.engine_config.max_queued_labels
-        )
-        if checkpoints:
-            self.transactions.write_checkpoints(self.partitions, checkpoints)
-        self.transactions.commit(self.partitions)
-        collect_after_batch()
+        sharing = self.sharing
+        shared_due = sharing is not None and sharing.has_updates(self.partitions)
+        if messages or checkpoints or shared_due:
+            self.transactions.begin()
+            for message in messages:
+                self._handle(message)
+            self.partitions.hold_labels_ahead_of_transactions(
+                consumer, self.topics.name(LABELS), self.engine_config.max_queued_labels
+            )
+            if sharing is not None:
+                sharing.before_commit(consumer, self.partitions, self.transactions)
+            if checkpoints:
+                self.transactions.write_checkpoints(self.partitions, checkpoints)
+            self.transactions.commit(self.partitions)
+            collect_after_batch()
+        if sharing is not None:
+            sharing.after_commit(consumer, self.partitions)
 
     def _handle(self, message: Message) -> None:
         error = message.error()
@@ -172,7 +195,13 @@ class DetectorService:
         if processor is None:  # a straggler from a partition revoked in this very poll
             return
         role = self.topics.role(message.topic())
+        if role == TRANSACTIONS and processor.waiting_for is not None:
+            return  # fetched before its partition was held: read again on resume
         outputs = processor.process(role, message.offset(), message.key(), message.value())
+        if role == TRANSACTIONS and processor.waiting_for is not None:  # it waits from this record
+            assert self.sharing is not None and self.clients.consumer is not None
+            self.sharing.hold(self.clients.consumer, message.partition(), message.offset())
+            return
         for out in outputs:
             self.transactions.produce(out, message.partition())
         self.metrics.consumed_record(role, message, emitted=bool(outputs))

@@ -6,15 +6,17 @@ partition ``p`` of the checkpoint topic. Because the service writes them inside 
 transaction that also commits the input offsets, a committed checkpoint always matches committed
 input: a crash can lose the open transaction, never a half-written checkpoint.
 
-Keys are ``p/manifest`` and ``p/chunk/i``: compaction keeps the latest of each, and a chunk left
-over from an older, longer snapshot is ignored because its checkpoint id does not match.
+Keys are ``p/manifest`` and ``p/chunk/i`` (or, for a state that is not an input partition's, such
+as the shared learner's, ``name/manifest`` and ``name/chunk/i``): compaction keeps the latest of
+each, and a chunk left over from an older, longer snapshot is ignored because its checkpoint id
+does not match.
 """
 
 from __future__ import annotations
 
 import hashlib
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import orjson
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, Producer
@@ -33,29 +35,43 @@ class Checkpoint:
     offsets: dict[str, int]
     checkpoint_id: str
     written_at: float | None = None  # the manifest's Kafka timestamp (epoch seconds), if it has one
+    extra: dict[str, int] = field(default_factory=dict)  # what the service keeps beside the snapshot
 
 
 def write_checkpoint(
-    producer: Producer, topic: str, partition: int, snapshot: bytes, offsets: dict[str, int]
+    producer: Producer,
+    topic: str,
+    partition: int,
+    snapshot: bytes,
+    offsets: dict[str, int],
+    *,
+    name: str | None = None,
+    extra: dict[str, int] | None = None,
 ) -> str:
-    """Produce one checkpoint (inside the caller's open transaction); returns its id."""
+    """Produce one checkpoint (inside the caller's open transaction) under ``name`` (by default
+    the partition number), with ``extra`` figures of the service's own; returns its id."""
+    name = name or str(partition)
     checkpoint_id = uuid.uuid4().hex
     chunks = [snapshot[i : i + CHUNK_BYTES] for i in range(0, len(snapshot), CHUNK_BYTES)] or [b""]
     headers = [(_HEADER_ID, checkpoint_id.encode())]
     for index, chunk in enumerate(chunks):
-        producer.produce(topic, chunk, key=f"{partition}/chunk/{index}", partition=partition, headers=headers)
+        producer.produce(topic, chunk, key=f"{name}/chunk/{index}", partition=partition, headers=headers)
     manifest = {
         "checkpoint_id": checkpoint_id,
         "chunks": len(chunks),
         "sha256": hashlib.sha256(snapshot).hexdigest(),
         "offsets": offsets,
+        **({"extra": extra} if extra else {}),
     }
-    producer.produce(topic, orjson.dumps(manifest), key=f"{partition}/manifest", partition=partition)
+    producer.produce(topic, orjson.dumps(manifest), key=f"{name}/manifest", partition=partition)
     return checkpoint_id
 
 
-def load_checkpoint(consumer: Consumer, topic: str, partition: int) -> Checkpoint | None:
-    """The latest committed checkpoint of ``partition``, or None if there is none.
+def load_checkpoint(
+    consumer: Consumer, topic: str, partition: int, name: str | None = None
+) -> Checkpoint | None:
+    """The latest committed checkpoint named ``name`` (by default the partition number) in
+    ``partition``, or None if there is none.
 
     Read from the end, in growing spans: the latest manifest follows the chunks it names (they are
     written in one transaction), and the partition holds every checkpoint written since its last
@@ -65,13 +81,14 @@ def load_checkpoint(consumer: Consumer, topic: str, partition: int) -> Checkpoin
     Raises ValueError, saying what is wrong, if the latest one is damaged (say a manifest written
     by hand): the caller rebuilds the state from the input rather than stopping on it.
     """
+    key = str(name or partition)
     low, high = watermarks(consumer, topic, partition)
     span = _FIRST_SPAN
     while True:
         start = max(low, high - span)
-        latest, written_at = _latest_values(consumer, topic, partition, start)
-        if start <= low or _complete(latest, partition):
-            checkpoint = assemble(latest, partition)
+        latest, written_at = _latest_values(consumer, topic, partition, start, key)
+        if start <= low or _complete(latest, key):
+            checkpoint = assemble(latest, key)
             return replace(checkpoint, written_at=written_at) if checkpoint is not None else None
         span *= 8
 
@@ -80,69 +97,72 @@ _FIRST_SPAN = 64  # records: a checkpoint of up to about 50 MB, with its transac
 
 
 def _latest_values(
-    consumer: Consumer, topic: str, partition: int, start: int
+    consumer: Consumer, topic: str, partition: int, start: int, name: str
 ) -> tuple[dict[str, tuple[bytes, str | None]], float | None]:
     """The latest value and checkpoint id header of each key from ``start`` on, and the Kafka
-    timestamp (epoch seconds) of the latest manifest among them."""
+    timestamp (epoch seconds) of the latest manifest of checkpoint ``name`` among them."""
     latest: dict[str, tuple[bytes, str | None]] = {}
     written_at = None
     for message in read_to_end(consumer, topic, partition, start=start):
         header = dict(message.headers() or []).get(_HEADER_ID)
         key = (message.key() or b"").decode(errors="replace")
         latest[key] = (message.value() or b"", header.decode(errors="replace") if header else None)
-        if key == f"{partition}/manifest":
+        if key == f"{name}/manifest":
             kind, milliseconds = message.timestamp()
             written_at = None if kind == TIMESTAMP_NOT_AVAILABLE else milliseconds / 1000.0
     return latest, written_at
 
 
-def _complete(latest: dict[str, tuple[bytes, str | None]], partition: int) -> bool:
-    """Whether ``latest`` holds a manifest and every chunk it names (a damaged manifest counts as
-    complete: reading further back would not mend it)."""
-    manifest = latest.get(f"{partition}/manifest")
+def _complete(latest: dict[str, tuple[bytes, str | None]], name: str) -> bool:
+    """Whether ``latest`` holds checkpoint ``name``'s manifest and every chunk it names (a damaged
+    manifest counts as complete: reading further back would not mend it)."""
+    manifest = latest.get(f"{name}/manifest")
     if manifest is None:
         return False
     try:
-        checkpoint_id, chunks, _, _ = _manifest(manifest[0], partition)
+        checkpoint_id, chunks, *_ = _manifest(manifest[0], name)
     except ValueError:
         return True
-    return all(
-        latest.get(f"{partition}/chunk/{index}", (b"", None))[1] == checkpoint_id for index in range(chunks)
-    )
+    chunk_ids = (latest.get(f"{name}/chunk/{index}", (b"", None))[1] for index in range(chunks))
+    return all(chunk_id == checkpoint_id for chunk_id in chunk_ids)
 
 
-def assemble(latest: dict[str, tuple[bytes, str | None]], partition: int) -> Checkpoint | None:
-    """The checkpoint in ``latest`` (key -> value and checkpoint id header, the latest of each key).
+def assemble(latest: dict[str, tuple[bytes, str | None]], name: int | str) -> Checkpoint | None:
+    """The checkpoint ``name`` (a partition number, or a name) in ``latest`` (key -> value and
+    checkpoint id header, the latest of each key).
 
     >>> chunk = (b"state", "c1")
     >>> manifest = {"checkpoint_id": "c1", "chunks": 1, "offsets": {"transactions": 7},
     ...             "sha256": hashlib.sha256(b"state").hexdigest()}
-    >>> assemble({"0/manifest": (orjson.dumps(manifest), None), "0/chunk/0": chunk}, 0).offsets
+    >>> assemble({"0/manifest": (orjson.dumps(manifest), None), "0/chunk/0": chunk}, "0").offsets
     {'transactions': 7}
-    >>> assemble({"0/manifest": (b"{", None)}, 0)
+    >>> assemble({"0/manifest": (b"{", None)}, "0")
     Traceback (most recent call last):
     ...
     ValueError: checkpoint manifest of partition 0 is malformed: not JSON
     """
-    manifest_entry = latest.get(f"{partition}/manifest")
+    name = str(name)
+    manifest_entry = latest.get(f"{name}/manifest")
     if manifest_entry is None:
         return None
-    checkpoint_id, chunks, sha256, offsets = _manifest(manifest_entry[0], partition)
+    checkpoint_id, chunks, sha256, offsets, extra = _manifest(manifest_entry[0], name)
     parts = []
     for index in range(chunks):
-        chunk = latest.get(f"{partition}/chunk/{index}")
+        chunk = latest.get(f"{name}/chunk/{index}")
         if chunk is None or chunk[1] != checkpoint_id:
             raise ValueError(f"checkpoint {checkpoint_id}: chunk {index} of {chunks} is missing")
         parts.append(chunk[0])
     snapshot = b"".join(parts)
     if hashlib.sha256(snapshot).hexdigest() != sha256:
         raise ValueError(f"checkpoint {checkpoint_id}: the chunks do not match the manifest's SHA-256")
-    return Checkpoint(snapshot=snapshot, offsets=offsets, checkpoint_id=checkpoint_id)
+    return Checkpoint(snapshot=snapshot, offsets=offsets, checkpoint_id=checkpoint_id, extra=extra)
 
 
-def _manifest(value: bytes, partition: int) -> tuple[str, int, str, dict[str, int]]:
-    """The manifest's checkpoint id, chunk count, SHA-256 and offsets, each of the type written."""
-    problem = f"checkpoint manifest of partition {partition} is malformed"
+def _manifest(value: bytes, name: str) -> tuple[str, int, str, dict[str, int], dict[str, int]]:
+    """The manifest's checkpoint id, chunk count, SHA-256, offsets and extra figures, each of the
+    type written."""
+    owner = f"of partition {name}" if name.isdigit() else name
+    problem = f"checkpoint manifest {owner} is malformed"
     try:
         manifest = orjson.loads(value)
     except orjson.JSONDecodeError:
@@ -150,10 +170,12 @@ def _manifest(value: bytes, partition: int) -> tuple[str, int, str, dict[str, in
     if not isinstance(manifest, dict):
         raise ValueError(f"{problem}: not a JSON object")
     fields = {"checkpoint_id": str, "chunks": int, "sha256": str, "offsets": dict}
-    for name, kind in fields.items():
-        if type(manifest.get(name)) is not kind:  # exact types: JSON's true is no chunk count
-            raise ValueError(f"{problem}: {name} is missing or not of type {kind.__name__}")
-    offsets = manifest["offsets"]
+    for key, kind in fields.items():
+        if type(manifest.get(key)) is not kind:  # exact types: JSON's true is no chunk count
+            raise ValueError(f"{problem}: {key} is missing or not of type {kind.__name__}")
+    offsets, extra = manifest["offsets"], manifest.get("extra", {})
     if not all(type(offset) is int for offset in offsets.values()):
         raise ValueError(f"{problem}: offsets are not all integers")
-    return manifest["checkpoint_id"], manifest["chunks"], manifest["sha256"], offsets
+    if type(extra) is not dict or not all(type(value) is int for value in extra.values()):
+        raise ValueError(f"{problem}: extra is not an object of integers")
+    return manifest["checkpoint_id"], manifest["chunks"], manifest["sha256"], offsets, extra

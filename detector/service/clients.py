@@ -11,7 +11,7 @@ needed is told in docs/service-recovery.md.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import structlog
@@ -41,6 +41,39 @@ class RebalanceListener(Protocol):
 
 class ConsumerStalled(KafkaException):
     """The group's committed offsets did not come within the timeout, though Kafka answers."""
+
+
+def transactional_producer(
+    config: dict[str, Any], transactional_id: str, timeout_ms: int, on_error: Callable[[KafkaError], None]
+) -> Producer:
+    """A transactional producer with the service's defaults, initialised: any zombie with the same
+    ``transactional_id`` is fenced."""
+    producer = Producer(
+        {
+            # Defaults an operator may override with KAFKA_* settings:
+            # Records wait for the commit, whose flush sends them at once whatever the linger:
+            # a batch goes out in a few large requests rather than one every 5 ms, less work for
+            # the broker on the same cores, at no cost in latency (bench/latency_bench.py).
+            "linger.ms": 100,
+            "compression.type": "zstd",
+            "message.max.bytes": 2 * 1024 * 1024,
+            # The coordinator answers CONCURRENT_TRANSACTIONS to the next transaction's first
+            # request while it still writes the last one's commit markers (a few ms); the default
+            # 100 ms back-off then added about 100 ms to every commit, and to every decision's
+            # latency (bench/latency_bench.py).
+            "retry.backoff.ms": 5,
+            **config,
+            # Owned by the service (kafka_config.SERVICE_OWNED refuses them at start):
+            "transactional.id": transactional_id,
+            "enable.idempotence": True,
+            # A transaction stranded by a vanished broker is given up after this (the default 60 s
+            # blocked the loop, and a stop request, for a minute after the broker was back).
+            "transaction.timeout.ms": timeout_ms,
+            "error_cb": on_error,
+        }
+    )
+    producer.init_transactions(KAFKA_TIMEOUT_S)
+    return producer
 
 
 class Clients:
@@ -129,32 +162,12 @@ class Clients:
 
     def renew_producer(self) -> None:
         """A transactional producer; ``init_transactions`` fences any zombie with the same id."""
-        producer = Producer(
-            {
-                # Defaults an operator may override with KAFKA_* settings:
-                # Records wait for the commit, whose flush sends them at once whatever the linger:
-                # a batch goes out in a few large requests rather than one every 5 ms, less work for
-                # the broker on the same cores, at no cost in latency (bench/latency_bench.py).
-                "linger.ms": 100,
-                "compression.type": "zstd",
-                "message.max.bytes": 2 * 1024 * 1024,
-                # The coordinator answers CONCURRENT_TRANSACTIONS to the next transaction's first
-                # request while it still writes the last one's commit markers (a few ms); the default
-                # 100 ms back-off then added about 100 ms to every commit, and to every decision's
-                # latency (bench/latency_bench.py).
-                "retry.backoff.ms": 5,
-                **self.config,
-                # Owned by the service (kafka_config.SERVICE_OWNED refuses them at start):
-                "transactional.id": f"{self.settings.group_id}-{self.settings.instance_id}",
-                "enable.idempotence": True,
-                # A transaction stranded by a vanished broker is given up after this (the default 60 s
-                # blocked the loop, and a stop request, for a minute after the broker was back).
-                "transaction.timeout.ms": self.settings.transaction_timeout_ms,
-                "error_cb": self._on_client_error,
-            }
+        self.producer = transactional_producer(
+            self.config,
+            f"{self.settings.group_id}-{self.settings.instance_id}",
+            self.settings.transaction_timeout_ms,
+            self._on_client_error,
         )
-        producer.init_transactions(KAFKA_TIMEOUT_S)
-        self.producer = producer
 
     def send_offsets(self, offsets: list[TopicPartition], group: Any) -> None:
         """``send_offsets_to_transaction``, abandoned if it outlives its own timeout (deadline.py)."""

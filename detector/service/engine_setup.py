@@ -1,13 +1,19 @@
-"""The engine configuration the service runs with: a JSON file, or just the model kind."""
+"""The engine configuration the service runs with (a JSON file, or just the model kind), and the
+engines its partitions hold: a whole engine each, or scorers of one shared model."""
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
+from typing import Any, TypeVar
 
 import orjson
 
 from detector.engine.config import EngineConfig
+from detector.engine.engine import DetectionEngine, check_state_shaping
 from detector.engine.model import ModelConfig
+from detector.engine.scorer import Scorer
+from detector.engine.view import ReadView
 from detector.service.settings import ServiceSettings, SettingsError
 
 
@@ -24,3 +30,82 @@ def engine_config_for(settings: ServiceSettings) -> EngineConfig:
         except ValueError as error:
             raise SettingsError(f"FRAUD_ENGINE_CONFIG {path!r}: {error}") from None
     return EngineConfig(model=ModelConfig(kind=settings.model))
+
+
+_SCORER_MAGIC = b"fraud-scorer/1\n"
+T = TypeVar("T")
+
+
+class PartitionEngines:
+    """Makes, checkpoints and restores the engine of a partition: a :class:`DetectionEngine` (its
+    own model) or, when ``shared``, a :class:`Scorer` of the shared model.
+
+    ``restore`` raises ValueError for a snapshot that cannot serve (damaged, or of the other kind),
+    and ``reconfigure`` for one built with other learned-state settings: the partition is then
+    rebuilt from its input.
+    """
+
+    def __init__(self, config: EngineConfig, shared: bool) -> None:
+        self.config = config
+        self.shared = shared
+
+    def new(self, partition: int) -> DetectionEngine | Scorer:
+        return Scorer(self.config, partition) if self.shared else DetectionEngine(self.config)
+
+    def restore(self, snapshot: bytes, partition: int) -> DetectionEngine | Scorer:
+        if not self.shared:
+            return DetectionEngine.restore(snapshot)
+        scorer = unpickled(snapshot, _SCORER_MAGIC, Scorer)
+        if scorer.partition != partition:
+            raise ValueError(f"the snapshot holds the scorer of partition {scorer.partition}")
+        return scorer
+
+    def reconfigure(self, engine: DetectionEngine | Scorer) -> None:
+        if isinstance(engine, DetectionEngine):
+            engine.reconfigure(self.config)
+            return
+        check_state_shaping(engine.config, self.config)
+        engine.config = self.config
+
+
+def engine_snapshot(engine: DetectionEngine | Scorer) -> bytes:
+    """A partition's engine as bytes, for its checkpoint."""
+    if isinstance(engine, DetectionEngine):
+        return engine.snapshot()
+    return pickled(engine, _SCORER_MAGIC)
+
+
+def queued_labels(engine: DetectionEngine | Scorer) -> int:
+    return engine.queued_labels if isinstance(engine, DetectionEngine) else len(engine.label_queue)
+
+
+def pickled(state: object, magic: bytes) -> bytes:
+    """``state`` as checkpoint bytes: trusted data, pickled as the engine's own snapshots are."""
+    return magic + pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def unpickled(snapshot: bytes, magic: bytes, kind: type[T]) -> T:
+    """The ``kind`` that :func:`pickled` made with ``magic``; ValueError for anything else."""
+    if not snapshot.startswith(magic):
+        raise ValueError(f"not a {kind.__name__} snapshot (or one of an incompatible version)")
+    try:
+        state = pickle.loads(snapshot[len(magic) :])
+    except (pickle.UnpicklingError, AttributeError, ImportError, EOFError, TypeError) as error:
+        raise ValueError(f"unreadable {kind.__name__} snapshot: {error}") from None
+    if not isinstance(state, kind):
+        raise ValueError(f"the snapshot does not hold a {kind.__name__}")
+    return state
+
+
+def engine_gauges(engine: DetectionEngine | Scorer, view: ReadView | None) -> dict[str, Any]:
+    """State sizes and the model in force, for metrics: a scorer's model is the shared view's."""
+    if isinstance(engine, DetectionEngine) or view is None:
+        return engine.gauges()
+    return {
+        "cards": len(engine.extractor.cards),
+        "terminals": len(view.terminals),
+        "pending_scores": len(engine.index),
+        "queued_labels": queued_labels(engine),
+        "model_generation": view.generation,
+        "labels_learned": view.model.labels_learned,
+    }

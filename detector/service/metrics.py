@@ -25,22 +25,22 @@ Each instance has its own :class:`CollectorRegistry`, so several services can ru
 from __future__ import annotations
 
 import json
-import platform
 import time
 from collections import Counter as Tally
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
-from importlib.metadata import version
 from typing import Any
 
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, Message, TopicPartition
-from prometheus_client import CollectorRegistry, Counter, Histogram, Info, ProcessCollector
+from prometheus_client import Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from detector.engine.policy import OUTCOMES
+from detector.service.engine_setup import engine_gauges
 from detector.service.partition import Kind, Outcome, PartitionProcessor
+from detector.service.registry import kafka_transactions_counter, process_registry
 from detector.service.topic_map import TRANSACTIONS, TopicMap
 
 # Engine stats exported as per-partition counters: stat -> (metric name without _total, help).
@@ -91,7 +91,7 @@ class ServiceMetrics(Collector):
     """The metrics one :class:`~detector.service.app.DetectorService` records; served from ``registry``."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+        self.registry = process_registry()
         registry = self.registry
         self.consumed = Counter(
             "fraud_records_consumed",
@@ -117,9 +117,7 @@ class ServiceMetrics(Collector):
         self.labels_received = Counter(
             "fraud_labels_received", "valid labels accepted", ["partition"], registry=registry
         )
-        self.transactions = Counter(
-            "fraud_kafka_transactions", "Kafka transactions, by result", ["result"], registry=registry
-        )
+        self.transactions = kafka_transactions_counter(registry)
         self.batch_seconds = Histogram(
             "fraud_batch_duration_seconds",
             "from the start of a Kafka transaction to its commit: processing and commit",
@@ -135,10 +133,6 @@ class ServiceMetrics(Collector):
             "from a transaction's Kafka timestamp to the commit of its decision or dead letter",
             buckets=LATENCY_BUCKETS,
             registry=registry,
-        )
-        ProcessCollector(registry=registry)
-        Info("fraud_build", "the running build", registry=registry).info(
-            {"version": version("fraud-detector"), "python_version": platform.python_version()}
         )
         registry.register(self)
         self._pending = _Pending()
@@ -191,7 +185,8 @@ class ServiceMetrics(Collector):
         for partition, processor in processors.items():
             self._count_outputs(partition, processor)
             engine = processor.engine
-            self._engines[partition] = EngineTotals(dict(engine.stats), engine.gauges())
+            view = processor.shared.view if processor.shared is not None else None
+            self._engines[partition] = EngineTotals(dict(engine.stats), engine_gauges(engine, view))
         self._checkpoints.update(checkpoint_times or {})
 
     def aborted(self) -> None:

@@ -8,6 +8,13 @@ the compact decision, and dead letters. The Kafka loop only moves bytes in and o
 After a restart the engine is restored from a checkpoint that may be older than the committed
 offsets; the records between the two are processed again to rebuild the state, but their outputs
 were already committed, so they are dropped here (``replay_until``).
+
+When the partitions share one model (:mod:`detector.service.sharing`), the engine is a scorer
+reading the instance's shared view, and a transaction that needs a newer version than the view
+holds is not processed: its partition closes the epochs before it, notes the version it waits for
+(``waiting_for``) and re-reads the record once the view has it. What the scorer emits for the
+learner is kept in ``updates`` until the transaction's commit; partition 0 also audits the engine
+events of each version it is the first to use.
 """
 
 from __future__ import annotations
@@ -30,9 +37,13 @@ from detector.audit.records import (
     rejected_record,
 )
 from detector.engine.engine import DetectionEngine
-from detector.engine.outputs import EngineEvent
+from detector.engine.outputs import Decision, EngineEvent
 from detector.engine.policy import OUTCOMES
-from detector.engine.records import InvalidInput, decode_label, decode_transaction
+from detector.engine.records import InvalidInput, Transaction, decode_label, decode_transaction
+from detector.engine.scorer import Scorer
+from detector.engine.shared import NO_VERSION, SharedUpdate
+from detector.engine.view import ReadView
+from detector.service.shared_state import ViewHistory
 from detector.service.topic_map import AUDIT, DEAD_LETTER, DECISIONS, TRANSACTIONS, TopicMap
 
 
@@ -62,6 +73,7 @@ class Outcome(NamedTuple):
 
 LABEL, REPLAYED = Outcome(Kind.LABEL), Outcome(Kind.REPLAYED)
 _DECIDED = {outcome: Outcome(Kind.DECISION, outcome) for outcome in OUTCOMES}  # one tuple each
+AUDITED = "audited_version"  # checkpoint figure: the latest version whose engine events are audited
 
 
 class OutRecord(NamedTuple):
@@ -81,7 +93,7 @@ class PartitionProcessor:
     """Engine, audit chain and replay bounds of one input partition."""
 
     partition: int
-    engine: DetectionEngine
+    engine: DetectionEngine | Scorer
     chain: ChainState
     instance_id: str
     topics: TopicMap  # input topic names, for provenance
@@ -91,6 +103,14 @@ class PartitionProcessor:
     positions: dict[str, int] = field(default_factory=dict)  # role -> next offset to read
     outcomes: Counter[Outcome] = field(default_factory=Counter)  # since this processor was made
     schema: WrittenSchema = field(default_factory=WrittenSchema)  # the chain's feature schema
+    shared: ViewHistory | None = None  # the instance's shared view, when the partitions share a model
+    audited: int = NO_VERSION  # partition 0: the latest version whose engine events are audited
+    waiting_for: int | None = None  # the version the next transaction needs, while the view lacks it
+    updates: list[SharedUpdate] = field(default_factory=list)  # for the learner, not yet produced
+
+    def checkpoint_extra(self) -> dict[str, int]:
+        """What the checkpoint keeps beside the engine's snapshot."""
+        return {AUDITED: self.audited} if self.shared is not None else {}
 
     def committable_offsets(self) -> dict[str, int]:
         """Offsets to commit: never below what was committed before, even while replaying below it."""
@@ -99,18 +119,32 @@ class PartitionProcessor:
     def process(self, role: str, offset: int, key: bytes | None, value: bytes | None) -> list[OutRecord]:
         """Handle one input record; never raises on bad input (it becomes a dead letter)."""
         self.positions[role] = offset + 1
+        replaying = offset < self.replay_until.get(role, -1)
         started = time.perf_counter()
-        decision, rejection = None, None
+        decision, rejection, events = None, None, []
         try:
-            if role == TRANSACTIONS:
+            if role != TRANSACTIONS:
+                self.engine.process_label(decode_label(value, self.max_message_bytes))
+            elif self.shared is None:
                 decision = self.engine.process_transaction(decode_transaction(value, self.max_message_bytes))
             else:
-                self.engine.process_label(decode_label(value, self.max_message_bytes))
+                decision, events = self._shared_transaction(
+                    decode_transaction(value, self.max_message_bytes), replaying
+                )
+                if self.waiting_for is not None:  # its close marks go out; it is read again later
+                    self.positions[role] = offset
+                    self.updates.extend(self.engine.pop_updates())
+                    return []
         except InvalidInput as error:
             rejection = error
         elapsed_ms = 1000.0 * (time.perf_counter() - started)
-        events = self.engine.pop_events()
-        if offset < self.replay_until.get(role, -1):
+        if self.shared is None:
+            events = self.engine.pop_events()
+        else:
+            updates = self.engine.pop_updates()
+            if not replaying:  # the updates of replayed records were committed with them
+                self.updates.extend(updates)
+        if replaying:
             self.outcomes[REPLAYED] += 1
             return []
 
@@ -138,6 +172,29 @@ class PartitionProcessor:
             self.outcomes[LABEL] += 1
         return outputs
 
+    def _shared_transaction(
+        self, tx: Transaction, replaying: bool
+    ) -> tuple[Decision | None, list[EngineEvent]]:
+        """Score ``tx`` with the shared view, or note the version it waits for (never while
+        replaying: replay rebuilds card state, which no view changes, and its decisions are dropped).
+
+        Returns the decision and, for partition 0, the engine events of the versions it is the
+        first to use.
+        """
+        assert self.shared is not None
+        view = self.shared.view
+        needed = self.engine.required_version(tx)
+        self.engine.close_through(needed)
+        if replaying:
+            self.audited = max(self.audited, needed)
+            return self.engine.process_transaction(tx, _AtLeast(view, needed)), []
+        if view.version < needed:
+            self.waiting_for = needed
+            return None, []
+        events = self.shared.events_between(self.audited, needed) if self.partition == 0 else []
+        self.audited = max(self.audited, needed)
+        return self.engine.process_transaction(tx, view), events
+
     def _event(self, event: EngineEvent, provenance: Provenance) -> OutRecord:
         record = event_record(event, self.engine.config.model.kind, provenance)
         return OutRecord(AUDIT, b"event", self.chain.seal_encoded(record))
@@ -160,3 +217,15 @@ class PartitionProcessor:
             OutRecord(DEAD_LETTER, key, value or b"", headers),
             OutRecord(AUDIT, b"rejected", self.chain.seal_encoded(audit)),
         ]
+
+
+class _AtLeast:
+    """The view as a replayed transaction reads it: its state, reported at the version the
+    transaction needs. Replay keeps only the card state the scoring leaves, which no view changes,
+    so the view may be older or newer than the one the transaction was first scored with."""
+
+    def __init__(self, view: ReadView, version: int) -> None:
+        self._view, self.version = view, max(view.version, version)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._view, name)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import structlog
 from confluent_kafka import Consumer, TopicPartition
 
+from detector.service.engine_setup import queued_labels
 from detector.service.partition import PartitionProcessor
 
 log = structlog.get_logger("detector.service")
@@ -114,7 +115,7 @@ class Partitions:
         labels beyond ``limit`` (``max_queued_labels``). Pausing at half of it keeps every label.
         """
         for partition, owned in self._owned.items():
-            queued = owned.processor.engine.queued_labels
+            queued = queued_labels(owned.processor.engine)
             labels = [TopicPartition(labels_topic, partition)]
             if queued >= limit // 2 and not owned.labels_paused:
                 consumer.pause(labels)

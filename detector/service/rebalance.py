@@ -17,15 +17,20 @@ import structlog
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from detector.engine.config import EngineConfig
+from detector.engine.engine import DetectionEngine
+from detector.engine.scorer import Scorer
+from detector.engine.shared import NO_VERSION
 from detector.service.clients import Clients
 from detector.service.collector import collect_everything
+from detector.service.engine_setup import PartitionEngines
 from detector.service.health import Readiness
 from detector.service.metrics import ServiceMetrics
 from detector.service.parallel_recovery import MOST_AT_ONCE, recover_each
-from detector.service.partition import PartitionProcessor
+from detector.service.partition import AUDITED, PartitionProcessor
 from detector.service.partitions import Partitions
 from detector.service.recovery import PartitionStart, recover_partition
 from detector.service.settings import ServiceSettings
+from detector.service.shared_state import ViewHistory
 from detector.service.topic_map import TopicMap
 from detector.service.transaction import Transactions
 
@@ -47,9 +52,11 @@ class Rebalancing:
         metrics: ServiceMetrics,
         readiness: Readiness,
         stopping: threading.Event,
+        shared: ViewHistory | None = None,
     ) -> None:
         self.settings = settings
-        self.engine_config = engine_config
+        self.engines = PartitionEngines(engine_config, shared=shared is not None)
+        self.shared = shared
         self.topics = topics
         self.clients = clients
         self.partitions = partitions
@@ -117,6 +124,18 @@ class Rebalancing:
 
     # -- recovery -------------------------------------------------------------------------------
 
+    def _model_state(self, engine: DetectionEngine | Scorer) -> dict[str, int]:
+        """The model a recovered partition scores with, for its log line: its own, or the shared one."""
+        if isinstance(engine, DetectionEngine):
+            return {"model_generation": engine.generation, "labels_learned": engine.model.labels_learned}
+        assert self.shared is not None
+        view = self.shared.view
+        return {
+            "model_generation": view.generation,
+            "shared_version": view.version,
+            "closed_epoch": engine.closed,
+        }
+
     def recover(self, partitions: list[int], in_rebalance: bool) -> None:
         """(Re)build the state of ``partitions`` from committed state and point the consumer there.
 
@@ -141,7 +160,7 @@ class Rebalancing:
                 reader=reader,
                 checkpoint_topic=self.settings.checkpoint_topic,
                 audit_topic=self.settings.audit_topic,
-                engine_config=self.engine_config,
+                engines=self.engines,
                 chain_key=self._chain_key,
             )
 
@@ -159,6 +178,8 @@ class Rebalancing:
                 max_message_bytes=self.settings.max_message_bytes,
                 replay_until=start.replay_until,
                 positions=dict(start.start_offsets),
+                shared=self.shared,
+                audited=start.extra.get(AUDITED, NO_VERSION),
             )
             checkpointed = dict(start.start_offsets) if start.checkpoint_id is not None else None
             self.partitions.assign(processor, checkpointed, start.checkpoint_written_at)
@@ -174,9 +195,8 @@ class Rebalancing:
                 start_offsets=start.start_offsets,
                 replay_until=start.replay_until,
                 chain_seq=start.chain.next_seq,
-                model_generation=start.engine.generation,
                 transactions_scored=start.engine.stats["transactions_scored"],
-                labels_learned=start.engine.model.labels_learned,
+                **self._model_state(start.engine),
             )
         log.info("recovery_done", partitions=partitions, seconds=round(time.monotonic() - began, 3))
         collect_everything()  # the restored state is frozen at once, not walked by later collections

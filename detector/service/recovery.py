@@ -25,9 +25,10 @@ from confluent_kafka import Consumer
 
 from detector.audit.chain import ChainState
 from detector.audit.records import chained_for, decode_record
-from detector.engine.config import EngineConfig
 from detector.engine.engine import DetectionEngine
+from detector.engine.scorer import Scorer
 from detector.service.checkpoints import Checkpoint, load_checkpoint
+from detector.service.engine_setup import PartitionEngines
 from detector.service.reading import read_to_end, watermarks
 
 log = structlog.get_logger("detector.service")
@@ -44,6 +45,7 @@ class PartitionStart:
     replay_until: dict[str, int]  # role -> first offset whose output is not committed yet
     checkpoint_id: str | None
     checkpoint_written_at: float | None  # epoch seconds, for the checkpoint age metric
+    extra: dict[str, int]  # the service's own figures kept with the checkpoint
 
 
 def recover_partition(
@@ -54,11 +56,11 @@ def recover_partition(
     reader: Consumer,
     checkpoint_topic: str,
     audit_topic: str,
-    engine_config: EngineConfig,
+    engines: PartitionEngines,
     chain_key: bytes | None,
 ) -> PartitionStart:
-    restored = _restored(reader, checkpoint_topic, partition, engine_config)
-    checkpoint, engine = restored or (None, DetectionEngine(engine_config))  # none: rebuild from the input
+    restored = _restored(reader, checkpoint_topic, partition, engines)
+    checkpoint, engine = restored or (None, engines.new(partition))  # none: rebuild from the input
     starts: dict[str, int] = {}
     for role, topic in topics.items():
         low, _ = watermarks(reader, topic, partition, _TIMEOUT_S)
@@ -74,12 +76,13 @@ def recover_partition(
         replay_until=replay_until,
         checkpoint_id=checkpoint.checkpoint_id if checkpoint else None,
         checkpoint_written_at=checkpoint.written_at if checkpoint else None,
+        extra=checkpoint.extra if checkpoint else {},
     )
 
 
 def _restored(
-    reader: Consumer, topic: str, partition: int, engine_config: EngineConfig
-) -> tuple[Checkpoint, DetectionEngine] | None:
+    reader: Consumer, topic: str, partition: int, engines: PartitionEngines
+) -> tuple[Checkpoint, DetectionEngine | Scorer] | None:
     """The latest checkpoint and its engine under the configured settings; None if there is none,
     or (logged) if it cannot serve."""
     checkpoint_id = None
@@ -88,12 +91,14 @@ def _restored(
         if checkpoint is None:
             return None
         checkpoint_id = checkpoint.checkpoint_id
-        engine = DetectionEngine.restore(checkpoint.snapshot)
-    except ValueError as error:  # e.g. written by an incompatible version, or damaged
+        engine = engines.restore(checkpoint.snapshot, partition)
+    except (
+        ValueError
+    ) as error:  # e.g. written by an incompatible version, by another kind of engine, or damaged
         problem, detail = "checkpoint_unreadable", str(error)
     else:
         try:
-            engine.reconfigure(engine_config)
+            engines.reconfigure(engine)
             return checkpoint, engine
         except ValueError as error:  # e.g. another model: it learns afresh from the retained input
             problem, detail = "checkpoint_config_changed", str(error)

@@ -83,6 +83,33 @@ class ServiceSettings(BaseSettings):
     checkpoint_topic: Topic = _setting(
         "FRAUD_CHECKPOINT_TOPIC", "fraud.checkpoints", "engine snapshots (compacted)"
     )
+    shared_updates_topic: Topic = _setting(
+        "FRAUD_SHARED_UPDATES_TOPIC",
+        "fraud.shared-updates",
+        "internal, shared learning: what each scorer partition scored and learned, for the learner",
+    )
+    shared_versions_topic: Topic = _setting(
+        "FRAUD_SHARED_VERSIONS_TOPIC",
+        "fraud.shared-versions",
+        "internal, shared learning: one record per epoch the learner applied (terminals, model)",
+    )
+    shared_snapshots_topic: Topic = _setting(
+        "FRAUD_SHARED_SNAPSHOTS_TOPIC",
+        "fraud.shared-snapshots",
+        "internal, shared learning: the learner's latest view (compacted), where scorers start from",
+    )
+    sharing: Literal["auto", "local", "learner"] = _setting(
+        "FRAUD_SHARING",
+        "auto",
+        "auto, local or learner: one model for all partitions through `fraud-detector learn`"
+        " (learner), or a model per process (local); auto: local for a 1-partition input",
+    )
+    sharing_idle_s: Duration = _setting(
+        "FRAUD_SHARING_IDLE_S",
+        10.0,
+        "a partition caught up this long is marked idle, so the others' epochs are not held back",
+        ge=0.001,
+    )
     group_id: str = _setting("FRAUD_GROUP_ID", "fraud-detector", "consumer group shared by all instances")
     instance_id: str = _setting(
         "FRAUD_INSTANCE_ID",
@@ -151,6 +178,16 @@ class ServiceSettings(BaseSettings):
             return type(self)(**{**self.model_dump(), **changes})
         except ValidationError as error:
             raise SettingsError(report("invalid settings", error)) from None
+
+    def shares_through_learner(self, input_partitions: int) -> bool:
+        """Whether the partitions share one model through the learner process (FRAUD_SHARING).
+
+        >>> ServiceSettings().shares_through_learner(1), ServiceSettings().shares_through_learner(3)
+        (False, True)
+        """
+        if self.sharing == "auto":
+            return input_partitions > 1
+        return self.sharing == "learner"
 
     def redacted(self) -> dict[str, Any]:
         """The settings for a start-up log line, secrets replaced by whether they are set."""

@@ -18,6 +18,7 @@ from detector.service.settings import ServiceSettings
 TRANSACTIONS, LABELS = "transactions", "labels"
 AUDIT, DECISIONS, DEAD_LETTER = "audit", "decisions", "dead_letter"
 CHECKPOINTS = "checkpoints"
+SHARED_UPDATES, SHARED_VERSIONS, SHARED_SNAPSHOTS = "shared_updates", "shared_versions", "shared_snapshots"
 INPUT_ROLES = (TRANSACTIONS, LABELS)
 OUTPUT_ROLES = (AUDIT, DECISIONS, DEAD_LETTER)
 
@@ -29,6 +30,7 @@ class TopicMap:
         self._names = dict(names)
         self._roles = {name: role for role, name in self._names.items()}
         self.inputs = {role: self._names[role] for role in INPUT_ROLES if role in self._names}
+        self.shared = False  # whether the scorers' transactions also write shared updates
 
     @classmethod
     def of(cls, settings: ServiceSettings) -> TopicMap:
@@ -40,6 +42,9 @@ class TopicMap:
                 DECISIONS: settings.decisions_topic,
                 DEAD_LETTER: settings.dead_letter_topic,
                 CHECKPOINTS: settings.checkpoint_topic,
+                SHARED_UPDATES: settings.shared_updates_topic,
+                SHARED_VERSIONS: settings.shared_versions_topic,
+                SHARED_SNAPSHOTS: settings.shared_snapshots_topic,
             }
         )
 
@@ -50,5 +55,7 @@ class TopicMap:
         return self._roles[topic]
 
     def written(self) -> list[str]:
-        """Every topic the service's transactions write to: the outputs and the checkpoints."""
-        return [self._names[role] for role in (*OUTPUT_ROLES, CHECKPOINTS)]
+        """Every topic the service's transactions write to: the outputs, the checkpoints and, when
+        the partitions share one model, the shared updates."""
+        roles = (*OUTPUT_ROLES, CHECKPOINTS, *((SHARED_UPDATES,) if self.shared else ()))
+        return [self._names[role] for role in roles]

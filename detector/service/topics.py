@@ -47,6 +47,57 @@ def topic_configs(settings: ServiceSettings) -> dict[str, dict[str, str]]:
     }
 
 
+def shared_topic_configs(settings: ServiceSettings, partitions: int) -> dict[str, tuple[int, dict[str, str]]]:
+    """The internal topics of shared learning: name -> (partition count, settings).
+
+    Updates are written to the partition of their input and kept long enough for a learner that was
+    down a while; versions are read by every starting scorer from the latest snapshot's offset on;
+    the snapshot topic keeps only the latest view.
+    """
+    week = str(7 * 86400 * 1000)
+    return {
+        settings.shared_updates_topic: (partitions, {"retention.ms": week, "max.message.bytes": _TWO_MB}),
+        settings.shared_versions_topic: (1, {"retention.ms": week, "max.message.bytes": _TWO_MB}),
+        settings.shared_snapshots_topic: (
+            1,
+            {"cleanup.policy": "compact", "segment.ms": str(3600 * 1000), "max.message.bytes": _TWO_MB},
+        ),
+    }
+
+
+def ensure_shared_topics(admin: AdminClient, settings: ServiceSettings, partitions: int) -> None:
+    """Create the internal topics of shared learning when missing; refuse an updates topic whose
+    partition count is not the input's (each input partition writes to its own)."""
+    wanted = shared_topic_configs(settings, partitions)
+    existing = admin.list_topics(timeout=_TIMEOUT_S).topics
+    updates = existing.get(settings.shared_updates_topic)
+    if updates is not None and len(updates.partitions) != partitions:
+        raise TopicLayoutError(
+            f"{settings.shared_updates_topic!r} has {len(updates.partitions)} partitions and the input"
+            f" {partitions}: delete it (it holds nothing the learner has not applied) or restore the input"
+        )
+    _create(admin, {name: spec for name, spec in wanted.items() if name not in existing}, settings)
+
+
+def _create(
+    admin: AdminClient, specs: dict[str, tuple[int, dict[str, str]]], settings: ServiceSettings
+) -> None:
+    """Create ``specs`` (name -> partitions, config), tolerating another instance creating them first."""
+    if not specs:
+        return
+    new = [
+        NewTopic(name, count, settings.replication_factor, config=config)
+        for name, (count, config) in specs.items()
+    ]
+    for name, future in admin.create_topics(new, request_timeout=_TIMEOUT_S).items():
+        try:
+            future.result()
+        except KafkaException as error:
+            if "TOPIC_ALREADY_EXISTS" not in str(error):  # another instance created it first
+                raise TopicLayoutError(f"cannot create topic {name!r}: {error}") from error
+    wait_for_leaders(admin, list(specs))
+
+
 def wait_for_leaders(
     admin: AdminClient, names: list[str], partitions: int | None = None, timeout: float = _TIMEOUT_S
 ) -> dict:
@@ -89,19 +140,10 @@ def ensure_topics(admin: AdminClient, settings: ServiceSettings) -> int:
     partitions = len(inputs[0].partitions) if inputs else settings.topic_partitions
     planned = {name: len(existing[name].partitions) if name in existing else partitions for name in wanted}
     _check_layout(planned, settings)
-    missing = [
-        NewTopic(name, partitions, settings.replication_factor, config=config)
-        for name, config in wanted.items()
-        if name not in existing
-    ]
+    missing = {name: (partitions, config) for name, config in wanted.items() if name not in existing}
     if missing:
-        for name, future in admin.create_topics(missing, request_timeout=_TIMEOUT_S).items():
-            try:
-                future.result()
-            except KafkaException as error:
-                if "TOPIC_ALREADY_EXISTS" not in str(error):  # another instance created it first
-                    raise TopicLayoutError(f"cannot create topic {name!r}: {error}") from error
-        existing = wait_for_leaders(admin, list(wanted))
+        _create(admin, missing, settings)
+        existing = admin.list_topics(timeout=_TIMEOUT_S).topics
     # Again as created: another instance may have created some of them meanwhile, otherwise.
     return _check_layout({name: len(existing[name].partitions) for name in wanted}, settings)
 

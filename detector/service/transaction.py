@@ -21,6 +21,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from detector.service.checkpoints import write_checkpoint
 from detector.service.clients import COMMIT_TIMEOUT_S, Clients
 from detector.service.collector import collect_everything
+from detector.service.engine_setup import engine_snapshot
 from detector.service.health import Readiness
 from detector.service.metrics import ServiceMetrics
 from detector.service.partition import OutRecord
@@ -93,13 +94,14 @@ class Transactions:
             processor = state.processor
             state.checkpointed = dict(processor.positions)
             state.checkpoint_written_at = time.time()
-            snapshot = processor.engine.snapshot()
+            snapshot = engine_snapshot(processor.engine)
             checkpoint_id = write_checkpoint(
                 self.clients.producer,
                 self.topics.name(CHECKPOINTS),
                 partition,
                 snapshot,
                 dict(processor.positions),
+                extra=processor.checkpoint_extra(),
             )
             log.info(
                 "checkpoint_written",

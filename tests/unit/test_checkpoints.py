@@ -65,3 +65,22 @@ def test_a_damaged_checkpoint_is_refused_with_what_is_wrong(
     damage(latest)
     with pytest.raises(ValueError, match=problem):
         assemble(latest, 3)
+
+
+def test_a_named_checkpoint_is_found_by_its_name_and_keeps_its_extra_figures() -> None:
+    """The learner's state sits beside partition 0's under its own name, with the service's figures."""
+    latest = {key.replace("3/", "learner/"): value for key, value in _written().items()}
+    manifest, header = latest["learner/manifest"]
+    latest["learner/manifest"] = (
+        orjson.dumps({**orjson.loads(manifest), "extra": {"audited_version": 7}}),
+        header,
+    )
+    checkpoint = assemble({**latest, **_written()}, "learner")
+    assert checkpoint is not None and checkpoint.extra == {"audited_version": 7}
+    partition_3 = assemble({**latest, **_written()}, 3)
+    assert partition_3 is not None and partition_3.extra == {}
+
+
+def test_extra_figures_that_are_not_integers_are_refused() -> None:
+    with pytest.raises(ValueError, match="extra is not an object of integers"):
+        assemble(_written(extra={"audited_version": "seven"}), 3)

@@ -21,9 +21,10 @@ from detector.service.settings import ENVIRONMENT_NAMES, ServiceSettings
 from producers import simulate_cli
 
 ROOT = Path(__file__).resolve().parents[2]
-APP_SERVICES = ("detector", "simulator")  # the services that run this project's code, in its image
+APP_SERVICES = ("detector", "learner", "simulator")  # the services that run this project's code, in its image
 CODE_SERVICES = (*APP_SERVICES, "report")  # ... and in the image with the report extra
 SETTING_NAMES = set(ENVIRONMENT_NAMES.values())
+SERVING = ("detector", "learner")  # the services with /metrics and /healthz
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +61,16 @@ def dockerfile_instructions() -> dict[str, list[str]]:
 
 
 def test_every_service_is_there_and_starts_in_order(services: dict[str, Any]) -> None:
-    assert set(services) == {"kafka", "topics", "detector", "simulator", "report", "prometheus", "grafana"}
+    assert set(services) == {
+        "kafka",
+        "topics",
+        "detector",
+        "learner",
+        "simulator",
+        "report",
+        "prometheus",
+        "grafana",
+    }
     assert services["kafka"]["image"].startswith("apache/kafka:4.")
     assert services["detector"]["depends_on"]["kafka"]["condition"] == "service_healthy"
     for name in APP_SERVICES:
@@ -129,7 +139,7 @@ def test_prometheus_scrapes_the_port_and_path_the_detector_serves(services: dict
     prometheus = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
     (job,) = prometheus["scrape_configs"]
     assert job["metrics_path"] == METRICS_PATH
-    assert job["static_configs"][0]["targets"] == [f"detector:{settings.metrics_port}"]
+    assert job["static_configs"][0]["targets"] == [f"{name}:{settings.metrics_port}" for name in SERVING]
     mounts = dict(volume.split(":")[:2] for volume in services["prometheus"]["volumes"])
     assert mounts["./deploy/prometheus.yml"] == "/etc/prometheus/prometheus.yml"
     for rule_file in prometheus["rule_files"]:
@@ -159,12 +169,19 @@ def test_compose_runs_the_kafka_version_of_the_dev_broker(services: dict[str, An
     assert {name for name, s in services.items() if s.get("image") in images} == {"kafka", "topics"}
 
 
-def test_only_the_detector_inherits_the_images_health_check(services: dict[str, Any]) -> None:
-    """The image's HEALTHCHECK asks /healthz, which only the detector serves."""
+def test_only_the_detector_and_the_learner_inherit_the_images_health_check(services: dict[str, Any]) -> None:
+    """The image's HEALTHCHECK asks /healthz, which only the detector and the learner serve."""
     assert dockerfile_instructions()["HEALTHCHECK"]
     for name in CODE_SERVICES:
         disabled = services[name].get("healthcheck", {}).get("disable", False)
-        assert disabled is (name != "detector"), name
+        assert disabled is (name not in SERVING), name
+
+
+def test_the_learner_runs_learn_with_the_detectors_settings(services: dict[str, Any]) -> None:
+    learner = services["learner"]
+    assert build_parser().parse_args(learner["command"][1:]).command == "learn"
+    shared = {key: value for key, value in env(services["detector"]).items() if key != "FRAUD_INSTANCE_ID"}
+    assert env(learner) == shared
 
 
 def test_the_service_image_has_no_plotting_libraries_and_the_report_image_has(

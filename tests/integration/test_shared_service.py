@@ -1,0 +1,188 @@
+"""Partitions sharing one model on the real broker: scorers and the learner decide as the in-memory
+topology does, and survive SIGKILLs of either, and a change in the number of scorer instances."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import orjson
+import pytest
+
+from detector.backtest.routing import partition_for
+from detector.cli import main as fraud_detector
+from detector.engine.config import EngineConfig
+from detector.engine.records import Label, Transaction
+from detector.engine.topology import ScaledTopology
+from detector.service.metrics_page import scrape
+from devkit.ports import free_port
+from devkit.publishing import publish
+from devkit.reading import CommittedReader
+from devkit.topics import create_service_topics
+from devkit.topology import SharedTopology
+from tests.integration.service_harness import ServiceTopics, audit_decisions, wait_until
+from tests.streams import short_label_stream
+
+pytestmark = pytest.mark.kafka
+EPOCH_S = 3600.0  # an event-time hour: a few days of stream cross about a hundred epochs
+
+
+def engine_config(tmp_path: Path) -> tuple[EngineConfig, Path]:
+    raw = {"sharing": {"epoch": EPOCH_S}}
+    path = tmp_path / "engine.json"
+    path.write_bytes(orjson.dumps(raw))
+    return EngineConfig.from_dict(raw), path
+
+
+def decisions_of(reader: CommittedReader) -> dict[str, dict]:
+    """Transaction id -> its decision record, once the chains verified and each id is there once."""
+    counts = audit_decisions(reader)
+    assert set(counts.values()) <= {1}, "a transaction decided twice"
+    return {
+        record["transaction_id"]: record
+        for records in reader.records.values()
+        for record in (orjson.loads(value) for _, value, _ in records)
+        if record["record_type"] == "decision"
+    }
+
+
+def decided(reader: CommittedReader) -> int:
+    reader.drain(0.5)
+    return sum(audit_decisions(reader).values())
+
+
+def with_closing_transactions(items: list[Transaction | Label], partitions: int) -> list[Transaction | Label]:
+    """``items`` and, two epochs after the last transaction, one more transaction in each partition:
+    every partition then closes the epochs of the stream, so none has to idle for the others to
+    finish (an idle mark is the one thing that makes the service's decisions depend on timing)."""
+    end = max(item.event_time for item in items if isinstance(item, Transaction)) + 2 * EPOCH_S
+    customers: dict[int, str] = {}
+    number = 0
+    while len(customers) < partitions:
+        customer = f"closing-{number}"
+        customers.setdefault(partition_for(customer, partitions), customer)
+        number += 1
+    closing = [
+        Transaction(f"closing-{p}", end, customer, "closing", 1.0) for p, customer in customers.items()
+    ]
+    return [*items, *closing]
+
+
+def test_three_partitions_and_a_learner_decide_exactly_as_the_in_memory_topology(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    items = with_closing_transactions(short_label_stream(3_000, seed=21, cards=250, terminals=40), 3)
+    transactions = [item for item in items if isinstance(item, Transaction)]
+    labels = [item for item in items if isinstance(item, Label)]
+    config, config_path = engine_config(tmp_path)
+    topics = ServiceTopics()
+    topics.create_inputs(kafka_bootstrap, partitions=3)
+    settings = topics.settings(kafka_bootstrap)
+    port = free_port()
+    # As in the backtest's agreement test, labels go first and wait in their partitions' queues,
+    # then the transactions.
+    env = topics.env(
+        kafka_bootstrap,
+        FRAUD_ENGINE_CONFIG=str(config_path),
+        FRAUD_SHARING_IDLE_S="120",
+        FRAUD_METRICS_PORT=str(port),
+    )
+    publish(settings, labels)
+    with SharedTopology(env, tmp_path, instances=1) as topology:
+
+        def labels_taken() -> bool:
+            try:
+                return scrape(f"http://127.0.0.1:{port}/metrics").total("fraud_labels_received_total") >= len(
+                    labels
+                )
+            except OSError:
+                return False
+
+        wait_until(labels_taken, 120, "every label consumed")
+        publish(settings, transactions)
+        audit = CommittedReader(kafka_bootstrap, topics.audit)
+        wait_until(lambda: decided(audit) >= len(transactions), 300, "every decision")
+        assert topology.stop() == [0, 0]
+        assert not topology.scorers[0].log_events("partition_idle")
+    audit.drain_to_end()
+    served = decisions_of(audit)
+
+    memory = ScaledTopology(config, partitions=3)
+    outcomes = [outcome for item in items for outcome in memory.feed(item)]
+    expected = {
+        outcome.event.transaction_id: (
+            outcome.decision.score,
+            outcome.decision.outcome,
+            outcome.decision.model_version,
+        )
+        for outcome in outcomes
+        if outcome.decision is not None
+    }
+    got = {
+        tx_id: (record["score"], record["decision"], record["model"]["version"])
+        for tx_id, record in served.items()
+    }
+    assert len(got) == len(expected) == len(transactions)
+    assert got == expected
+    versions = {version for _, _, version in got.values()}
+    assert len(versions) > 24, "the stream crosses many epochs"
+    assert any(outcome != "approve" for _, outcome, _ in got.values())
+
+
+def test_sigkills_of_the_learner_and_the_scorers_and_a_rescale_lose_and_duplicate_nothing(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    items = short_label_stream(6_000, seed=22, cards=500, terminals=60)
+    n_transactions = sum(isinstance(item, Transaction) for item in items)
+    _, config_path = engine_config(tmp_path)
+    topics = ServiceTopics()
+    settings = topics.settings(kafka_bootstrap)
+    create_service_topics(settings, partitions=3)  # the audit topic is read before the service starts
+    env = topics.env(
+        kafka_bootstrap,
+        FRAUD_ENGINE_CONFIG=str(config_path),
+        FRAUD_CHECKPOINT_INTERVAL_S="1",
+        FRAUD_BATCH_SIZE="200",
+        FRAUD_SHARING_IDLE_S="2",
+    )
+    # The input goes out a fifth at a time, the next after each kill, so the run cannot reach the
+    # end before the kills.
+    fifth = len(items) // 5
+    slices = [items[i * fifth : (i + 1) * fifth] for i in range(4)] + [items[4 * fifth :]]
+    kills = ["learner", "scorer", "rescale", "learner"]
+    rng = random.Random(23)
+
+    def publish_next_slice() -> int:
+        part = slices.pop(0)
+        publish(settings, part)
+        return sum(isinstance(item, Transaction) for item in part)
+
+    published = publish_next_slice()
+    audit = CommittedReader(kafka_bootstrap, topics.audit)
+    with SharedTopology(env, tmp_path, instances=1) as topology:
+        for kill in kills:
+            target = min(decided(audit) + rng.randrange(200, 900), published)
+            wait_until(lambda target=target: decided(audit) >= target, 180, "progress")
+            if kill == "learner":
+                topology.restart_learner()
+            elif kill == "scorer":
+                topology.restart_scorer(0)
+            else:
+                topology.rescale(2)  # a restart with another number of instances
+            published += publish_next_slice()
+        wait_until(lambda: decided(audit) >= n_transactions, 300, "all decisions after the kills")
+        assert topology.stop() == [0, 0, 0]
+        recoveries = topology.learner.log_events("learner_recovered")
+    audit.drain_to_end()
+    assert len(decisions_of(audit)) == n_transactions
+    verify = ["audit", "verify", "--bootstrap-servers", kafka_bootstrap, "--topic", topics.audit, "--quiet"]
+    assert fraud_detector(verify) == 0
+
+    learned = [event["labels_learned"] for event in recoveries]
+    assert len(recoveries) == 3  # the first start and two restarts of the learner
+    assert learned == sorted(learned) and learned[-1] > 0, f"the model resumes warm: {learned}"
+    assert all(event["checkpoint_id"] for event in recoveries[1:]), "restarts resume from a checkpoint"
+    print(
+        f"\n{n_transactions:,} decisions, each once, after {kills};"
+        f" labels learned at each learner start: {learned}"
+    )
