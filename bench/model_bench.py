@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,12 +25,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from engine_bench import DAY, quality
+from engine_bench import DAY, quality, run_engine
 from report import print_table, write_json
 
 from detector.engine.config import EngineConfig
 from detector.engine.engine import DetectionEngine
-from detector.engine.records import Label
 from detector.evaluation import roc_auc
 from producers.config import preset
 from producers.simulator import Event, SimulatedTransaction, simulate
@@ -99,22 +97,11 @@ def simulated(days: float, cards: int, terminals: int, seed: int) -> list[Event]
 
 
 def run(config: EngineConfig, stream: list[Event]) -> tuple[float, np.ndarray, np.ndarray, tuple[str, ...]]:
-    """(seconds, scores, feature matrix, feature names) of one engine over the stream."""
+    """(CPU seconds, scores, feature matrix, feature names) of one engine over the stream."""
     engine = DetectionEngine(config)
-    process_transaction, process_label = engine.process_transaction, engine.process_label
-    scores: list[float] = []
-    rows: list[list[float]] = []
-    started = time.perf_counter()
-    for item in stream:
-        if isinstance(item, Label):
-            process_label(item)
-        else:
-            decision = process_transaction(item.transaction)
-            scores.append(decision.score)
-            rows.append(list(decision.features.values()))
-        engine.pop_events()
-    seconds = time.perf_counter() - started
-    return seconds, np.array(scores), np.array(rows), engine.extractor.names
+    outcome = run_engine(engine, stream)
+    rows = [list(features.values()) for features in outcome.features.values()]
+    return outcome.seconds, np.array(outcome.scores), np.array(rows), engine.extractor.names
 
 
 def separability(

@@ -12,7 +12,7 @@ ROC AUC and average precision are computed on the last 14 days with the simulato
 (detector/evaluation.py); "events/s" and "CPU us/tx" are measured per run (on a loaded machine:
 compare the ratios, not absolute figures).
 
-    python bench/partition_bench.py --cards 2000 --terminals 200 --partitions 1 3 12
+    python bench/partition_bench.py --cards 2000 --terminals 5000 --partitions 1 3 12
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--days", type=float, default=60.0)
     parser.add_argument("--cards", type=int, default=2_000)
-    parser.add_argument("--terminals", type=int, default=200)
+    parser.add_argument("--terminals", type=int, default=5_000)
     parser.add_argument("--fraud-rate", type=float, default=None, help="(default: the preset's)")
     parser.add_argument("--partitions", type=int, nargs="+", default=[1, 3, 12])
     parser.add_argument(

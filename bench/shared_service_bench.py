@@ -50,14 +50,16 @@ from producers.simulator import SimulatedTransaction, simulate
 DAY = 86400.0
 
 
-def stream(days: float, cards: int, seed: int) -> tuple[list[Transaction | Label], dict[str, bool]]:
+def stream(
+    days: float, cards: int, terminals: int, seed: int
+) -> tuple[list[Transaction | Label], dict[str, bool]]:
     """The default preset over ``days``: what is published, and the ground truth by transaction id."""
     base = preset("default")
     config = replace(
         base,
         seed=seed,
         days=days,
-        population=replace(base.population, cards=cards, terminals=max(cards // 10, 10)),
+        population=replace(base.population, cards=cards, terminals=terminals),
     )
     items: list[Transaction | Label] = []
     truth: dict[str, bool] = {}
@@ -162,6 +164,9 @@ def main(argv: list[str] | None = None) -> None:
         "--test-days", type=float, default=14.0, help="the last days, where quality is measured"
     )
     parser.add_argument("--cards", type=int, default=600)
+    parser.add_argument(
+        "--terminals", type=int, help="(default: a tenth of the cards; 2.5 times them is a terminal a day)"
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--epoch", type=float, default=3600.0, help="sharing epoch, event-time seconds")
     parser.add_argument("--idle", type=float, default=2.0, help="FRAUD_SHARING_IDLE_S")
@@ -175,7 +180,8 @@ def main(argv: list[str] | None = None) -> None:
     config_path.write_bytes(orjson.dumps({"sharing": {"epoch": args.epoch}}))
     args.config = str(config_path)
 
-    items, truth = stream(args.days, args.cards, args.seed)
+    terminals = args.terminals or max(args.cards // 10, 10)
+    items, truth = stream(args.days, args.cards, terminals, args.seed)
     print(
         f"stream: {len(truth):,} transactions ({sum(truth.values())} frauds),"
         f" {len(items) - len(truth):,} labels"
@@ -199,6 +205,7 @@ def main(argv: list[str] | None = None) -> None:
         "shared_service",
         rows,
         cards=args.cards,
+        terminals=terminals,
         days=args.days,
         epoch=args.epoch,
         cores=os.cpu_count(),
