@@ -29,6 +29,8 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     "compression.type": "lz4",
     "queue.buffering.max.messages": 500_000,
     "message.timeout.ms": 120_000,  # a message not delivered by then is reported as failed
+    # librdkafka's own lines go through logging (raw on stderr, they bypass the tool's log setup)
+    "logger": logging.getLogger("producers.kafka_client"),
 }
 # Errors no retry can cure: the brokers refused our credentials or TLS, or an ACL refuses the write.
 REFUSALS = frozenset({KafkaError._AUTHENTICATION, KafkaError._SSL})
