@@ -60,7 +60,7 @@ class CompromisedTerminalConfig:
     spread: Seconds = 3 * DAY  # a victim's fraudulent transactions are spread over this long
     amount_factor: tuple[float, float] = (1.5, 4.0)  # times the card's median amount
     terminal_window: Seconds = 28 * DAY  # the benchmark's
-    terminal_frauds: tuple[int, int] = (40, 120)  # payments at the terminal, each by a random card
+    terminal_frauds: tuple[int, int] = (40, 120)  # payments at the terminal, by random or regular cards
     terminal_amount_factor: tuple[float, float] = (0.5, 1.5)  # ordinary amounts, times the card's median
     regulars_share: float = 0.5  # share of the terminal's fraudulent payments by its regular cards
 
