@@ -99,9 +99,10 @@ class ModelConfig:
 # Why each setting: docs/models.md ("Why the adaptive tree was far behind"). Splits: a leaf under 1% fraud
 # must be allowed to split, and the info gains of fraud splits are tiny next to River's default bound.
 _TREE_SPLITS = {"max_share_to_split": 1.0, "delta": 0.01, "leaf_prediction": "mc"}
-# A subtree's (or a forest member's) error is its misses, so a burst of frauds reads as drift at River's
-# defaults (0.002 in a tree, 0.001 in a forest).
-_SUBTREE_DRIFT_DELTA = 1e-5
+# A subtree's (or a forest member's) error is mostly its misses, so a clump of a few frauds reads as
+# drift at River's defaults (0.002 in a tree, 0.001 in a forest); drift of the whole stream is the
+# engine's job (detector.engine.drift).
+_SUBTREE_DRIFT_DELTA = 1e-9
 
 
 def _logistic_regression(config: ModelConfig) -> Spec:
