@@ -80,12 +80,27 @@ CANDIDATES: dict[str, dict] = {
     "hat_before_fix": {
         "model": {
             "pipeline": [
-                ["tree.HoeffdingAdaptiveTreeClassifier", {"grace_period": 200, "max_share_to_split": 1.0}]
+                [
+                    "tree.HoeffdingAdaptiveTreeClassifier",
+                    {"grace_period": 200, "max_share_to_split": 1.0, "leaf_prediction": "mc"},
+                ]
             ]
         }
     },
+    "hoeffding_tree": {"model": {"kind": "hoeffding_tree"}},
     "hoeffding_adaptive_tree": {"model": {"kind": "hoeffding_adaptive_tree"}},
-    "amf": {"model": {"pipeline": [["forest.AMFClassifier", {"n_estimators": 10}]]}},
+    "amf": {
+        "model": {
+            "pipeline": [["preprocessing.StandardScaler", {}], ["forest.AMFClassifier", {"n_estimators": 3}]]
+        }
+    },
+    "arf_before_fix": {
+        "model": {
+            "pipeline": [
+                ["forest.ARFClassifier", {"n_models": 10, "grace_period": 200, "max_share_to_split": 1.0}]
+            ]
+        }
+    },
     "adaptive_random_forest": {"model": {"kind": "adaptive_random_forest"}},
 }
 

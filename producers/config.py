@@ -140,8 +140,8 @@ def gradual() -> SimulationConfig:
 
 def relabel() -> SimulationConfig:
     """60 days where, on day 30, the business re-labels two segments: card testing (small probes,
-    then cash-outs), counted as legitimate until then, becomes fraud, and large purchases at a card's
-    usual terminals (high amount), fraud until then, become legitimate. The transactions do not
+    then cash-outs), counted as legitimate until then, becomes fraud, and purchases above a card's
+    habit at its usual terminals (high amount), fraud until then, become legitimate. The transactions do not
     change; what counts as fraud does."""
     return SimulationConfig(
         days=60.0,

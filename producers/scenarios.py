@@ -2,8 +2,11 @@
 
 An episode adds fraudulent transactions to the stream (the owner's own spending goes on as usual),
 usually several on the same card, so a compromised card stays compromised for a while and ranking
-cards per day is meaningful. Each scenario knows the mean number of fraudulent transactions of an
-episode, so the simulator can start episodes at the rate that gives the configured fraud rate.
+cards per day is meaningful. Amounts are drawn relative to the card's own habits and fraud often
+happens where the card is known, so that no single feature separates a scenario from the honest
+spending of the population (docs/models.md). Each scenario knows the mean number of fraudulent
+transactions of an episode, so the simulator can start episodes at the rate that gives the
+configured fraud rate.
 """
 
 from __future__ import annotations
@@ -17,24 +20,24 @@ import numpy as np
 from producers.batch import LEGIT, Batch
 from producers.drift_schedule import DriftSchedule
 from producers.durations import Seconds
-from producers.population import DAY, Population, check_ranges
+from producers.population import DAY, Population, check_ranges, check_shares
 
 
 @dataclass(frozen=True)
 class CardTestingConfig:
     """Checking stolen card numbers: a burst of small payments at one terminal (typically an online
-    shop), then, on cards that worked, a few large purchases anywhere."""
+    shop), then, on cards that worked, a few purchases above the card's habit anywhere."""
 
     weight: float = 0.3
     probes: tuple[int, int] = (3, 10)
     probe_amount: tuple[float, float] = (0.5, 5.0)
     probe_gap: Seconds = 90.0  # mean time between probes
     cashouts: tuple[int, int] = (0, 3)
-    cashout_amount: tuple[float, float] = (100.0, 800.0)
+    cashout_factor: tuple[float, float] = (1.5, 5.0)  # times the card's median amount
     cashout_within: Seconds = 2 * DAY
 
     def __post_init__(self) -> None:
-        check_ranges(self, "probes", "probe_amount", "cashouts", "cashout_amount")
+        check_ranges(self, "probes", "probe_amount", "cashouts", "cashout_factor")
         if self.probes[0] < 1:
             raise ValueError("probes must be at least 1")
 
@@ -46,7 +49,8 @@ class CompromisedTerminalConfig:
     for ``terminal_window``, payments there by many different cards are fraudulent, as in the
     compromised-terminal scenario of the public benchmark (Le Borgne et al., *Reproducible Machine
     Learning for Credit Card Fraud Detection*), which only the terminal's traffic and labels from
-    every card reveal."""
+    every card reveal. A share ``regulars_share`` of those payments is by cards that use the
+    terminal habitually, so that a card's first visit to the terminal does not give them away."""
 
     weight: float = 0.25
     window: Seconds = 7 * DAY
@@ -56,8 +60,9 @@ class CompromisedTerminalConfig:
     spread: Seconds = 3 * DAY  # a victim's fraudulent transactions are spread over this long
     amount_factor: tuple[float, float] = (1.5, 4.0)  # times the card's median amount
     terminal_window: Seconds = 28 * DAY  # the benchmark's
-    terminal_frauds: tuple[int, int] = (40, 120)  # payments at the terminal, each by a random card
+    terminal_frauds: tuple[int, int] = (40, 120)  # payments at the terminal, by random or regular cards
     terminal_amount_factor: tuple[float, float] = (0.5, 1.5)  # ordinary amounts, times the card's median
+    regulars_share: float = 0.5  # share of the terminal's fraudulent payments by its regular cards
 
     def __post_init__(self) -> None:
         check_ranges(
@@ -69,33 +74,37 @@ class CompromisedTerminalConfig:
             "terminal_frauds",
             "terminal_amount_factor",
         )
+        check_shares(self, "regulars_share")
 
 
 @dataclass(frozen=True)
 class AccountTakeoverConfig:
-    """A fraudster takes over a card account: spending moves to terminals the card never used, at
-    several times its usual amounts, while the owner keeps paying as before."""
+    """A fraudster takes over a card account for a couple of days and spends above its usual
+    amounts, partly at terminals the card never used, partly (a shop's account, a saved card) at
+    ones it knows, while the owner keeps paying as before."""
 
     weight: float = 0.25
     transactions: tuple[int, int] = (3, 8)
-    duration: Seconds = 3 * DAY
-    amount_factor: tuple[float, float] = (3.0, 8.0)  # times the card's median amount
+    duration: Seconds = 2 * DAY
+    amount_factor: tuple[float, float] = (1.5, 4.0)  # times the card's median amount
+    known_terminal_share: float = 0.5  # share of the payments at terminals the card already uses
 
     def __post_init__(self) -> None:
         check_ranges(self, "transactions", "amount_factor")
+        check_shares(self, "known_terminal_share")
 
 
 @dataclass(frozen=True)
 class HighAmountConfig:
-    """A stolen card spent quickly on a few large purchases at the card's usual terminals."""
+    """A stolen card spent quickly on a few purchases above its habit at the card's usual terminals."""
 
     weight: float = 0.2
     transactions: tuple[int, int] = (1, 3)
-    amount: tuple[float, float] = (300.0, 2000.0)
+    amount_factor: tuple[float, float] = (1.2, 5.0)  # times the card's median amount
     within: Seconds = 1 * DAY
 
     def __post_init__(self) -> None:
-        check_ranges(self, "transactions", "amount")
+        check_ranges(self, "transactions", "amount_factor")
 
 
 @dataclass(frozen=True)
@@ -145,6 +154,12 @@ class Scenario(ABC, Generic[ConfigT]):
     def _random_terminals(self, n: int, rng: np.random.Generator) -> np.ndarray:
         return rng.integers(0, self.population.config.terminals, n)
 
+    def _amounts(
+        self, cards: np.ndarray, factor: tuple[float, float], rng: np.random.Generator
+    ) -> np.ndarray:
+        """Amounts of ``factor`` times each card's median amount: fraud measured against the card's habit."""
+        return self.population.median_amount[cards] * rng.uniform(*factor, len(cards))
+
     def _episodes(
         self, starts: int, transactions: tuple[int, int], rng: np.random.Generator
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -152,6 +167,15 @@ class Scenario(ABC, Generic[ConfigT]):
         counts = _integers(transactions, starts, rng)
         episode = np.repeat(np.arange(starts), counts)
         return episode, self._random_cards(starts, rng)[episode]
+
+
+def _regular_cards(population: Population) -> list[np.ndarray]:
+    """For each terminal, the cards that use it habitually."""
+    regular: list[list[int]] = [[] for _ in range(population.config.terminals)]
+    for card in range(population.config.cards):
+        for terminal in population.regulars(card).tolist():
+            regular[terminal].append(card)
+    return [np.array(cards, dtype=np.int64) for cards in regular]
 
 
 def _integers(bounds: tuple[int, int], n: int, rng: np.random.Generator) -> np.ndarray:
@@ -191,7 +215,7 @@ class CardTesting(Scenario[CardTestingConfig]):
             burst_end[episode] + rng.uniform(0, c.cashout_within, len(episode)),
             cards[episode],
             self._random_terminals(len(episode), rng),
-            rng.uniform(*c.cashout_amount, len(episode)),
+            self._amounts(cards[episode], c.cashout_factor, rng),
             self.code,
         )
         return Batch.concat([burst, cashout])
@@ -214,6 +238,7 @@ class CompromisedTerminal(Scenario[CompromisedTerminalConfig]):
         traffic = population.terminal_traffic()
         # Skimmers go where the cards are: busier terminals are more likely to be compromised.
         self._terminal_odds = traffic / traffic.sum()
+        self._regular_cards = _regular_cards(population)
         self._skimmers: list[_Skimmer] = []
 
     def mean_transactions(self) -> float:
@@ -232,11 +257,17 @@ class CompromisedTerminal(Scenario[CompromisedTerminalConfig]):
         c = self.config
         episode = np.repeat(np.arange(len(times)), _integers(c.terminal_frauds, len(times), rng))
         cards = self._random_cards(len(episode), rng)
+        by_regular = rng.random(len(episode)) < c.regulars_share
+        for i, terminal in enumerate(terminals.tolist()):
+            regulars = self._regular_cards[terminal]
+            rows = np.flatnonzero(by_regular & (episode == i))
+            if len(regulars) and len(rows):
+                cards[rows] = rng.choice(regulars, len(rows))
         return Batch.of(
             times[episode] + rng.uniform(0, c.terminal_window, len(episode)),
             cards,
             terminals[episode],
-            self.population.median_amount[cards] * rng.uniform(*c.terminal_amount_factor, len(episode)),
+            self._amounts(cards, c.terminal_amount_factor, rng),
             self.code,
         )
 
@@ -269,7 +300,7 @@ class CompromisedTerminal(Scenario[CompromisedTerminalConfig]):
             first_use[victim] + rng.uniform(0, c.spread, len(victim)),
             cards,
             self._random_terminals(len(victim), rng),
-            self.population.median_amount[cards] * rng.uniform(*c.amount_factor, len(victim)),
+            self._amounts(cards, c.amount_factor, rng),
             self.code,
         )
 
@@ -283,11 +314,16 @@ class AccountTakeover(Scenario[AccountTakeoverConfig]):
     def start(self, times: np.ndarray, rng: np.random.Generator) -> Batch:
         c = self.config
         episode, cards = self._episodes(len(times), c.transactions, rng)
+        known = rng.random(len(episode)) < c.known_terminal_share
         return Batch.of(
             times[episode] + rng.uniform(0, c.duration, len(episode)),
             cards,
-            self._random_terminals(len(episode), rng),
-            self.population.median_amount[cards] * rng.uniform(*c.amount_factor, len(episode)),
+            np.where(
+                known,
+                self.population.habitual_terminal(cards, rng),
+                self._random_terminals(len(episode), rng),
+            ),
+            self._amounts(cards, c.amount_factor, rng),
             self.code,
         )
 
@@ -305,7 +341,7 @@ class HighAmount(Scenario[HighAmountConfig]):
             times[episode] + rng.uniform(0, c.within, len(episode)),
             cards,
             self.population.habitual_terminal(cards, rng),
-            rng.uniform(*c.amount, len(episode)),
+            self._amounts(cards, c.amount_factor, rng),
             self.code,
         )
 

@@ -45,9 +45,15 @@ def test_a_pipeline_without_weights_explains_a_flagged_score_by_occlusion() -> N
 def test_the_presets_are_pipelines_of_the_named_models() -> None:
     built = {
         kind: FraudModel(ModelConfig(kind=kind)).classifier
-        for kind in ("logistic_regression", "hoeffding_adaptive_tree", "adaptive_random_forest")
+        for kind in (
+            "logistic_regression",
+            "hoeffding_tree",
+            "hoeffding_adaptive_tree",
+            "adaptive_random_forest",
+        )
     }
     assert str(built["logistic_regression"]) == "StandardScaler | LogisticRegression"
+    assert type(built["hoeffding_tree"]).__name__ == "HoeffdingTreeClassifier"
     assert type(built["hoeffding_adaptive_tree"]).__name__ == "HoeffdingAdaptiveTreeClassifier"
     assert type(built["adaptive_random_forest"]).__name__ == "ARFClassifier"
     assert built["adaptive_random_forest"].max_share_to_split == 1.0

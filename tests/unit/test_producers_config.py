@@ -68,6 +68,16 @@ def test_a_json_file_overrides_the_base_field_by_field(tmp_path: Path) -> None:
         ({"drift": [{"at": "1d", "param": "nope", "to": 1}]}, r"unknown parameter 'nope'"),
         ({"drift": [{"at": "1d", "to": 1}]}, r"config\.drift\[0\]: .*param"),
         ({"days": None}, r"set days, max_transactions or both"),
+        (
+            {"population": {"large_share": 0.8, "small_share": 0.5}},
+            r"large_share and small_share must add up to at most 1",
+        ),
+        (
+            {"scenarios": {"compromised_terminal": {"regulars_share": 1.5}}},
+            r"regulars_share must be between 0 and 1, got 1\.5",
+        ),
+        ({"scenarios": {"card_testing": {"cashout_factor": [5, 1]}}}, r"cashout_factor must be a range"),
+        ({"scenarios": {"high_amount": {"amount": [300, 2000]}}}, r"high_amount: unknown key\(s\) amount"),
     ],
 )
 def test_a_bad_config_is_rejected_with_the_path_of_the_bad_key(data: dict, message: str) -> None:

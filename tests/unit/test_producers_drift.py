@@ -167,7 +167,7 @@ def _small(config: SimulationConfig, days: float) -> SimulationConfig:
 
 
 def test_relabelling_changes_what_counts_as_fraud_not_the_transactions() -> None:
-    relabelled = _small(relabel(), 36)
+    relabelled = _small(relabel(), 40)  # card testing episodes are rare: days enough to see some
     events = list(Simulator(relabelled))
     unchanged = list(Simulator(replace(relabelled, drift=())))
     change = relabelled.start_time + 30 * DAY

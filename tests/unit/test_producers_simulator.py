@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 from collections import Counter
 from dataclasses import replace
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -199,14 +200,22 @@ def test_card_testing_is_a_burst_of_small_amounts_at_one_terminal(stats_run: tup
     for event in transactions(events):
         if event.scenario == "card_testing" and event.transaction.amount <= 5.0:
             probes.setdefault(event.transaction.customer_id, []).append(event.transaction)
-    bursts = [txs for txs in probes.values() if len(txs) >= 2]
+    # A card tested twice (on other days) has two bursts: split a card's probes at gaps of hours.
+    bursts: list[list] = []
+    for txs in probes.values():
+        bursts.append([txs[0]])
+        for before, tx in pairwise(txs):
+            if tx.event_time - before.event_time > 6 * 3600:
+                bursts.append([])
+            bursts[-1].append(tx)
+    bursts = [burst for burst in bursts if len(burst) >= 2]
     assert len(bursts) > 50
     tight = [txs for txs in bursts if txs[-1].event_time - txs[0].event_time < 3600]
     assert len(tight) / len(bursts) > 0.9
     assert all(len({tx.terminal_id for tx in txs}) <= 2 for txs in tight)
 
 
-def test_account_takeover_moves_to_new_terminals_and_higher_amounts(
+def test_account_takeover_spends_above_the_cards_habit_half_at_terminals_it_knows(
     stats_run: tuple[Simulator, list],
 ) -> None:
     simulator, events = stats_run
@@ -215,18 +224,24 @@ def test_account_takeover_moves_to_new_terminals_and_higher_amounts(
     assert len(takeovers) > 100
     card = np.array([int(tx.customer_id[1:]) for tx in takeovers])
     terminal = np.array([int(tx.terminal_id[1:]) for tx in takeovers])
-    habitual = (population.habitual[card] == terminal[:, None]).any(axis=1)
-    assert habitual.mean() < 0.1
+    known = np.array([t in population.regulars(c) for c, t in zip(card, terminal, strict=True)])
+    assert 0.4 < known.mean() < 0.65  # half at known terminals, a few random ones known by chance
     ratio = np.array([tx.amount for tx in takeovers]) / population.median_amount[card]
-    assert np.median(ratio) > 3
+    assert ratio.min() >= 1.5 - 0.01 and ratio.max() <= 4.0 + 0.01
+    assert np.median(ratio) == pytest.approx(2.75, abs=0.3)
 
 
-def test_high_amount_fraud_is_large_at_usual_terminals(stats_run: tuple[Simulator, list]) -> None:
+def test_high_amount_fraud_is_above_the_cards_habit_at_usual_terminals(
+    stats_run: tuple[Simulator, list],
+) -> None:
     simulator, events = stats_run
+    population = simulator.population
     frauds = [e.transaction for e in transactions(events) if e.scenario == "high_amount"]
-    assert frauds and all(300 <= tx.amount <= 2000 for tx in frauds)
-    habitual = simulator.population.habitual
-    assert all(int(tx.terminal_id[1:]) in habitual[int(tx.customer_id[1:])] for tx in frauds)
+    assert frauds
+    for tx in frauds:
+        card = int(tx.customer_id[1:])
+        assert 1.2 - 0.01 <= tx.amount / population.median_amount[card] <= 5.0 + 0.01
+        assert int(tx.terminal_id[1:]) in population.regulars(card)
 
 
 def test_a_skimmer_defrauds_the_first_cards_used_on_its_terminal_during_its_window_after_a_lag() -> None:
@@ -266,6 +281,53 @@ def test_a_compromised_terminal_is_used_for_fraud_by_many_cards_during_its_windo
     assert len(set(fraud.cards.tolist())) > 40
     assert start <= fraud.times.min() and fraud.times.max() < start + 28 * DAY
     assert set(fraud.scenarios.tolist()) == {1}
+
+
+@pytest.mark.parametrize(("share", "low", "high"), [(0.5, 0.45, 0.7), (0.0, 0.0, 0.3)])
+def test_a_share_of_a_compromised_terminals_fraud_is_by_cards_that_use_it_habitually(
+    share: float, low: float, high: float
+) -> None:
+    population = Population(PopulationConfig(cards=500, terminals=50), rng(0))
+    config = CompromisedTerminalConfig(terminal_frauds=(400, 400), regulars_share=share)
+    fraud = CompromisedTerminal(code=1, population=population, config=config).start(np.array([0.0]), rng(1))
+    terminal = int(fraud.terminals[0])
+    by_regulars = [terminal in population.regulars(card) for card in fraud.cards.tolist()]
+    assert low < np.mean(by_regulars) < high  # random cards use it habitually now and then too
+
+
+def test_legitimate_spending_is_sometimes_large_small_or_repeated_minutes_later() -> None:
+    habits = PopulationConfig(cards=2000, terminals=100, transactions_per_day=(1, 1), amount_spread=(0, 0))
+    drift = SimulationConfig().drift_schedule()
+    days = {}
+    for repeat_share in (0.0, 0.3):
+        population = Population(replace(habits, repeat_share=repeat_share), rng(0))
+        days[repeat_share] = Batch.concat(
+            [population.legit_day(day * DAY, drift, rng(day)).sorted_by_time() for day in range(5)]
+        )
+        assert len(days[repeat_share]) / 5 == pytest.approx(
+            population.expected_daily_transactions(), rel=0.03
+        )
+    day = days[0.0]
+    ratio = day.amounts / population.median_amount[day.cards]
+    small, large = day.amounts <= 6.0, ratio >= 2.0 - 0.01  # every median is at least 8
+    assert small.mean() == pytest.approx(0.04, abs=0.01) and large.mean() == pytest.approx(0.02, abs=0.006)
+    assert ratio[large].max() <= 6.0 + 0.01
+    assert ratio[~small & ~large] == pytest.approx(1.0, abs=0.01)  # no spread: the rest is the median
+    close = {share: _repeats_within(batch, 1800) for share, batch in days.items()}
+    # 30% of payments followed by another within 30 minutes (mean 10) 95% of the time
+    assert (close[0.3] - close[0.0]) / len(days[0.0]) == pytest.approx(0.3 * 0.95, abs=0.03)
+
+
+def _repeats_within(batch: Batch, seconds: float) -> int:
+    """Payments that follow one by the same card at the same terminal within ``seconds``."""
+    last: dict[tuple[int, int], float] = {}
+    count = 0
+    for time, card, terminal in zip(
+        batch.times.tolist(), batch.cards.tolist(), batch.terminals.tolist(), strict=True
+    ):
+        count += time - last.get((card, terminal), -np.inf) <= seconds
+        last[card, terminal] = time
+    return count
 
 
 def rng(seed: int) -> np.random.Generator:
