@@ -57,22 +57,21 @@ class SlidingWindows:
             end = start + _FIELDS * int(data[head + 3])
             last = end - _FIELDS
             newest = data[last] if last >= start else None
-            if newest == index:
-                position = last
-            elif newest is None or newest < index:
-                position = end
-                data[end:end] = array("d", (index, 0.0, 0.0, 0.0))
+            if newest is None or newest < index:  # a new newest bucket, made with its first value
+                data[end:end] = array("d", (index, 1.0, value, square))
                 data[head + 3] += 1.0
                 end += _FIELDS
             else:
-                position = self._bucket_for_late_event(head, start, end, index, resolution)
-                if position < 0:
-                    start = end
-                    continue
-                end = start + _FIELDS * int(data[head + 3])
-            data[position + 1] += 1.0
-            data[position + 2] += value
-            data[position + 3] += square
+                position = last
+                if newest != index:
+                    position = self._bucket_for_late_event(head, start, end, index, resolution)
+                    if position < 0:
+                        start = end
+                        continue
+                    end = start + _FIELDS * int(data[head + 3])
+                data[position + 1] += 1.0
+                data[position + 2] += value
+                data[position + 3] += square
             data[head] += 1.0
             data[head + 1] += value
             data[head + 2] += square
