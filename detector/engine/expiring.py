@@ -94,6 +94,17 @@ class ExpiringStore(_Keyed, Generic[V]):
             entries.popitem(last=False)
             self.evicted_for_size += 1
 
+    def touch(self, key: str, now: float) -> V | None:
+        """The value of ``key``, marked as touched at ``now`` as :meth:`put` marks it; None if absent."""
+        entries = self._entries
+        entry = entries.get(key)
+        if entry is None:
+            return None
+        if now > entry[0]:
+            entries[key] = (now, entry[1])
+        entries.move_to_end(key)
+        return entry[1]
+
     def pop(self, key: str) -> V | None:
         entry = self._entries.pop(key, None)
         return None if entry is None else entry[1]

@@ -81,21 +81,21 @@ class TerminalTable:
 
     def apply(self, changes: Iterable[TerminalChange]) -> None:
         """Apply ``changes`` in order, trimming windows at the end of epochs (see above)."""
-        untrimmed = self._untrimmed
+        untrimmed, terminals, config = self._untrimmed, self.terminals, self.config
         epoch, latest = None, float("-inf")
-        for change in changes:
-            if change.epoch != epoch:
+        # Unpacked, not read by attribute: this runs for every change in the learner and every view.
+        for change_epoch, terminal_id, event_time, kind, value in changes:
+            if change_epoch != epoch:
                 self._trim(latest)
-                epoch, latest = change.epoch, float("-inf")
-            terminal = self.terminals.get(change.terminal_id) or TerminalState(self.config)
-            if change.kind == ACTIVITY:
-                terminal.windows.add(change.event_time, change.value)
-            else:
-                terminal.labels.add(change.event_time, change.value)
-            self.terminals.put(change.terminal_id, terminal, change.event_time)
-            self.terminals.evict(change.event_time)
-            untrimmed[change.terminal_id] = terminal
-            latest = max(latest, change.event_time)
+                epoch, latest = change_epoch, float("-inf")
+            terminal = terminals.touch(terminal_id, event_time)
+            if terminal is None:
+                terminal = TerminalState(config)
+                terminals.put(terminal_id, terminal, event_time)
+            (terminal.windows if kind == ACTIVITY else terminal.labels).add(event_time, value)
+            terminals.evict(event_time)
+            untrimmed[terminal_id] = terminal
+            latest = max(latest, event_time)
         self._trim(latest)
 
     def _trim(self, now: float) -> None:
@@ -104,6 +104,6 @@ class TerminalTable:
             return
         self._next_trim = now + self._trim_every
         for terminal in self._untrimmed.values():
-            terminal.windows.read(now)
-            terminal.labels.read(now)
+            terminal.windows.trim(now)
+            terminal.labels.trim(now)
         self._untrimmed.clear()

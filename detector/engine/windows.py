@@ -53,25 +53,25 @@ class SlidingWindows:
         data = self._data
         square = value * value
         for head, width in heads:
-            index = int(event_time // width)
+            index = event_time // width  # a whole float, stored as such
             end = start + _FIELDS * int(data[head + 3])
             last = end - _FIELDS
-            if last >= start and data[last] == index:
-                position = last
-            elif last < start or data[last] < index:
-                position = end
-                data[end:end] = array("d", (index, 0.0, 0.0, 0.0))
+            newest = data[last] if last >= start else None
+            if newest is None or newest < index:  # a new newest bucket, made with its first value
+                data[end:end] = array("d", (index, 1.0, value, square))
                 data[head + 3] += 1.0
                 end += _FIELDS
             else:
-                position = self._bucket_for_late_event(head, start, end, index, resolution)
-                if position < 0:
-                    start = end
-                    continue
-                end = start + _FIELDS * int(data[head + 3])
-            data[position + 1] += 1.0
-            data[position + 2] += value
-            data[position + 3] += square
+                position = last
+                if newest != index:
+                    position = self._bucket_for_late_event(head, start, end, index, resolution)
+                    if position < 0:
+                        start = end
+                        continue
+                    end = start + _FIELDS * int(data[head + 3])
+                data[position + 1] += 1.0
+                data[position + 2] += value
+                data[position + 3] += square
             data[head] += 1.0
             data[head + 1] += value
             data[head + 2] += square
@@ -91,6 +91,17 @@ class SlidingWindows:
             totals.append((int(data[head]), data[head + 1], data[head + 2]))
             start = end
         return totals
+
+    def trim(self, event_time: float) -> None:
+        """Expire what left each window at ``event_time``, as :meth:`read` does, reading nothing."""
+        heads, resolution, start = self._shape
+        data = self._data
+        for head, width in heads:
+            end = start + _FIELDS * int(data[head + 3])
+            oldest_kept = event_time // width - (resolution - 1)
+            if start < end and data[start] < oldest_kept:
+                end = self._expire(head, start, end, oldest_kept)
+            start = end
 
     def _expire(self, head: int, start: int, end: int, oldest_kept: float) -> int:
         """Drop the buckets older than ``oldest_kept`` from one window; where its buckets now end."""
@@ -130,7 +141,7 @@ class SlidingWindows:
             start = end
         return totals
 
-    def _bucket_for_late_event(self, head: int, start: int, end: int, index: int, resolution: int) -> int:
+    def _bucket_for_late_event(self, head: int, start: int, end: int, index: float, resolution: int) -> int:
         """Where the bucket of an event older than the window's newest one is, created in place if
         needed; -1 if the event is already outside the window."""
         data = self._data

@@ -29,7 +29,7 @@ from detector.service.collector import collect_after_batch
 from detector.service.fencing import FenceTolerance, InstanceFenced, consumer_fenced
 from detector.service.health import Readiness, serving
 from detector.service.metrics import ServiceMetrics
-from detector.service.partitions import Partitions
+from detector.service.partitions import OwnedPartition, Partitions
 from detector.service.reading import reader_config
 from detector.service.rebalance import Rebalancing
 from detector.service.settings import ServiceSettings
@@ -159,14 +159,18 @@ class DetectorService:
     def _run_batch(self) -> None:
         consumer = self.clients.consumer
         assert consumer is not None
+        sharing = self.sharing
+        if sharing is not None:
+            sharing.wait_if_all_held(consumer, self.partitions)
         messages = consumer.consume(self.settings.batch_size, self.settings.batch_timeout_ms / 1000.0)
         self.readiness.consumed()
         self.clients.raise_if_fenced()
         self.rebalancing.raise_kept_failure()
+        if sharing is not None:  # what waited for its version comes before anything read after it
+            messages = sharing.backlogs(self.partitions) + messages
         self.metrics.update_lag(consumer, self.partitions.processors(), self.topics)
         first_checkpoints = self.partitions.first_checkpoints_due()
         checkpoints = list(self.partitions) if self.transactions.checkpoint_due() else first_checkpoints
-        sharing = self.sharing
         shared_due = sharing is not None and sharing.has_updates(self.partitions)
         if messages or checkpoints or shared_due:
             self.transactions.begin()
@@ -191,20 +195,25 @@ class DetectorService:
                 raise InstanceFenced(error)
             log.warning("consume_error", error=str(error))
             return
-        processor = self.partitions.processor(message.partition())
-        if processor is None:  # a straggler from a partition revoked in this very poll
+        owned = self.partitions.get(message.partition())
+        if owned is None:  # a straggler from a partition revoked in this very poll
             return
+        processor = owned.processor
         role = self.topics.role(message.topic())
-        if role == TRANSACTIONS and processor.waiting_for is not None:
-            return  # fetched before its partition was held: read again on resume
+        if role == TRANSACTIONS and processor.waiting_for is not None:  # behind a waiting record
+            self._keep(owned, message)
+            return
         outputs = processor.process(role, message.offset(), message.key(), message.value())
         if role == TRANSACTIONS and processor.waiting_for is not None:  # it waits from this record
-            assert self.sharing is not None and self.clients.consumer is not None
-            self.sharing.hold(self.clients.consumer, message.partition(), message.offset())
+            self._keep(owned, message)
             return
         for out in outputs:
             self.transactions.produce(out, message.partition())
         self.metrics.consumed_record(role, message, emitted=bool(outputs))
+
+    def _keep(self, owned: OwnedPartition, message: Message) -> None:
+        assert self.sharing is not None and self.clients.consumer is not None
+        self.sharing.keep(self.clients.consumer, owned, message)
 
     def _rejoin(self, fenced: InstanceFenced) -> None:
         """Join the group again with a new consumer, once: a lone consumer can be fenced by its own

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 
 from detector.service.engine_setup import queued_labels
 from detector.service.partition import PartitionProcessor
@@ -35,6 +35,10 @@ class OwnedPartition:
     checkpoint_written_at: float | None = None  # and when it was written (epoch seconds)
     labels_paused: bool = False  # its labels wait for its transactions
     first_checkpoint_at: float | None = None  # time.monotonic() when its first checkpoint is due
+    # Transactions read while the partition waits for a shared version, in offset order: processed
+    # once it has come (docs/shared-service.md).
+    backlog: list[Message] = field(default_factory=list)
+    transactions_paused: bool = False  # its backlog is full: the consumer fetches no more of it
 
     def checkpoint_due(self) -> bool:
         """Whether its input has moved since its last checkpoint."""
@@ -58,6 +62,9 @@ class Partitions:
 
     def __getitem__(self, partition: int) -> OwnedPartition:
         return self._owned[partition]
+
+    def get(self, partition: int) -> OwnedPartition | None:
+        return self._owned.get(partition)
 
     def processor(self, partition: int) -> PartitionProcessor | None:
         owned = self._owned.get(partition)

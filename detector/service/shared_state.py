@@ -14,6 +14,7 @@ Both snapshots are written with :mod:`detector.service.checkpoints`, chunked and
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field, replace
 
 import structlog
@@ -157,11 +158,28 @@ class ViewHistory:
     def poll(self, reader: Consumer) -> None:
         """Apply the versions committed since the last call, without waiting (after :meth:`catch_up`)."""
         for message in reader.consume(1000, 0):
-            error = message.error()
-            if error is None:
-                self._take(message)
-            elif error.code() != KafkaError._PARTITION_EOF:
-                raise KafkaException(error)
+            self._receive(message)
+
+    def wait(self, reader: Consumer, timeout_s: float) -> None:
+        """Apply the next version to come within ``timeout_s``, and any committed with it."""
+        deadline = time.monotonic() + timeout_s
+        while (remaining := deadline - time.monotonic()) > 0:
+            message = reader.poll(remaining)
+            if message is None:
+                return
+            if self._receive(message):
+                self.poll(reader)
+                return
+
+    def _receive(self, message: Message) -> bool:
+        """Take a version record; False for the end-of-partition event."""
+        error = message.error()
+        if error is None:
+            self._take(message)
+            return True
+        if error.code() != KafkaError._PARTITION_EOF:
+            raise KafkaException(error)
+        return False
 
     def _take(self, message: Message) -> None:
         """Apply a version, or what of it the view lacks: a restarted learner publishes again the

@@ -6,9 +6,10 @@ snapshot and the versions after it (:func:`~detector.service.shared_state.load_v
 
 * before the commit, each partition's updates and close marks go to its partition of the
   shared-updates topic, in the same transaction as its outputs and input offsets;
-* a partition whose next transaction needs a version the view lacks is paused at that record
-  (``waiting_for``); once the transaction holding its close marks has committed, the versions
-  topic is read and the partitions whose version has come are resumed, from that record;
+* a partition whose next transaction needs a version the view lacks waits at that record
+  (``waiting_for``), which and the partition's transactions read after it are kept in its backlog;
+  once the transaction holding its close marks has committed, the versions topic is read and the
+  backlogs of the partitions whose version has come are processed first in the next batch;
 * a partition read to its end and silent for ``FRAUD_SHARING_IDLE_S`` sends an idle mark, so the
   learner does not wait for it (decisions are deterministic only while no partition idles).
 """
@@ -18,19 +19,21 @@ from __future__ import annotations
 import time
 
 import structlog
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 
 from detector.engine.config import EngineConfig
-from detector.engine.shared import EpochClosed
+from detector.engine.shared import NO_VERSION, EpochClosed
 from detector.engine.wire import encode_updates
 from detector.service.partition import OutRecord
-from detector.service.partitions import Partitions
+from detector.service.partitions import OwnedPartition, Partitions
 from detector.service.settings import ServiceSettings
 from detector.service.shared_state import ViewHistory, load_view
 from detector.service.topic_map import SHARED_UPDATES, TRANSACTIONS, TopicMap
 from detector.service.transaction import Transactions
 
 log = structlog.get_logger("detector.service")
+# How long a loop whose partitions all wait blocks on the versions topic before reading inputs again.
+VERSION_WAIT_S = 0.1
 
 
 class SharedScoring:
@@ -72,30 +75,63 @@ class SharedScoring:
         )
         return due or any(owned[partition].processor.updates for partition in owned)
 
-    # -- after the commit -----------------------------------------------------------------------
+    # -- the barrier ----------------------------------------------------------------------------
+
+    def keep(self, consumer: Consumer, owned: OwnedPartition, message: Message) -> None:
+        """Keep a transaction of a waiting partition for when its version comes.
+
+        The partition is not paused and sought back: librdkafka drops what it prefetched of a
+        paused partition and fetches it again on resume, for every partition at every epoch. Only
+        a backlog of ``batch_size`` records pauses it (fetching resumes after the backlog).
+        """
+        owned.backlog.append(message)
+        if len(owned.backlog) >= self.settings.batch_size and not owned.transactions_paused:
+            consumer.pause([TopicPartition(self.topics.name(TRANSACTIONS), message.partition())])
+            owned.transactions_paused = True
+            log.debug("partition_held", partition=message.partition(), backlog=len(owned.backlog))
+
+    def wait_if_all_held(self, consumer: Consumer, owned: Partitions) -> None:
+        """While every partition waits for a version, wait on the versions topic (up to
+        :data:`VERSION_WAIT_S`) rather than read inputs that would only join the backlogs."""
+        if self.history is None or not owned or any(owned[p].processor.waiting_for is None for p in owned):
+            return
+        self.history.wait(self.reader, VERSION_WAIT_S)
+        self._release(consumer, owned)
 
     def after_commit(self, consumer: Consumer, owned: Partitions) -> None:
-        """Read new versions if a partition waits, and resume those whose version has come."""
-        waiting = {
-            p: owned[p].processor.waiting_for for p in owned if owned[p].processor.waiting_for is not None
-        }
-        if not waiting or self.history is None:
+        """Read new versions if a partition waits, and release those whose version has come."""
+        if self.history is None or all(owned[p].processor.waiting_for is None for p in owned):
             return
         self.history.poll(self.reader)
-        version = self.history.view.version
-        ready = [p for p, needed in waiting.items() if needed <= version]
+        self._release(consumer, owned)
+
+    def _release(self, consumer: Consumer, owned: Partitions) -> None:
+        version = self.history.view.version if self.history is not None else NO_VERSION
+        waiting = {p: owned[p].processor.waiting_for for p in owned}
+        ready = [p for p, needed in waiting.items() if needed is not None and needed <= version]
+        paused = []
         for partition in ready:
-            owned[partition].processor.waiting_for = None
+            state = owned[partition]
+            state.processor.waiting_for = None
+            if state.transactions_paused:
+                state.transactions_paused = False
+                paused.append(TopicPartition(self.topics.name(TRANSACTIONS), partition))
+        if paused:
+            consumer.resume(paused)
         if ready:
-            consumer.resume([TopicPartition(self.topics.name(TRANSACTIONS), p) for p in ready])
             log.debug("partitions_resumed", partitions=ready, version=version)
 
-    def hold(self, consumer: Consumer, partition: int, offset: int) -> None:
-        """Stop ``partition``'s transactions at ``offset`` (read again on resume)."""
-        held = TopicPartition(self.topics.name(TRANSACTIONS), partition, offset)
-        consumer.pause([held])
-        consumer.seek(held)
-        log.debug("partition_held", partition=partition, offset=offset)
+    @staticmethod
+    def backlogs(owned: Partitions) -> list[Message]:
+        """The kept transactions of the partitions no longer waiting, to process before new input
+        (taken after ``consume()``, whose rebalance may have replaced a partition and its backlog)."""
+        messages: list[Message] = []
+        for partition in owned:
+            state = owned[partition]
+            if state.backlog and state.processor.waiting_for is None:
+                messages.extend(state.backlog)
+                state.backlog = []
+        return messages
 
     # -- idle partitions ------------------------------------------------------------------------
 
