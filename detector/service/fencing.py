@@ -43,6 +43,13 @@ def consumer_fenced(error: KafkaError) -> bool:
     return error.fatal() or error.code() in (KafkaError._FATAL, KafkaError.FENCED_INSTANCE_ID)
 
 
+def membership_taken(error: KafkaError) -> bool:
+    """Whether a transaction's offsets were refused because another process joined the group as
+    this instance: the broker says so to the producer at once, while the consumer may only learn it
+    at its next ``consume()``, which a recovery that keeps failing never reaches."""
+    return error.code() == KafkaError.FENCED_INSTANCE_ID
+
+
 FENCE_WINDOW_S = 120.0
 
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import structlog
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from detector.engine.config import EngineConfig
 from detector.engine.engine import DetectionEngine
@@ -23,6 +23,7 @@ from detector.engine.shared import NO_VERSION
 from detector.service.clients import Clients
 from detector.service.collector import collect_everything
 from detector.service.engine_setup import PartitionEngines
+from detector.service.fencing import InstanceFenced
 from detector.service.health import Readiness
 from detector.service.metrics import ServiceMetrics
 from detector.service.parallel_recovery import MOST_AT_ONCE, recover_each
@@ -205,4 +206,16 @@ class Rebalancing:
         else:
             consumer.resume(start_at)
             for tp in start_at:
-                consumer.seek(tp)
+                rewind(consumer, tp)
+
+
+def rewind(consumer: Consumer, tp: TopicPartition) -> None:
+    """Seek ``tp`` back to what was committed; :class:`InstanceFenced` if the consumer no longer
+    owns it: another process joined the group as this instance, and a fenced consumer learns it at
+    its next ``consume()``, which a recovery retried in a loop would never reach (fencing.py)."""
+    try:
+        consumer.seek(tp)
+    except KafkaException as exception:
+        if exception.args[0].code() == KafkaError._STATE:
+            raise InstanceFenced(exception.args[0]) from None
+        raise

@@ -22,6 +22,7 @@ from detector.service.checkpoints import write_checkpoint
 from detector.service.clients import COMMIT_TIMEOUT_S, Clients
 from detector.service.collector import collect_everything
 from detector.service.engine_setup import engine_snapshot
+from detector.service.fencing import InstanceFenced, membership_taken
 from detector.service.health import Readiness
 from detector.service.metrics import ServiceMetrics
 from detector.service.partition import OutRecord
@@ -137,6 +138,8 @@ class Transactions:
             if not self._timed_out(error):
                 log.error("transaction_failed", error=str(error), abortable=error.txn_requires_abort())
             self.metrics.aborted()
+            if membership_taken(error):
+                raise InstanceFenced(error) from None  # the loop rejoins once, or stops (fencing.py)
             raise  # the loop's recovery: a new producer aborts this transaction and state is rebuilt
 
     def _timed_out(self, error: KafkaError) -> bool:

@@ -1,12 +1,14 @@
-"""A fenced consumer is answered by one rejoin per window; a second fencing within it ends the process."""
+"""A fenced consumer is answered by one rejoin per window; a second fencing within it ends the process.
+A fencing is recognised wherever it shows first: the consumer, the offsets of a transaction, a rewind."""
 
 from __future__ import annotations
 
 import pytest
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from detector.service import fencing
-from detector.service.fencing import FenceTolerance, consumer_fenced
+from detector.service.fencing import FenceTolerance, InstanceFenced, consumer_fenced, membership_taken
+from detector.service.rebalance import rewind
 
 
 def test_one_fencing_per_window_is_tolerated(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -21,3 +23,20 @@ def test_only_the_consumers_fatal_error_counts_as_fenced() -> None:
     assert consumer_fenced(KafkaError(KafkaError._FATAL, "Static consumer fenced"))
     assert not consumer_fenced(KafkaError(KafkaError._TRANSPORT, "broker down"))
     assert not consumer_fenced(KafkaError(KafkaError._PARTITION_EOF))
+
+
+def test_offsets_refused_for_a_taken_over_membership_are_a_fencing_but_a_fenced_producer_is_not() -> None:
+    assert membership_taken(KafkaError(KafkaError.FENCED_INSTANCE_ID, "Static consumer fenced"))
+    assert not membership_taken(KafkaError(KafkaError._FENCED, "fenced by a newer instance", fatal=True))
+
+
+class _DisownedConsumer:
+    """A consumer whose partitions went to another process with its instance id."""
+
+    def seek(self, tp: TopicPartition) -> None:
+        raise KafkaException(KafkaError(KafkaError._STATE, f"Failed to seek to offset {tp.offset}"))
+
+
+def test_a_rewind_refused_because_the_consumer_no_longer_owns_the_partition_is_a_fencing() -> None:
+    with pytest.raises(InstanceFenced):
+        rewind(_DisownedConsumer(), TopicPartition("transactions", 0, 5))  # type: ignore[arg-type]
