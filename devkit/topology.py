@@ -2,7 +2,8 @@
 
 Each process is a :class:`~devkit.process.ServiceProcess`, so a caller failing before :meth:`stop`
 still leaves nothing running. Scorer ``k`` has instance id ``s<k>`` and its own log; a scorer or
-the learner started again (after a kill) appends to the log of its predecessor.
+the learner started again (after a kill) appends to the log of its predecessor, while a second
+learner started beside a live one writes a log of its own.
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ class SharedTopology:
     def __exit__(self, *_: object) -> None:
         self.stop()
 
-    def _learner(self) -> ServiceProcess:
-        return ServiceProcess(self.learner_env, self.log_dir / "learner.log", command="learn")
+    def _learner(self, log_name: str = "learner.log") -> ServiceProcess:
+        return ServiceProcess(self.learner_env, self.log_dir / log_name, command="learn")
 
     def _scorer(self, k: int) -> ServiceProcess:
         return ServiceProcess({**self.env, "FRAUD_INSTANCE_ID": f"s{k}"}, self.log_dir / f"scorer-{k}.log")
@@ -47,6 +48,13 @@ class SharedTopology:
         """SIGKILL the learner and start another."""
         self.learner.kill()
         self.learner = self._learner()
+
+    def start_second_learner(self) -> ServiceProcess:
+        """Start another learner, with the same identity, while the first runs (a duplicate
+        deployment, or a replacement of a zombie): it becomes the topology's learner, and the first
+        is returned, for its exit to be waited for."""
+        first, self.learner = self.learner, self._learner("learner-second.log")
+        return first
 
     def rescale(self, instances: int) -> None:
         """SIGKILL every scorer and start ``instances`` of them."""

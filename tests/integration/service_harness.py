@@ -77,3 +77,11 @@ def non_json_lines(log: Path) -> list[str]:
             pass
         lines.append(line.decode(errors="replace"))
     return lines
+
+
+def assert_clean_output(*logs: Path) -> None:
+    """A service ends, however it ends, without a traceback and with nothing but JSON lines."""
+    for log in logs:
+        text = log.read_text()
+        assert "Traceback" not in text, text[text.index("Traceback") :][:2000]
+        assert not non_json_lines(log), non_json_lines(log)[:5]

@@ -20,7 +20,12 @@ from detector.service.fencing import EXIT_FENCED, EXIT_STOPPED
 from devkit.process import ServiceProcess
 from devkit.publishing import publish
 from devkit.reading import CommittedReader
-from tests.integration.service_harness import ServiceTopics, audit_decisions, non_json_lines, wait_until
+from tests.integration.service_harness import (
+    ServiceTopics,
+    assert_clean_output,
+    audit_decisions,
+    wait_until,
+)
 from tests.integration.test_service import decided, simulated
 
 pytestmark = pytest.mark.kafka
@@ -32,13 +37,6 @@ def _started(env: dict[str, str], log: Path) -> ServiceProcess:
     wait_until(lambda: bool(service.ready_partitions()) or not service.alive(), 90, "partitions recovered")
     assert service.alive(), log.read_text()[-2000:]
     return service
-
-
-def _clean(*logs: Path) -> None:
-    for log in logs:
-        text = log.read_text()
-        assert "Traceback" not in text, text[text.index("Traceback") :][:2000]
-        assert not non_json_lines(log), non_json_lines(log)[:5]
 
 
 def _each_decided_once(bootstrap: str, topics: ServiceTopics, n_transactions: int) -> None:
@@ -68,7 +66,7 @@ def test_a_restart_with_the_same_id_gets_its_partitions_back_within_the_session(
     assert [member.group_instance_id for member in group.members] == ["static-1"]
     _each_decided_once(kafka_bootstrap, topics, sum(isinstance(item, Transaction) for item in items))
     assert restarted.stop() == EXIT_STOPPED
-    _clean(log)
+    assert_clean_output(log)
 
 
 def test_a_second_process_with_the_same_id_fences_the_first_which_exits_with_code_3(
@@ -89,7 +87,7 @@ def test_a_second_process_with_the_same_id_fences_the_first_which_exits_with_cod
     publish(topics.settings(kafka_bootstrap), items[len(items) // 2 :])
     _each_decided_once(kafka_bootstrap, topics, sum(isinstance(item, Transaction) for item in items))
     assert second.stop() == EXIT_STOPPED
-    _clean(first_log, second_log)
+    assert_clean_output(first_log, second_log)
 
 
 def test_a_sigterm_after_the_producer_was_fenced_exits_cleanly(kafka_bootstrap: str, tmp_path: Path) -> None:
@@ -107,4 +105,4 @@ def test_a_sigterm_after_the_producer_was_fenced_exits_cleanly(kafka_bootstrap: 
     )
     zombie_slayer.init_transactions(30)  # bumps the epoch: the service's producer is fenced
     assert service.stop() == EXIT_STOPPED
-    _clean(log)
+    assert_clean_output(log)

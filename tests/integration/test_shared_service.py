@@ -1,5 +1,6 @@
 """Partitions sharing one model on the real broker: scorers and the learner decide as the in-memory
-topology does, and survive SIGKILLs of either, and a change in the number of scorer instances."""
+topology does, and survive SIGKILLs of either, a change in the number of scorer instances, and a
+second learner fencing the first."""
 
 from __future__ import annotations
 
@@ -20,11 +21,12 @@ from devkit.publishing import publish
 from devkit.reading import CommittedReader
 from devkit.topics import create_service_topics
 from devkit.topology import SharedTopology
-from tests.integration.service_harness import ServiceTopics, audit_decisions, wait_until
+from tests.integration.service_harness import ServiceTopics, assert_clean_output, audit_decisions, wait_until
 from tests.streams import short_label_stream
 
 pytestmark = pytest.mark.kafka
 EPOCH_S = 3600.0  # an event-time hour: a few days of stream cross about a hundred epochs
+LEARNER_FENCED = 1  # the exit code of a learner another has fenced (README: Shared learning)
 
 
 def engine_config(tmp_path: Path) -> tuple[EngineConfig, Path]:
@@ -44,6 +46,34 @@ def decisions_of(reader: CommittedReader) -> dict[str, dict]:
         for record in (orjson.loads(value) for _, value, _ in records)
         if record["record_type"] == "decision"
     }
+
+
+def assert_each_decided_once(audit: CommittedReader, bootstrap: str, n_transactions: int) -> None:
+    """Every transaction decided exactly once, and the audit verifies as an auditor would check it
+    (``audit`` is closed after it was read to its end)."""
+    audit.drain_to_end()
+    audit.close()
+    assert len(decisions_of(audit)) == n_transactions
+    verify = ["audit", "verify", "--bootstrap-servers", bootstrap, "--topic", audit.topic, "--quiet"]
+    assert fraud_detector(verify) == 0
+
+
+def restartable(kafka_bootstrap: str, tmp_path: Path) -> tuple[ServiceTopics, dict[str, str]]:
+    """Topics for a shared topology that processes are killed or fenced in, and its environment:
+    checkpoints every second and small batches, so a restart has little to replay."""
+    _, config_path = engine_config(tmp_path)
+    topics = ServiceTopics()
+    create_service_topics(
+        topics.settings(kafka_bootstrap), partitions=3
+    )  # the audit is read before the start
+    env = topics.env(
+        kafka_bootstrap,
+        FRAUD_ENGINE_CONFIG=str(config_path),
+        FRAUD_CHECKPOINT_INTERVAL_S="1",
+        FRAUD_BATCH_SIZE="200",
+        FRAUD_SHARING_IDLE_S="2",
+    )
+    return topics, env
 
 
 def decided(reader: CommittedReader) -> int:
@@ -134,17 +164,8 @@ def test_sigkills_of_the_learner_and_the_scorers_and_a_rescale_lose_and_duplicat
 ) -> None:
     items = short_label_stream(6_000, seed=22, cards=500, terminals=60)
     n_transactions = sum(isinstance(item, Transaction) for item in items)
-    _, config_path = engine_config(tmp_path)
-    topics = ServiceTopics()
+    topics, env = restartable(kafka_bootstrap, tmp_path)
     settings = topics.settings(kafka_bootstrap)
-    create_service_topics(settings, partitions=3)  # the audit topic is read before the service starts
-    env = topics.env(
-        kafka_bootstrap,
-        FRAUD_ENGINE_CONFIG=str(config_path),
-        FRAUD_CHECKPOINT_INTERVAL_S="1",
-        FRAUD_BATCH_SIZE="200",
-        FRAUD_SHARING_IDLE_S="2",
-    )
     # The input goes out a fifth at a time, the next after each kill, so the run cannot reach the
     # end before the kills.
     fifth = len(items) // 5
@@ -173,10 +194,7 @@ def test_sigkills_of_the_learner_and_the_scorers_and_a_rescale_lose_and_duplicat
         wait_until(lambda: decided(audit) >= n_transactions, 300, "all decisions after the kills")
         assert topology.stop() == [0, 0, 0]
         recoveries = topology.learner.log_events("learner_recovered")
-    audit.drain_to_end()
-    assert len(decisions_of(audit)) == n_transactions
-    verify = ["audit", "verify", "--bootstrap-servers", kafka_bootstrap, "--topic", topics.audit, "--quiet"]
-    assert fraud_detector(verify) == 0
+    assert_each_decided_once(audit, kafka_bootstrap, n_transactions)
 
     learned = [event["labels_learned"] for event in recoveries]
     assert len(recoveries) == 3  # the first start and two restarts of the learner
@@ -186,3 +204,39 @@ def test_sigkills_of_the_learner_and_the_scorers_and_a_rescale_lose_and_duplicat
         f"\n{n_transactions:,} decisions, each once, after {kills};"
         f" labels learned at each learner start: {learned}"
     )
+
+
+def test_a_second_learner_fences_the_first_which_exits_cleanly_and_the_second_resumes_warm(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    items = short_label_stream(2_000, seed=24, cards=1_000, terminals=40)  # few epochs: quick
+    n_transactions = sum(isinstance(item, Transaction) for item in items)
+    topics, env = restartable(kafka_bootstrap, tmp_path)
+    settings = topics.settings(kafka_bootstrap)
+    half = len(items) // 2
+    publish(settings, items[:half])
+    audit = CommittedReader(kafka_bootstrap, topics.audit)
+    with SharedTopology(env, tmp_path, instances=1) as topology:
+        # Two checkpoints written: the first of them at least committed, for the second learner.
+        wait_until(
+            lambda: decided(audit) >= 200 and len(topology.learner.log_events("checkpoint_written")) >= 2,
+            180,
+            "progress and a learner checkpoint",
+        )
+        first = topology.start_second_learner()
+        publish(settings, items[half:])  # the stream goes on while the two learners overlap
+        wait_until(lambda: not first.alive(), 90, "the first learner to exit, fenced")
+        assert first.stop() == LEARNER_FENCED
+        wait_until(lambda: decided(audit) >= n_transactions, 300, "all decisions after the fencing")
+        assert topology.stop() == [0, 0]
+    assert_each_decided_once(audit, kafka_bootstrap, n_transactions)
+    assert_clean_output(first.log_path, topology.learner.log_path, topology.scorers[0].log_path)
+
+    assert len(first.log_events("learner_fenced")) == 1
+    written = {event["checkpoint_id"]: event["version"] for event in first.log_events("checkpoint_written")}
+    (resumed,) = topology.learner.log_events("learner_recovered")
+    assert resumed["checkpoint_id"] in written, "the second learner resumes from the first's checkpoint"
+    assert resumed["version"] == written[resumed["checkpoint_id"]] > 0
+    assert resumed["labels_learned"] > 0, "the model resumes warm"
+    (stopped,) = topology.learner.log_events("stopped")
+    assert stopped["version"] > resumed["version"], "the second learner goes on from there"
