@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import time
 
+import structlog
 from confluent_kafka import KafkaError
+
+log = structlog.get_logger("detector.service")
 
 # The exit codes of `fraud-detector run` (README, Operations: Restarts).
 EXIT_STOPPED = 0  # stopped on request (SIGTERM, SIGINT)
@@ -41,6 +44,34 @@ def consumer_fenced(error: KafkaError) -> bool:
     false.
     """
     return error.fatal() or error.code() in (KafkaError._FATAL, KafkaError.FENCED_INSTANCE_ID)
+
+
+# What librdkafka reports when the broker has bumped the producer's epoch, also after a timeout.
+_PRODUCER_FENCED = frozenset(
+    {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
+)
+
+
+def producer_fenced(error: KafkaError) -> bool:
+    """Whether the producer's epoch was bumped: by another process with its transactional id, or by
+    the broker aborting a transaction open too long (:func:`timed_out`)."""
+    return error.code() in _PRODUCER_FENCED
+
+
+def timed_out(error: KafkaError, open_s: float, timeout_ms: int) -> bool:
+    """Whether a fencing is the broker aborting a transaction open past its timeout, logged as such:
+    no other process is involved, and a new producer is the remedy, not an exit."""
+    if not producer_fenced(error) or open_s * 1000 < timeout_ms:
+        return False
+    log.error(
+        "transaction_timed_out",
+        open_s=round(open_s, 1),
+        timeout_ms=timeout_ms,
+        error=str(error),
+        hint="the broker aborted a transaction open past FRAUD_TRANSACTION_TIMEOUT_MS; no other"
+        " instance is involved",
+    )
+    return True
 
 
 def membership_taken(error: KafkaError) -> bool:

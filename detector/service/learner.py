@@ -25,6 +25,7 @@ from detector.engine.config import EngineConfig
 from detector.engine.learner import SharedLearner
 from detector.engine.wire import decode_updates, encode_version
 from detector.service.clients import COMMIT_TIMEOUT_S, KAFKA_TIMEOUT_S, Clients, transactional_producer
+from detector.service.fencing import producer_fenced, timed_out
 from detector.service.health import Readiness, serving
 from detector.service.learner_metrics import LearnerMetrics
 from detector.service.reading import reader_config, watermarks
@@ -34,7 +35,6 @@ from detector.service.topic_map import SHARED_UPDATES, SHARED_VERSIONS, TopicMap
 from detector.service.topics import ensure_shared_topics, ensure_topics
 
 log = structlog.get_logger("detector.learner")
-_FENCED = frozenset({KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH})
 
 
 class LearnerFenced(RuntimeError):
@@ -65,6 +65,7 @@ class LearnerService:
         self.committed_floor: dict[int, int] = {}  # never commit below what was committed before
         self._producer = None
         self._last_checkpoint = time.monotonic()
+        self._began = time.monotonic()  # when the open transaction began
 
     @property
     def transactional_id(self) -> str:
@@ -97,9 +98,11 @@ class LearnerService:
                     try:
                         self._run_batch()
                     except KafkaException as exception:
-                        if exception.args[0].code() in _FENCED:
-                            raise LearnerFenced(str(exception)) from None
-                        log.warning("kafka_failure", error=str(exception))
+                        error = exception.args[0]
+                        if not self._timed_out(error):
+                            if producer_fenced(error):
+                                raise LearnerFenced(str(exception)) from None
+                            log.warning("kafka_failure", error=str(exception))
                         self.metrics.aborted()
                         self._recover(partitions)
                 if self.learner is not None and self._producer is not None:
@@ -131,7 +134,7 @@ class LearnerService:
                 )
                 break
             except KafkaException as exception:
-                if exception.args[0].code() in _FENCED:
+                if producer_fenced(exception.args[0]):
                     raise
                 log.warning("kafka_unavailable", error=str(exception), retry_in_s=delay)
                 self.stopping.wait(delay)
@@ -165,6 +168,9 @@ class LearnerService:
 
     # -- the transactional loop -----------------------------------------------------------------
 
+    def _timed_out(self, error: KafkaError) -> bool:
+        return timed_out(error, time.monotonic() - self._began, self.settings.transaction_timeout_ms)
+
     def _run_batch(self, final: bool = False) -> None:
         assert self.consumer is not None and self.learner is not None and self.checkpoints is not None
         producer = self._producer
@@ -177,6 +183,7 @@ class LearnerService:
         if not messages and not checkpoint_due:
             return
         producer.begin_transaction()
+        self._began = time.monotonic()
         self.metrics.began()
         for message in messages:
             self._receive(message)

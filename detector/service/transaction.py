@@ -22,7 +22,7 @@ from detector.service.checkpoints import write_checkpoint
 from detector.service.clients import COMMIT_TIMEOUT_S, Clients
 from detector.service.collector import collect_everything
 from detector.service.engine_setup import engine_snapshot
-from detector.service.fencing import InstanceFenced, membership_taken
+from detector.service.fencing import InstanceFenced, membership_taken, timed_out
 from detector.service.health import Readiness
 from detector.service.metrics import ServiceMetrics
 from detector.service.partition import OutRecord
@@ -30,8 +30,6 @@ from detector.service.partitions import Partitions
 from detector.service.topic_map import CHECKPOINTS, TopicMap
 
 log = structlog.get_logger("detector.service")
-# What librdkafka reports when the broker has bumped the producer's epoch, also after a timeout.
-_FENCED = frozenset({KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH})
 
 
 class Transactions:
@@ -135,28 +133,14 @@ class Transactions:
             self.metrics.committed(processors, commit_started, owned.checkpoint_times())
         except KafkaException as exception:
             error: KafkaError = exception.args[0]
-            if not self._timed_out(error):
+            if not timed_out(
+                error, time.monotonic() - self._began, self.clients.settings.transaction_timeout_ms
+            ):
                 log.error("transaction_failed", error=str(error), abortable=error.txn_requires_abort())
             self.metrics.aborted()
             if membership_taken(error):
                 raise InstanceFenced(error) from None  # the loop rejoins once, or stops (fencing.py)
             raise  # the loop's recovery: a new producer aborts this transaction and state is rebuilt
-
-    def _timed_out(self, error: KafkaError) -> bool:
-        """Log a fencing error of a transaction open longer than its timeout as what it is."""
-        open_ms = (time.monotonic() - self._began) * 1000
-        timeout_ms = self.clients.settings.transaction_timeout_ms
-        if error.code() not in _FENCED or open_ms < timeout_ms:
-            return False
-        log.error(
-            "transaction_timed_out",
-            open_s=round(open_ms / 1000, 1),
-            timeout_ms=timeout_ms,
-            error=str(error),
-            hint="the broker aborted a transaction open past FRAUD_TRANSACTION_TIMEOUT_MS; no other"
-            " instance is involved",
-        )
-        return True
 
     def checkpoint_in_own_transaction(self, owned: Partitions, partitions: list[int]) -> None:
         self.begin()

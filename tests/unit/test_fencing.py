@@ -7,7 +7,13 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from detector.service import fencing
-from detector.service.fencing import FenceTolerance, InstanceFenced, consumer_fenced, membership_taken
+from detector.service.fencing import (
+    FenceTolerance,
+    InstanceFenced,
+    consumer_fenced,
+    membership_taken,
+    timed_out,
+)
 from detector.service.rebalance import rewind
 
 
@@ -40,3 +46,10 @@ class _DisownedConsumer:
 def test_a_rewind_refused_because_the_consumer_no_longer_owns_the_partition_is_a_fencing() -> None:
     with pytest.raises(InstanceFenced):
         rewind(_DisownedConsumer(), TopicPartition("transactions", 0, 5))  # type: ignore[arg-type]
+
+
+def test_a_fencing_of_a_transaction_open_past_its_timeout_is_told_apart_from_another_process() -> None:
+    fenced = KafkaError(KafkaError._FENCED, "fenced by a newer instance", fatal=True)
+    assert timed_out(fenced, open_s=16.0, timeout_ms=15_000)
+    assert not timed_out(fenced, open_s=2.0, timeout_ms=15_000)  # another process, then
+    assert not timed_out(KafkaError(KafkaError._TRANSPORT, "broker down"), open_s=16.0, timeout_ms=15_000)
