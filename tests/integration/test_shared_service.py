@@ -239,4 +239,5 @@ def test_a_second_learner_fences_the_first_which_exits_cleanly_and_the_second_re
     assert resumed["version"] == written[resumed["checkpoint_id"]] > 0
     assert resumed["labels_learned"] > 0, "the model resumes warm"
     (stopped,) = topology.learner.log_events("stopped")
-    assert stopped["version"] > resumed["version"], "the second learner goes on from there"
+    # Not ">": the first may have published every version before the second fenced it.
+    assert stopped["version"] >= resumed["version"], "the second learner never goes back"
