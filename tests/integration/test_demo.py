@@ -45,8 +45,15 @@ def start_demo(output: Path, duration: float) -> tuple[subprocess.Popen[bytes], 
             env={**os.environ, MARK: run_id},
             stdout=log,
             stderr=subprocess.STDOUT,
+            preexec_fn=_ctrl_c_as_at_a_terminal,  # noqa: PLW1509 (it only resets one signal)
         )
     return process, run_id
+
+
+def _ctrl_c_as_at_a_terminal() -> None:
+    """A test run started in the background (``cmd &`` in a script) ignores SIGINT, and so would the
+    demo it starts: Python keeps an inherited SIG_IGN instead of raising KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.fixture(autouse=True)

@@ -34,6 +34,10 @@ def simulated(transactions: int, seed: int = 5) -> list[Transaction | Label]:
     return simulated_stream(transactions, cards=1_500, seed=seed, terminals=200, labels=labels)
 
 
+def _checkpoints_past_the_start(service: ServiceProcess) -> int:
+    return sum(event["offsets"]["transactions"] > 0 for event in service.log_events("checkpoint_written"))
+
+
 def decided(reader: CommittedReader, foreign: Collection[tuple[int, int]] = ()) -> int:
     reader.drain(0.5)
     return sum(audit_decisions(reader, foreign).values())
@@ -87,11 +91,16 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(kafka_bootstrap: 
     log = tmp_path / "service.log"
     rng = random.Random(7)
     service = ServiceProcess(env, log)
+    written = 0  # checkpoints past offset 0 in the log, which every restart appends to
     assert _wait_for_topic(service, topics)
     audit = CommittedReader(kafka_bootstrap, topics.audit)
     while slices:
         target = min(decided(audit) + rng.randrange(300, 1500), published)
         wait_until(lambda target=target: decided(audit) >= target, 120, "progress")
+        # And a checkpoint of this process's own: one that runs a slice in under the checkpoint
+        # interval would otherwise be killed before any, and every restart would start cold.
+        wait_until(lambda s=service, n=written: _checkpoints_past_the_start(s) > n, 60, "a checkpoint")
+        written = _checkpoints_past_the_start(service)
         service.kill()
         published += publish_next_slice()
         service = ServiceProcess(env, log)
