@@ -41,6 +41,9 @@ _WEIGHTED_LOSS = {
     "optimizer": ["optim.SGD", {"lr": 0.001}],
 }
 _WEIGHTED_LINEAR = [["linear_model.LogisticRegression", _WEIGHTED_LOSS]]
+# A 10-minute card window, for the bursts of card testing.
+_SHORT_CARD_WINDOW = {"card_windows": ["10m", "1h", "1d", "7d", "30d"]}
+_MORE_FEATURES = {**_SHORT_CARD_WINDOW, "card_terminal_recency": True, "terminal_amount_ratio": True}
 
 # name -> engine config; the first is the default, the reference for the speed ratio.
 CANDIDATES: dict[str, dict] = {
@@ -102,6 +105,12 @@ CANDIDATES: dict[str, dict] = {
         }
     },
     "adaptive_random_forest": {"model": {"kind": "adaptive_random_forest"}},
+    # The default model on more features from what the engine already sees (docs/models.md).
+    "lr_card_10m": {"features": _SHORT_CARD_WINDOW},
+    "lr_card_terminal_recency": {"features": {"card_terminal_recency": True}},
+    "lr_terminal_amount": {"features": {"terminal_amount_ratio": True}},
+    "lr_more_features": {"features": _MORE_FEATURES},
+    "hoeffding_tree_more_features": {"model": {"kind": "hoeffding_tree"}, "features": _MORE_FEATURES},
 }
 
 

@@ -31,6 +31,7 @@ FEATURES = {
     "card_log_seconds_since_last": "The time since the card's previous transaction.",
     "card_new_terminal": "The card had not been used at this terminal before.",
     "card_known_frauds": "Frauds were already confirmed on this card.",
+    "card_log_seconds_since_terminal": "The time since the card last paid at this terminal.",
     "hour_sin": "The time of day (UTC).",
     "hour_cos": "The time of day (UTC).",
     "is_night": "The transaction happened at night (00:00 to 06:00 UTC).",
@@ -46,9 +47,10 @@ WINDOWED = {
     "terminal_risk": "The share of the terminal's labelled transactions that were fraud in the {window}"
     " before.",
     "terminal_frauds": "The terminal's confirmed frauds in the {window} before.",
+    "terminal_amount_ratio": "The amount relative to the terminal's mean over the {window} before.",
 }
-_WINDOW = re.compile(r"^(?P<stem>[a-z_]+)_(?P<count>\d+)(?P<unit>[dhs])$")
-_UNITS = {"d": "day", "h": "hour", "s": "second"}
+_WINDOW = re.compile(r"^(?P<stem>[a-z_]+)_(?P<count>\d+)(?P<unit>[dhms])$")
+_UNITS = {"d": "day", "h": "hour", "m": "minute", "s": "second"}
 
 
 def sentence(code: str) -> str | None:

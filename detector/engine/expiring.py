@@ -158,6 +158,10 @@ class ExpiringKeys(_Keyed):
         if len(touched) > self._limits[1]:
             del touched[next(iter(touched))]
 
+    def last_touch(self, key: str) -> float | None:
+        """When ``key`` was last added (None if absent or evicted)."""
+        return self._entries.get(key)
+
     def evict(self, now: float) -> int:
         """Drop the keys last touched before ``now - ttl``; returns how many went."""
         if now < self._next_sweep:

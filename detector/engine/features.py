@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from detector.engine.terminals import TerminalTable
 
 HOUR = 3600.0
-_CENT = 0.01  # floor of a mean amount used as a divisor: a card of tiny amounts must not give inf
+MIN_MEAN_AMOUNT = 0.01  # floor of a mean amount used as a divisor: a card of tiny amounts must not give inf
 DAY = 86400.0
 _NIGHT_HOURS = 6  # 00:00-05:59 UTC counts as night
 # 1970-01-01 was a Thursday: day number + 3 gives Monday = 0.
@@ -59,6 +59,10 @@ class FeatureConfig:
     max_terminals: Count = 500_000
     max_terminals_per_card: Count = 64
     extra_numeric: tuple[str, ...] = ()
+    # Opt-in features (docs/models.md measures them): how long since the card last paid at this
+    # terminal, and the amount against the terminal's mean over its longest window.
+    card_terminal_recency: bool = False
+    terminal_amount_ratio: bool = False
 
     @property
     def entity_ttl(self) -> float:
@@ -72,6 +76,8 @@ def window_name(seconds: float) -> str:
         return f"{int(seconds // DAY)}d"
     if seconds % HOUR == 0:
         return f"{int(seconds // HOUR)}h"
+    if seconds % 60 == 0:
+        return f"{int(seconds // 60)}m"
     return f"{int(seconds)}s"
 
 
@@ -98,7 +104,11 @@ class FeatureExtractor:
         card_names = [window_name(w) for w in config.card_windows]
         # Feature names built once: (count name, mean amount name) per card window.
         self._card_keys = [(f"card_count_{name}", f"card_mean_amount_{name}") for name in card_names]
-        self._ratio_key, self._zscore_key = (f"card_amount_{k}_{card_names[-1]}" for k in ("ratio", "zscore"))
+        # The longest window is the card's profile, whatever order the windows are configured in.
+        self._profile = config.card_windows.index(max(config.card_windows))
+        profile_name = card_names[self._profile]
+        self._ratio_key, self._zscore_key = (f"card_amount_{k}_{profile_name}" for k in ("ratio", "zscore"))
+        self._recency = config.card_terminal_recency
         self._extra_keys = [(name, f"extra_{name}") for name in config.extra_numeric]
         self._no_history = math.log1p(config.entity_ttl)
         # What the windows of an entity not seen yet would read.
@@ -116,7 +126,7 @@ class FeatureExtractor:
         for (count_key, mean_key), (count, total, _) in zip(self._card_keys, card_totals, strict=True):
             features[count_key] = float(count)
             features[mean_key] = total / count if count else 0.0
-        count, total, total_sq = card_totals[-1]  # the longest window: the card's profile
+        count, total, total_sq = card_totals[self._profile]
         # How unusual the amount is for this card: ratio to its mean and z-score over its longest window.
         if count == 0:
             features[self._ratio_key], features[self._zscore_key] = 1.0, 0.0
@@ -124,16 +134,23 @@ class FeatureExtractor:
             mean = total / count
             variance = max(total_sq / count - mean * mean, 0.0)
             spread = math.sqrt(variance) + max(mean * 0.1, 1.0)  # a floor: constant amounts stay sane
-            features[self._ratio_key] = amount / max(mean, _CENT)
+            features[self._ratio_key] = amount / max(mean, MIN_MEAN_AMOUNT)
             features[self._zscore_key] = (amount - mean) / spread
         if card is None or card.last_time is None:
             features["card_log_seconds_since_last"] = self._no_history
             features["card_new_terminal"] = 1.0
             features["card_known_frauds"] = 0.0
+            if self._recency:
+                features["card_log_seconds_since_terminal"] = self._no_history
         else:
             features["card_log_seconds_since_last"] = math.log1p(max(t - card.last_time, 0.0))
             features["card_new_terminal"] = 0.0 if tx.terminal_id in card.terminals else 1.0
             features["card_known_frauds"] = card.frauds.read(t)[0][1] if card.frauds is not None else 0.0
+            if self._recency:
+                last_here = card.terminals.last_touch(tx.terminal_id)
+                features["card_log_seconds_since_terminal"] = (
+                    self._no_history if last_here is None else math.log1p(max(t - last_here, 0.0))
+                )
 
         terminals.add_features(features, tx.terminal_id, t)
 

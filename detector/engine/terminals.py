@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 from detector.engine.expiring import ExpiringStore
-from detector.engine.features import FeatureConfig, window_name
+from detector.engine.features import MIN_MEAN_AMOUNT, FeatureConfig, window_name
 from detector.engine.windows import SlidingWindows
 
 ACTIVITY, LABEL = 0, 1  # a transaction at the terminal (value: amount); a label (value: is_fraud)
@@ -60,6 +60,13 @@ class TerminalTable:
             for w in config.risk_windows
         ]
         self._no_activity = [(0, 0.0, 0.0)] * len(config.terminal_windows)
+        # The amount against the terminal's mean over its longest window (opt-in, docs/models.md).
+        longest = config.terminal_windows.index(max(config.terminal_windows))
+        self._amount_ratio = (
+            (longest, f"terminal_amount_ratio_{window_name(config.terminal_windows[longest])}")
+            if config.terminal_amount_ratio
+            else None
+        )
         self._no_risk = [(0, 0.0, 0.0)] * len(config.risk_windows)
         self._trim_every = min(config.terminal_windows + config.risk_windows) / config.resolution
         self._next_trim = float("-inf")
@@ -74,6 +81,10 @@ class TerminalTable:
         activity = terminal.windows.peek(event_time) if terminal else self._no_activity
         for name, (count, _, _) in zip(self._activity_names, activity, strict=True):
             features[name] = float(count)
+        if self._amount_ratio is not None:
+            index, name = self._amount_ratio
+            count, total, _ = activity[index]
+            features[name] = features["amount"] / max(total / count, MIN_MEAN_AMOUNT) if count else 1.0
         risk = terminal.labels.peek(event_time) if terminal else self._no_risk
         for (risk_name, frauds_name), (labelled, frauds, _) in zip(self._risk_names, risk, strict=True):
             features[risk_name] = frauds / labelled if labelled else 0.0

@@ -14,6 +14,9 @@ CONFIGS = {
         card_windows=(2 * HOUR, 3 * DAY), terminal_windows=(90.0,), risk_windows=(14 * DAY,),
         extra_numeric=("mcc",),
     ),
+    "opt-in features, a 10-minute window": FeatureConfig(
+        card_windows=(600.0, DAY), card_terminal_recency=True, terminal_amount_ratio=True
+    ),
 }  # fmt: skip
 
 
@@ -31,6 +34,7 @@ def test_windows_read_as_words() -> None:
         == "The terminal's number of transactions in the 90 seconds before."
     )
     assert sentence("feature:card_mean_amount_3d") == "The card's mean amount over the 3 days before."
+    assert sentence("feature:card_count_10m") == "The card's number of transactions in the 10 minutes before."
 
 
 def test_thresholds_rules_and_event_time_flags_have_sentences() -> None:

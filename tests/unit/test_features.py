@@ -118,3 +118,28 @@ def test_a_numeric_extra_beyond_any_amount_counts_as_missing_and_every_model_sta
         assert decision.features["extra_x"] == (0.0 if i == 100 else float(i % 7))
         engine.process_label(Label(f"t{i}", f"c{i % 20}", i % 10 == 0, t + 1.0))
     assert all(math.isfinite(score) for score in scores)
+
+
+def test_opt_in_features_time_at_this_terminal_and_amount_against_the_terminals_mean() -> None:
+    config = FeatureConfig(card_terminal_recency=True, terminal_amount_ratio=True)
+    extractor, terminals = FeatureExtractor(config), TerminalTable(config)
+    extractor.learn_one(tx(0, T0 - 3 * DAY, terminal="shop"))
+    extractor.learn_one(tx(1, T0 - HOUR, terminal="elsewhere"))
+    terminals.apply([TerminalChange(0, "shop", T0 - 2 * DAY, ACTIVITY, a) for a in (10.0, 30.0)])
+    here = extractor.transform_one(tx(2, T0, terminal="shop", amount=60.0), terminals)
+    assert here["card_log_seconds_since_terminal"] == pytest.approx(math.log1p(3 * DAY))
+    assert here["card_log_seconds_since_last"] == pytest.approx(math.log1p(HOUR))
+    assert here["terminal_amount_ratio_7d"] == pytest.approx(60.0 / 20.0)
+    new = extractor.transform_one(tx(3, T0, terminal="new", amount=60.0), terminals)
+    assert new["card_log_seconds_since_terminal"] == pytest.approx(math.log1p(config.entity_ttl))
+    assert new["terminal_amount_ratio_7d"] == 1.0  # no activity: no evidence either way
+
+
+def test_the_card_profile_is_the_longest_window_whatever_the_order() -> None:
+    shuffled = FeatureExtractor(FeatureConfig(card_windows=(30 * DAY, 600.0, DAY)))
+    assert "card_amount_ratio_30d" in shuffled.names and "card_count_10m" in shuffled.names
+    for past in (tx(0, T0 - 20 * DAY, amount=10.0), tx(1, T0 - 60.0, amount=30.0)):
+        shuffled.learn_one(past)
+    features = shuffled.transform_one(tx(2, T0, amount=40.0), TerminalTable(shuffled.config))
+    assert features["card_amount_ratio_30d"] == pytest.approx(40.0 / 20.0)
+    assert features["card_count_10m"] == 1
