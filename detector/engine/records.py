@@ -109,21 +109,50 @@ def format_timestamp(event_time: float) -> str:
     >>> format_timestamp(1522540831.0), format_timestamp(1522540831.25)
     ('2018-04-01T00:00:31Z', '2018-04-01T00:00:31.250000Z')
     """
-    if event_time == int(event_time):  # the common case: the date formatted once a day
-        day, second = divmod(int(event_time), 86400)
-        return f"{_date(day)}T{second // 3600:02d}:{second // 60 % 60:02d}:{second % 60:02d}Z"
+    if event_time == int(event_time):  # the common case: the hour formatted once, the rest looked up
+        hour, second = divmod(int(event_time), 3600)
+        return _hour(hour) + _MINUTES_SECONDS[second]
     moment = datetime.fromtimestamp(event_time, tz=UTC)
     spec = "seconds" if moment.microsecond == 0 else "microseconds"
     return moment.isoformat(timespec=spec).replace("+00:00", "Z")
 
 
-@lru_cache(maxsize=64)
-def _date(day: int) -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime(day * 86400))
+_MINUTES_SECONDS = tuple(f"{second // 60:02d}:{second % 60:02d}Z" for second in range(3600))
+_SECONDS = {f"{second:02d}": float(second) for second in range(60)}
+
+
+@lru_cache(maxsize=256)
+def _hour(hour: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:", time.gmtime(hour * 3600))
+
+
+def _utc_seconds(stamp: str) -> float | None:
+    """Epoch seconds of a timestamp in the form every producer sends, ``YYYY-MM-DDTHH:MM:SSZ``
+    within 2000..2100, parsed once a minute; None for any other form, left to ``fromisoformat``."""
+    if len(stamp) != 20 or stamp[19] != "Z":
+        return None
+    second = _SECONDS.get(stamp[17:19])
+    minute = _minute(stamp[:17]) if second is not None else None
+    return None if minute is None else minute + second
+
+
+@lru_cache(maxsize=256)
+def _minute(prefix: str) -> float | None:
+    """``YYYY-MM-DDTHH:MM:`` as epoch seconds, None if not that form or outside 2000..2100 (whose
+    bounds are whole minutes, so every second of an accepted minute is inside them too)."""
+    if not (prefix.isascii() and prefix[4] + prefix[7] + prefix[10] + prefix[13] + prefix[16] == "--T::"):
+        return None
+    try:
+        seconds = datetime.fromisoformat(prefix + "00+00:00").timestamp()
+    except ValueError:
+        return None
+    return seconds if MIN_EVENT_TIME <= seconds < MAX_EVENT_TIME else None
 
 
 def parse_timestamp(value: Any, name: str = "timestamp") -> float:
     """Parse an RFC 3339 timestamp with an explicit offset into epoch seconds."""
+    if type(value) is str and (seconds := _utc_seconds(value)) is not None:
+        return seconds
     if not isinstance(value, str):
         raise InvalidInput("bad_timestamp", f"{name!r} must be an RFC 3339 string, got {_kind(value)}")
     if len(value) > 40:
@@ -168,17 +197,11 @@ def _plain_transaction(body: dict[str, Any]) -> Transaction | None:
         and 0 < len(customer_id) <= MAX_ID_LENGTH
         and 0 < len(terminal_id) <= MAX_ID_LENGTH
         and 0.0 <= amount <= MAX_AMOUNT  # false for NaN; infinity is above the bound
-        and len(stamp) == 20
-        and stamp[10] == "T"
-        and stamp[19] == "Z"
         and (currency is None or (type(currency) is str and len(currency) == 3 and currency.isalpha()))
     ):
         return None
-    try:
-        event_time = datetime.fromisoformat(stamp).timestamp()
-    except ValueError:
-        return None
-    if not MIN_EVENT_TIME <= event_time < MAX_EVENT_TIME:
+    event_time = _utc_seconds(stamp)
+    if event_time is None:
         return None
     currency = currency.upper() if currency else None
     return Transaction(transaction_id, event_time, customer_id, terminal_id, amount, currency, {})

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import time
+from datetime import datetime
+
 import orjson
 import pytest
 
 from detector.engine.records import (
+    MAX_EVENT_TIME,
+    MIN_EVENT_TIME,
     InvalidInput,
     Label,
     Transaction,
@@ -107,3 +112,45 @@ def test_the_common_case_decodes_as_every_check_would_decode_it(
     checked = _checked_transaction(dict(body))
     assert _plain_transaction(dict(body)) == (checked if common else None)
     assert decode_transaction(orjson.dumps(body)) == checked
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    [
+        "2018-04-01T00:00:31Z",
+        "2000-01-01T00:00:00Z",
+        "2099-12-31T23:59:59Z",
+        "1999-12-31T23:59:59Z",  # before 2000
+        "2100-01-01T00:00:00Z",  # from 2100
+        "2024-02-29T12:30:59Z",
+        "2023-02-29T12:30:59Z",  # no such day
+        "2018-04-01T24:00:00Z",
+        "2018-04-01T23:60:00Z",
+        "2018-04-01T23:59:60Z",
+        "2018-04-01t00:00:31Z",
+        "2018-04-01T000031.5Z",  # the basic form, with a fraction
+        "2018-04-01T00:00:3١Z",  # a digit, but not an ASCII one
+        "2018-04-01T00:00:31+00:00",
+    ],
+)
+def test_timestamps_in_the_usual_form_parse_as_any_other_form(stamp: str) -> None:
+    try:
+        moment = datetime.fromisoformat(stamp)
+        expected: float | None = (
+            moment.timestamp() if MIN_EVENT_TIME <= moment.timestamp() < MAX_EVENT_TIME else None
+        )
+    except ValueError:
+        expected = None
+    if expected is None:
+        with pytest.raises(InvalidInput, match="bad_timestamp"):
+            parse_timestamp(stamp)
+    else:
+        assert parse_timestamp(stamp) == expected
+        assert decode_transaction(encode(timestamp=stamp)).event_time == expected
+
+
+def test_whole_seconds_format_as_strftime_does_across_days_and_years() -> None:
+    for event_time in range(1_703_980_000, 1_704_160_000, 599):
+        expected = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(event_time))
+        assert format_timestamp(float(event_time)) == expected
+        assert parse_timestamp(expected) == event_time
