@@ -123,7 +123,7 @@ def stage_times(items: list[Transaction | Label], config: EngineConfig) -> tuple
             if schema_record is not None:
                 chain.seal_encoded(schema_record)
             record = decision_record(decision, schema.schema_id, provenance, 0.1)
-            chain.seal_encoded(record)
+            chain.seal_sorted(record)  # as the service seals a decision
             orjson.dumps(decision_reply(decision, record["event_time"]))
 
     times["audit encoding"] = cpu_seconds(audit)

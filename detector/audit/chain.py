@@ -71,26 +71,42 @@ class ChainState:
         return record
 
     def seal_encoded(self, record: dict[str, Any]) -> bytes:
-        """:meth:`seal`, returning the record's bytes as written (:func:`encode`), encoded once.
-
-        The written form is the hashed canonical form with the hash spliced in as the chain's first
-        field (its place in sorted order), so it is still canonical JSON with sorted keys.
-        """
+        """:meth:`seal`, returning the record's bytes as written (:func:`encode`), encoded once."""
         chain = {"partition": self.partition, "prev_hash": self.last_hash, "seq": self.next_seq}
         record["chain"] = chain
-        # The chain object as encoded (as orjson writes it): unique in the record, as it holds the
-        # previous hash.
-        linked = b'{"partition":%d,"prev_hash":"%s","seq":%d}' % (
+        # The canonical form without copying: ``record`` has no hash yet.
+        written = self._sealed(orjson.dumps(record, option=orjson.OPT_SORT_KEYS), self._linked())
+        chain["hash"] = self.last_hash
+        return written
+
+    def seal_sorted(self, record: dict[str, Any]) -> bytes:
+        """:meth:`seal_encoded` for a record whose keys are already in sorted order at every level,
+        ``chain`` among them (its value is replaced): encoded as it is, as sorting it again is a
+        good part of the cost of a decision's record. ``record["chain"]`` is left as its encoded
+        form without the hash (an ``orjson.Fragment``)."""
+        linked = self._linked()
+        record["chain"] = orjson.Fragment(linked)
+        return self._sealed(orjson.dumps(record), linked)
+
+    def _linked(self) -> bytes:
+        """The next record's chain object without its hash, as orjson writes it: unique in the
+        record, as it holds the previous hash."""
+        return b'{"partition":%d,"prev_hash":"%s","seq":%d}' % (
             self.partition,
             self.last_hash.encode(),
             self.next_seq,
         )
-        # The canonical form without copying: ``record`` has no hash yet.
-        hashed = orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
-        chain["hash"] = self.last_hash = digest(hashed, self.key)
+
+    def _sealed(self, hashed: bytes, linked: bytes) -> bytes:
+        """Hash the canonical form ``hashed``, whose chain object is ``linked``, and advance the head.
+
+        The written form is the hashed form with the hash spliced in as the chain's first field (its
+        place in sorted order), so it is still canonical JSON with sorted keys.
+        """
+        self.last_hash = digest(hashed, self.key)
         self.next_seq += 1
         at = hashed.index(linked) + 1
-        return b"".join((hashed[:at], b'"hash":"', chain["hash"].encode(), b'",', hashed[at:]))
+        return b"".join((hashed[:at], b'"hash":"', self.last_hash.encode(), b'",', hashed[at:]))
 
     @classmethod
     def after(cls, record: dict[str, Any], key: bytes | None = None) -> ChainState:

@@ -101,34 +101,39 @@ def decision_record(
     processing_ms: float,
     pseudonym_key: bytes | None = None,
 ) -> dict[str, Any]:
-    """``schema_id``: the feature schema of ``decision.features`` (:func:`feature_schema_id`)."""
+    """``schema_id``: the feature schema of ``decision.features`` (:func:`feature_schema_id`).
+
+    The keys are in sorted order at every level, with a ``chain`` placeholder in its place, so that
+    the chain seals the record, one per transaction, without sorting it (:meth:`ChainState.seal_sorted`).
+    """
     tx = decision.transaction
     return {
-        "record_type": DECISION,
-        "schema": SCHEMA_VERSION,
-        "transaction_id": tx.transaction_id,
-        "event_time": format_timestamp(tx.event_time),
-        "customer_id": pseudonymise(tx.customer_id, pseudonym_key),
-        "terminal_id": tx.terminal_id,
         "amount": tx.amount,
+        "chain": None,
         "currency": tx.currency,
+        "customer_id": pseudonymise(tx.customer_id, pseudonym_key),
         "decision": decision.outcome,
-        "score": decision.score,
-        "thresholds": {"review": decision.review_threshold, "block": decision.block_threshold},
-        "reason_codes": list(decision.reason_codes),
-        "top_features": [{"name": name, "contribution": value} for name, value in decision.top_features],
+        "drift_state": decision.drift_state,
+        "event_time": format_timestamp(tx.event_time),
         "feature_schema": schema_id,
         "features": list(decision.features.values()),
+        "input": {"offset": provenance.offset, "partition": provenance.partition, "topic": provenance.topic},
+        "instance_id": provenance.instance_id,
         "model": {
-            "kind": decision.model_kind,
             "generation": decision.model_generation,
+            "kind": decision.model_kind,
             "version": decision.model_version,
         },
-        "drift_state": decision.drift_state,
-        "input": {"topic": provenance.topic, "partition": provenance.partition, "offset": provenance.offset},
-        "instance_id": provenance.instance_id,
         "processed_at": _now(),
         "processing_ms": round(processing_ms, 3),
+        "reason_codes": list(decision.reason_codes),
+        "record_type": DECISION,
+        "schema": SCHEMA_VERSION,
+        "score": decision.score,
+        "terminal_id": tx.terminal_id,
+        "thresholds": {"block": decision.block_threshold, "review": decision.review_threshold},
+        "top_features": [{"contribution": value, "name": name} for name, value in decision.top_features],
+        "transaction_id": tx.transaction_id,
     }
 
 
@@ -238,7 +243,10 @@ def _now() -> str:
     """The wall-clock time in RFC 3339 with milliseconds (the date part is formatted once a second)."""
     now = time.time()
     second = int(now)
-    return f"{_whole_second(second)}.{int((now - second) * 1000):03d}Z"
+    return _whole_second(second) + _MILLISECONDS[int((now - second) * 1000)]
+
+
+_MILLISECONDS = tuple(f".{millisecond:03d}Z" for millisecond in range(1000))
 
 
 @lru_cache(maxsize=1)

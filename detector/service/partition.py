@@ -163,7 +163,7 @@ class PartitionProcessor:
             record = decision_record(
                 decision, self.schema.schema_id, provenance, elapsed_ms, self.pseudonym_key
             )
-            audit = self.chain.seal_encoded(record)
+            audit = self.chain.seal_sorted(record)
             reply = orjson.dumps(decision_reply(decision, record["event_time"]))
             outputs.append(OutRecord(AUDIT, record["customer_id"].encode(), audit))
             outputs.append(OutRecord(DECISIONS, decision.transaction.transaction_id.encode(), reply))
