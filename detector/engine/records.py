@@ -225,6 +225,31 @@ def _checked_transaction(body: dict[str, Any]) -> Transaction:
 def decode_label(payload: bytes, max_bytes: int = MAX_PAYLOAD_BYTES) -> Label:
     """Decode one label message."""
     body = _decode_object(payload, max_bytes)
+    return _plain_label(body) or _checked_label(body)
+
+
+def _plain_label(body: dict[str, Any]) -> Label | None:
+    """The common case, checked in one pass as :func:`_plain_transaction` does (a label is every
+    other input record); None for anything else, which :func:`_checked_label` decodes or refuses."""
+    try:
+        transaction_id, customer_id = body["transaction_id"], body["customer_id"]
+        is_fraud, stamp = body["is_fraud"], body["timestamp"]
+    except KeyError:
+        return None
+    if not (
+        type(transaction_id) is str
+        and type(customer_id) is str
+        and type(is_fraud) is bool
+        and type(stamp) is str
+        and 0 < len(transaction_id) <= MAX_ID_LENGTH
+        and 0 < len(customer_id) <= MAX_ID_LENGTH
+    ):
+        return None
+    event_time = _utc_seconds(stamp)
+    return None if event_time is None else Label(transaction_id, customer_id, is_fraud, event_time)
+
+
+def _checked_label(body: dict[str, Any]) -> Label:
     is_fraud = _required(body, "is_fraud")
     if not isinstance(is_fraud, bool):
         raise InvalidInput("bad_field", f"'is_fraud' must be true or false, got {_kind(is_fraud)}")

@@ -14,7 +14,9 @@ from detector.engine.records import (
     InvalidInput,
     Label,
     Transaction,
+    _checked_label,
     _checked_transaction,
+    _plain_label,
     _plain_transaction,
     decode_label,
     decode_transaction,
@@ -154,3 +156,39 @@ def test_whole_seconds_format_as_strftime_does_across_days_and_years() -> None:
         expected = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(event_time))
         assert format_timestamp(float(event_time)) == expected
         assert parse_timestamp(expected) == event_time
+
+
+@pytest.mark.parametrize(
+    ("changes", "common"),
+    [
+        ({}, True),
+        ({"is_fraud": False, "note": "ignored"}, True),
+        ({"timestamp": "2018-04-01T02:00:31+02:00"}, False),
+        ({"timestamp": "2018-04-01T00:00:31.5Z"}, False),
+        ({"customer_id": "x" * 128}, True),
+    ],
+)
+def test_the_common_label_decodes_as_every_check_would_decode_it(
+    changes: dict[str, object], common: bool
+) -> None:
+    body = {**Label("t-1", "c-1", True, 1522540831.0).to_dict(), **changes}
+    checked = _checked_label(dict(body))
+    assert _plain_label(dict(body)) == (checked if common else None)
+    assert decode_label(orjson.dumps(body)) == checked
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"transaction_id": ""},
+        {"customer_id": 7},
+        {"customer_id": "x" * 129},
+        {"is_fraud": 1},
+        {"timestamp": 5},
+    ],
+)
+def test_a_label_the_common_case_refuses_is_refused_by_every_check(changes: dict[str, object]) -> None:
+    body = {**Label("t-1", "c-1", True, 1522540831.0).to_dict(), **changes}
+    assert _plain_label(body) is None
+    with pytest.raises(InvalidInput):
+        decode_label(orjson.dumps(body))
