@@ -118,7 +118,6 @@ def format_timestamp(event_time: float) -> str:
 
 
 _MINUTES_SECONDS = tuple(f"{second // 60:02d}:{second % 60:02d}Z" for second in range(3600))
-_SECONDS = {f"{second:02d}": float(second) for second in range(60)}
 
 
 @lru_cache(maxsize=256)
@@ -128,22 +127,11 @@ def _hour(hour: int) -> str:
 
 def _utc_seconds(stamp: str) -> float | None:
     """Epoch seconds of a timestamp in the form every producer sends, ``YYYY-MM-DDTHH:MM:SSZ``
-    within 2000..2100, parsed once a minute; None for any other form, left to ``fromisoformat``."""
-    if len(stamp) != 20 or stamp[19] != "Z":
-        return None
-    second = _SECONDS.get(stamp[17:19])
-    minute = _minute(stamp[:17]) if second is not None else None
-    return None if minute is None else minute + second
-
-
-@lru_cache(maxsize=256)
-def _minute(prefix: str) -> float | None:
-    """``YYYY-MM-DDTHH:MM:`` as epoch seconds, None if not that form or outside 2000..2100 (whose
-    bounds are whole minutes, so every second of an accepted minute is inside them too)."""
-    if not (prefix.isascii() and prefix[4] + prefix[7] + prefix[10] + prefix[13] + prefix[16] == "--T::"):
+    within 2000..2100; None for any other form, which :func:`parse_timestamp` checks step by step."""
+    if len(stamp) != 20 or stamp[10] != "T" or stamp[19] != "Z":
         return None
     try:
-        seconds = datetime.fromisoformat(prefix + "00+00:00").timestamp()
+        seconds = datetime.fromisoformat(stamp).timestamp()
     except ValueError:
         return None
     return seconds if MIN_EVENT_TIME <= seconds < MAX_EVENT_TIME else None
