@@ -36,6 +36,7 @@ from detector.validation import CONFIG_RULES, Count, PositiveDuration
 if TYPE_CHECKING:
     from detector.engine.terminals import TerminalTable
 
+MINUTE = 60.0
 HOUR = 3600.0
 MIN_MEAN_AMOUNT = 0.01  # floor of a mean amount used as a divisor: a card of tiny amounts must not give inf
 DAY = 86400.0
@@ -51,7 +52,8 @@ _Windows = Annotated[tuple[PositiveDuration, ...], Field(min_length=1)]
 class FeatureConfig:
     """Which windows to compute, how finely, and the bounds on per-entity state (checked when built)."""
 
-    card_windows: _Windows = (HOUR, DAY, 7 * DAY, 30 * DAY)
+    # 10 minutes for the bursts of card testing (docs/models.md); the longest is the card's profile.
+    card_windows: _Windows = (10 * MINUTE, HOUR, DAY, 7 * DAY, 30 * DAY)
     terminal_windows: _Windows = (HOUR, DAY, 7 * DAY)
     risk_windows: _Windows = (7 * DAY, 30 * DAY)
     resolution: Count = 24
@@ -76,8 +78,8 @@ def window_name(seconds: float) -> str:
         return f"{int(seconds // DAY)}d"
     if seconds % HOUR == 0:
         return f"{int(seconds // HOUR)}h"
-    if seconds % 60 == 0:
-        return f"{int(seconds // 60)}m"
+    if seconds % MINUTE == 0:
+        return f"{int(seconds // MINUTE)}m"
     return f"{int(seconds)}s"
 
 
