@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 
 import structlog
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 log = structlog.get_logger("detector.service")
 
@@ -56,6 +56,26 @@ def producer_fenced(error: KafkaError) -> bool:
     """Whether the producer's epoch was bumped: by another process with its transactional id, or by
     the broker aborting a transaction open too long (:func:`timed_out`)."""
     return error.code() in _PRODUCER_FENCED
+
+
+def fatal_cause(producer: Producer, error: KafkaError) -> KafkaError:
+    """``error``, or the error that made ``producer`` fatal when ``error`` only says that it is.
+
+    A fencing seen by a background request (a produce or an AddPartitionsToTxn of the open
+    transaction) makes the producer fatal, and its next ``produce()`` then raises a bare ``_FATAL``
+    ("Unable to produce message: Local: Fatal error") that does not say why; ``poll()`` raises the
+    cause only once. A transactional call raises it every time: ``begin_transaction()`` at once,
+    without a request; with a transaction open, as after a produce, it only refuses (``_STATE``).
+    """
+    if error.code() != KafkaError._FATAL:
+        return error
+    try:
+        producer.begin_transaction()
+    except KafkaException as exception:
+        cause: KafkaError = exception.args[0]
+        if cause.fatal():
+            return cause
+    return error
 
 
 def timed_out(error: KafkaError, open_s: float, timeout_ms: int) -> bool:

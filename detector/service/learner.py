@@ -7,6 +7,13 @@ it could apply, writes a due checkpoint of its state (to the checkpoint topic) a
 (to the shared-snapshots topic), and commits with the update offsets. Its transactional id is
 fixed (``<group>-learner``), so a second learner fences the first, which then exits.
 
+The first learns of it from the coordinator, at its next transaction: one begins at least every
+:data:`FENCE_CHECK_S`, with the update offsets alone if there is nothing else to commit, so that an
+idle learner too exits within that time. A fencing can also show only as the bare ``_FATAL`` of a
+``produce()``, which is resolved to its cause (:func:`~detector.service.fencing.fatal_cause`): taken
+for a passing failure, it made the fenced learner recover, and its new producer fenced the newer
+learner instead.
+
 A restart restores the latest checkpoint and reads the updates again from its offsets: the versions
 it produces again are the same as before (the learner is deterministic), and scorers skip versions
 they already hold. Committed offsets are never moved back below what was committed.
@@ -25,7 +32,7 @@ from detector.engine.config import EngineConfig
 from detector.engine.learner import SharedLearner
 from detector.engine.wire import decode_updates, encode_version
 from detector.service.clients import COMMIT_TIMEOUT_S, KAFKA_TIMEOUT_S, Clients, transactional_producer
-from detector.service.fencing import producer_fenced, timed_out
+from detector.service.fencing import fatal_cause, producer_fenced, timed_out
 from detector.service.health import Readiness, serving
 from detector.service.learner_metrics import LearnerMetrics
 from detector.service.reading import reader_config, watermarks
@@ -35,6 +42,7 @@ from detector.service.topic_map import SHARED_UPDATES, SHARED_VERSIONS, TopicMap
 from detector.service.topics import ensure_shared_topics, ensure_topics
 
 log = structlog.get_logger("detector.learner")
+FENCE_CHECK_S = 5.0  # the longest time without a transaction, which is how a learner learns it was fenced
 
 
 class LearnerFenced(RuntimeError):
@@ -65,7 +73,7 @@ class LearnerService:
         self.committed_floor: dict[int, int] = {}  # never commit below what was committed before
         self._producer = None
         self._last_checkpoint = time.monotonic()
-        self._began = time.monotonic()  # when the open transaction began
+        self._began = time.monotonic()  # when the open (or the last) transaction began
 
     @property
     def transactional_id(self) -> str:
@@ -99,10 +107,12 @@ class LearnerService:
                         self._run_batch()
                     except KafkaException as exception:
                         error = exception.args[0]
+                        if self._producer is not None:
+                            error = fatal_cause(self._producer, error)
                         if not self._timed_out(error):
                             if producer_fenced(error):
-                                raise LearnerFenced(str(exception)) from None
-                            log.warning("kafka_failure", error=str(exception))
+                                raise LearnerFenced(str(error)) from None
+                            log.warning("kafka_failure", error=str(error))
                         self.metrics.aborted()
                         self._recover(partitions)
                 if self.learner is not None and self._producer is not None:
@@ -135,7 +145,7 @@ class LearnerService:
                 break
             except KafkaException as exception:
                 if producer_fenced(exception.args[0]):
-                    raise
+                    raise LearnerFenced(str(exception)) from None
                 log.warning("kafka_unavailable", error=str(exception), retry_in_s=delay)
                 self.stopping.wait(delay)
                 delay = min(2 * delay, 10.0)
@@ -177,10 +187,12 @@ class LearnerService:
         assert producer is not None
         messages = [] if final else self._consume()
         self.readiness.consumed()
-        checkpoint_due = (
-            final or time.monotonic() - self._last_checkpoint >= self.settings.checkpoint_interval_s
-        )
-        if not messages and not checkpoint_due:
+        now = time.monotonic()
+        checkpoint_due = final or now - self._last_checkpoint >= self.settings.checkpoint_interval_s
+        # Nothing to commit for a while: a transaction of the offsets alone asks the coordinator
+        # whether another learner has taken over, which nothing else would while no update comes.
+        fence_check_due = now - self._began >= FENCE_CHECK_S
+        if not messages and not checkpoint_due and not fence_check_due:
             return
         producer.begin_transaction()
         self._began = time.monotonic()

@@ -11,6 +11,7 @@ from detector.service.fencing import (
     FenceTolerance,
     InstanceFenced,
     consumer_fenced,
+    fatal_cause,
     membership_taken,
     timed_out,
 )
@@ -53,3 +54,27 @@ def test_a_fencing_of_a_transaction_open_past_its_timeout_is_told_apart_from_ano
     assert timed_out(fenced, open_s=16.0, timeout_ms=15_000)
     assert not timed_out(fenced, open_s=2.0, timeout_ms=15_000)  # another process, then
     assert not timed_out(KafkaError(KafkaError._TRANSPORT, "broker down"), open_s=16.0, timeout_ms=15_000)
+
+
+class _Producer:
+    """A producer whose ``begin_transaction`` fails with ``error``, or would begin one."""
+
+    def __init__(self, error: KafkaError | None = None) -> None:
+        self.error = error
+        self.began = 0
+
+    def begin_transaction(self) -> None:
+        self.began += 1
+        if self.error is not None:
+            raise KafkaException(self.error)
+
+
+def test_the_bare_fatal_error_of_a_produce_is_resolved_to_the_fencing_that_caused_it() -> None:
+    bare = KafkaError(KafkaError._FATAL, "Unable to produce message: Local: Fatal error")
+    fenced = KafkaError(KafkaError._FENCED, "fenced by a newer instance", fatal=True)
+    assert fatal_cause(_Producer(fenced), bare) is fenced  # type: ignore[arg-type]
+    # An error that says what it is is not looked into; a refusal that is not fatal explains nothing.
+    producer = _Producer(fenced)
+    assert fatal_cause(producer, fenced) is fenced and producer.began == 0  # type: ignore[arg-type]
+    refused = KafkaError(KafkaError._STATE, "Operation not valid in state InTransaction")
+    assert fatal_cause(_Producer(refused), bare) is bare  # type: ignore[arg-type]
