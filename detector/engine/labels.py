@@ -2,7 +2,7 @@
 
 ``PendingScores`` remembers, per transaction id, the exact feature vector and score the engine used,
 so the model later learns from what it saw then, not from today's state. The vectors are stored as
-``array('d')`` in the extractor's fixed feature order (about 300 bytes for 26 features, against
+``array('d')`` in the extractor's fixed feature order (about 300 bytes for 28 features, against
 about 2 KB for a dict), bounded by a horizon in event time and by a maximum count.
 
 ``LabelQueue`` holds labels until event time has passed their timestamp, so a label is never learned
