@@ -43,11 +43,11 @@ Both are counted; neither is refused, because a payment always needs a decision.
 
 from __future__ import annotations
 
-import pickle
 from collections import Counter
 from typing import Any
 
 from detector.engine.config import EngineConfig
+from detector.engine.expiring import IN_MEMORY, StateStores
 from detector.engine.features import FeatureExtractor
 from detector.engine.labels import PendingScores
 from detector.engine.learner import SharedLearner
@@ -55,6 +55,7 @@ from detector.engine.model import FraudModel
 from detector.engine.outputs import Decision, EngineEvent
 from detector.engine.records import Label, Transaction
 from detector.engine.scorer import FUTURE_SKEW, TOO_LATE, Scorer
+from detector.engine.snapshots import pickled, unpickled
 
 __all__ = ["FUTURE_SKEW", "TOO_LATE", "DetectionEngine"]
 
@@ -64,10 +65,11 @@ _SNAPSHOT_MAGIC = b"fraud-engine/4\n"  # bumped whenever the pickled state class
 class DetectionEngine:
     """Features, the drift-aware model, decision policy and label join for one ordered stream."""
 
-    def __init__(self, config: EngineConfig | None = None) -> None:
+    def __init__(self, config: EngineConfig | None = None, stores: StateStores = IN_MEMORY) -> None:
+        """``stores`` keeps the per-entity state: in memory by default, on disk in the service."""
         self.config = config = config or EngineConfig()
-        self.scorer = Scorer(config)
-        self.learner = SharedLearner(config, partitions=1)
+        self.scorer = Scorer(config, stores=stores)
+        self.learner = SharedLearner(config, partitions=1, stores=stores)
         self._events: list[EngineEvent] = []
 
     @property
@@ -134,25 +136,20 @@ class DetectionEngine:
 
     # -- state --------------------------------------------------------------------------------
 
-    def snapshot(self) -> bytes:
-        """The whole state (model, features, pending labels, detectors) as bytes, for checkpoints.
+    def snapshot(self, stores: StateStores = IN_MEMORY) -> bytes:
+        """The whole state (model, features, pending labels, detectors) as bytes, for checkpoints;
+        what ``stores`` keeps on disk is referred to, not copied.
 
         Pickle is used because River models are pickled objects; a snapshot is trusted data and
         must only be restored from the detector's own checkpoint store.
         """
-        return _SNAPSHOT_MAGIC + pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
+        return pickled(self, _SNAPSHOT_MAGIC, stores)
 
     @classmethod
-    def restore(cls, snapshot: bytes) -> DetectionEngine:
-        if not snapshot.startswith(_SNAPSHOT_MAGIC):
-            raise ValueError("not an engine snapshot (or one of an incompatible version)")
-        try:
-            engine = pickle.loads(snapshot[len(_SNAPSHOT_MAGIC) :])
-        except (pickle.UnpicklingError, AttributeError, ImportError, EOFError, TypeError) as error:
-            raise ValueError(f"unreadable engine snapshot: {error}") from None
-        if not isinstance(engine, cls):
-            raise ValueError("snapshot does not hold a DetectionEngine")
-        return engine
+    def restore(cls, snapshot: bytes, stores: StateStores = IN_MEMORY) -> DetectionEngine:
+        """The engine of :meth:`snapshot`, its state on disk found in ``stores``; ValueError if
+        ``snapshot`` cannot be one."""
+        return unpickled(snapshot, _SNAPSHOT_MAGIC, cls, stores)
 
     def reconfigure(self, config: EngineConfig) -> None:
         """Adopt ``config``, e.g. after a restore: decision settings (policy, reasons, label queue,

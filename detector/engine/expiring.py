@@ -24,10 +24,11 @@ so an entry lives at most ``ttl * (1 + 1/64)`` after its last touch.
 
 from __future__ import annotations
 
+import pickle
 from collections import OrderedDict
 from collections.abc import Iterator
 from functools import cache
-from typing import Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 V = TypeVar("V")
 
@@ -158,6 +159,19 @@ class ExpiringKeys(_Keyed):
         if len(touched) > self._limits[1]:
             del touched[next(iter(touched))]
 
+    def export(self) -> tuple[float, dict[str, float]]:
+        """(next sweep, key -> last touch in order of last touch), for state on disk."""
+        return self._next_sweep, self._entries
+
+    @classmethod
+    def restored(
+        cls, ttl: float, max_entries: int, next_sweep: float, entries: dict[str, float]
+    ) -> ExpiringKeys:
+        """The set :meth:`export` described."""
+        keys = cls(ttl, max_entries)
+        keys._next_sweep, keys._entries = next_sweep, entries
+        return keys
+
     def last_touch(self, key: str) -> float | None:
         """When ``key`` was last added (None if absent or evicted)."""
         return self._entries.get(key)
@@ -178,3 +192,54 @@ class ExpiringKeys(_Keyed):
         for key in expired:
             del touched[key]
         return len(expired)
+
+
+class Codec(Protocol[V]):
+    """How a store on disk writes an entry's value as bytes and reads it back."""
+
+    def encode(self, value: V) -> bytes: ...
+
+    def decode(self, data: bytes) -> V: ...
+
+
+class KeyedState(Protocol[V]):
+    """What the engine asks of its large per-entity state: an :class:`ExpiringStore`, or a store of
+    the same rules on disk (:mod:`detector.state`)."""
+
+    evicted_for_age: int
+    evicted_for_size: int
+
+    def __len__(self) -> int: ...
+
+    def __contains__(self, key: str) -> bool: ...
+
+    def get(self, key: str) -> V | None: ...
+
+    def put(self, key: str, value: V, now: float) -> None: ...
+
+    def pop(self, key: str) -> V | None: ...
+
+    def evict(self, now: float) -> int: ...
+
+
+class StateStores:
+    """Where the engine keeps its large per-entity state (cards, scored ids, pending scores).
+
+    This one keeps it in memory, as backtests and benchmarks do; the service's is on disk, one
+    database per partition (:class:`detector.state.database.StateDatabase`). A snapshot pickles a
+    store on disk as a reference (:meth:`persistent_id`), resolved when it is restored.
+    """
+
+    def expiring(self, name: str, ttl: float, max_entries: int, codec: Codec[V]) -> KeyedState[V]:
+        """The store called ``name``, under :class:`ExpiringStore`'s rules."""
+        return ExpiringStore[V](ttl=ttl, max_entries=max_entries)
+
+    def persistent_id(self, obj: object) -> Any:
+        """Pickled by reference (not None) or by value (None)."""
+        return None
+
+    def persistent_load(self, pid: Any) -> object:
+        raise pickle.UnpicklingError("the snapshot refers to state on disk, and no state database was given")
+
+
+IN_MEMORY = StateStores()

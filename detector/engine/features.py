@@ -22,13 +22,16 @@ partitions, so it lives in a :class:`~detector.engine.terminals.TerminalTable` t
 from __future__ import annotations
 
 import math
+import struct
 import sys
+from array import array
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
 from pydantic.dataclasses import dataclass as validated_dataclass
 
-from detector.engine.expiring import ExpiringKeys, ExpiringStore
+from detector.engine.expiring import IN_MEMORY, ExpiringKeys, StateStores
 from detector.engine.records import MAX_AMOUNT, Transaction
 from detector.engine.windows import SlidingWindows
 from detector.validation import CONFIG_RULES, Count, PositiveDuration
@@ -96,13 +99,67 @@ class _CardState:
         self.terminals = ExpiringKeys(ttl=max(config.card_windows), max_entries=config.max_terminals_per_card)
 
 
+_CARD_HEAD = struct.Struct("<ddIiI")  # last time (NaN: none), terminals' next sweep, sizes of the rest
+
+
+@dataclass(frozen=True)
+class CardCodec:
+    """A card's state as bytes, for state on disk: its windows' numbers and its terminals."""
+
+    config: FeatureConfig
+
+    def encode(self, card: _CardState) -> bytes:
+        windows = card.windows.to_bytes()
+        frauds = b"" if card.frauds is None else card.frauds.to_bytes()
+        next_sweep, touched = card.terminals.export()
+        ids = [key.encode() for key in touched]
+        head = _CARD_HEAD.pack(
+            math.nan if card.last_time is None else card.last_time,
+            next_sweep,
+            len(windows),
+            -1 if card.frauds is None else len(frauds),
+            len(ids),
+        )
+        times, sizes = array("d", touched.values()), array("I", map(len, ids))
+        return b"".join((head, windows, frauds, times.tobytes(), sizes.tobytes(), *ids))
+
+    def decode(self, data: bytes) -> _CardState:
+        config = self.config
+        last_time, next_sweep, window_bytes, fraud_bytes, terminals = _CARD_HEAD.unpack_from(data)
+        card = _CardState.__new__(_CardState)
+        card.last_time = None if math.isnan(last_time) else last_time
+        at = _CARD_HEAD.size
+        card.windows = SlidingWindows.from_bytes(
+            config.card_windows, config.resolution, data[at : at + window_bytes]
+        )
+        at += window_bytes
+        card.frauds = None
+        if fraud_bytes >= 0:
+            card.frauds = SlidingWindows.from_bytes(
+                (max(config.risk_windows),), config.resolution, data[at : at + fraud_bytes]
+            )
+            at += fraud_bytes
+        times, sizes = array("d"), array("I")
+        times.frombytes(data[at : at + 8 * terminals])
+        at += 8 * terminals
+        sizes.frombytes(data[at : at + 4 * terminals])
+        at += 4 * terminals
+        touched = {}
+        for size, time in zip(sizes, times, strict=True):
+            touched[sys.intern(data[at : at + size].decode())] = time
+            at += size
+        card.terminals = ExpiringKeys.restored(
+            max(config.card_windows), config.max_terminals_per_card, next_sweep, touched
+        )
+        return card
+
+
 class FeatureExtractor:
     """Per-card velocity and amount profile, calendar, and the terminal's features from a shared table."""
 
-    def __init__(self, config: FeatureConfig) -> None:
+    def __init__(self, config: FeatureConfig, stores: StateStores = IN_MEMORY) -> None:
         self.config = config
-        ttl = config.entity_ttl
-        self.cards = ExpiringStore[_CardState](ttl=ttl, max_entries=config.max_cards)
+        self.cards = stores.expiring("cards", config.entity_ttl, config.max_cards, CardCodec(config))
         card_names = [window_name(w) for w in config.card_windows]
         # Feature names built once: (count name, mean amount name) per card window.
         self._card_keys = [(f"card_count_{name}", f"card_mean_amount_{name}") for name in card_names]

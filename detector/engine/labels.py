@@ -20,12 +20,13 @@ before the transactions that preceded it were scored, however fast the inputs ar
 from __future__ import annotations
 
 import heapq
+import struct
 import sys
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from detector.engine.expiring import ExpiringStore
+from detector.engine.expiring import IN_MEMORY, StateStores
 from detector.engine.records import Label
 
 
@@ -41,12 +42,45 @@ class PendingScore:
     features: array
 
 
+_PENDING_HEAD = struct.Struct("<d?qII")  # event time, flagged, generation, sizes of the two ids
+
+
+class PendingCodec:
+    """A pending score as bytes, for state on disk."""
+
+    def encode(self, pending: PendingScore) -> bytes:
+        customer, terminal = pending.customer_id.encode(), pending.terminal_id.encode()
+        head = _PENDING_HEAD.pack(
+            pending.event_time, pending.flagged, pending.generation, len(customer), len(terminal)
+        )
+        return b"".join((head, customer, terminal, pending.features.tobytes()))
+
+    def decode(self, data: bytes) -> PendingScore:
+        event_time, flagged, generation, customer_size, terminal_size = _PENDING_HEAD.unpack_from(data)
+        at = _PENDING_HEAD.size
+        customer = data[at : at + customer_size].decode()
+        terminal = data[at + customer_size : at + customer_size + terminal_size].decode()
+        features = array("d")
+        features.frombytes(data[at + customer_size + terminal_size :])
+        return PendingScore(event_time, customer, terminal, flagged, generation, features)
+
+
+class NothingCodec:
+    """The value of a set's entry (None), for state on disk."""
+
+    def encode(self, value: None) -> bytes:
+        return b""
+
+    def decode(self, data: bytes) -> None:
+        return None
+
+
 class PendingScores:
     """Scored transactions awaiting their label, and recently labelled ids (to spot duplicates)."""
 
-    def __init__(self, horizon: float, max_entries: int) -> None:
-        self._waiting = ExpiringStore[PendingScore](ttl=horizon, max_entries=max_entries)
-        self._labelled = ExpiringStore[None](ttl=horizon, max_entries=max_entries)
+    def __init__(self, horizon: float, max_entries: int, stores: StateStores = IN_MEMORY) -> None:
+        self._waiting = stores.expiring("pending", horizon, max_entries, PendingCodec())
+        self._labelled = stores.expiring("pending_labelled", horizon, max_entries, NothingCodec())
 
     def __len__(self) -> int:
         return len(self._waiting)

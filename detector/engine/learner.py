@@ -22,6 +22,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 
 from detector.engine.config import EngineConfig
+from detector.engine.expiring import IN_MEMORY, StateStores
 from detector.engine.features import FeatureExtractor
 from detector.engine.labels import PendingScore, PendingScores
 from detector.engine.lifecycle import MODEL_CHANGES, DriftAwareModel
@@ -43,11 +44,11 @@ from detector.engine.view import SharedView
 class SharedLearner:
     """Applies complete epochs of every partition's updates; also a read view of its own state."""
 
-    def __init__(self, config: EngineConfig, partitions: int = 1) -> None:
+    def __init__(self, config: EngineConfig, partitions: int = 1, stores: StateStores = IN_MEMORY) -> None:
         self.config = config
         self.lifecycle = DriftAwareModel(config.model, config.drift)
         self.terminals = TerminalTable(config.features)
-        self.pending = PendingScores(config.label_horizon, config.max_pending)
+        self.pending = PendingScores(config.label_horizon, config.max_pending, stores)
         self.names = FeatureExtractor(config.features).names
         self.version = NO_VERSION  # every epoch <= this one is applied
         self.closed = dict.fromkeys(range(partitions), NO_VERSION)  # partition -> highest closed epoch

@@ -16,15 +16,16 @@ apply ``e``; that transaction is then scored with version ``e`` exactly. A calle
 
 from __future__ import annotations
 
+import struct
 import sys
 from array import array
 from collections import Counter
 from dataclasses import replace
 
 from detector.engine.config import EngineConfig
-from detector.engine.expiring import ExpiringStore
+from detector.engine.expiring import IN_MEMORY, StateStores
 from detector.engine.features import FeatureExtractor
-from detector.engine.labels import LabelQueue
+from detector.engine.labels import LabelQueue, NothingCodec
 from detector.engine.outputs import Decision
 from detector.engine.policy import APPROVE
 from detector.engine.records import InvalidInput, Label, Transaction
@@ -34,13 +35,26 @@ from detector.engine.view import ReadView
 FUTURE_SKEW, TOO_LATE = "skew:future_event_time", "late:event_time"
 
 
+_TIME = struct.Struct("<d")
+
+
+class ScoredCodec:
+    """(event time, customer) of a scored transaction as bytes, for state on disk."""
+
+    def encode(self, scored: tuple[float, str]) -> bytes:
+        return _TIME.pack(scored[0]) + scored[1].encode()
+
+    def decode(self, data: bytes) -> tuple[float, str]:
+        return _TIME.unpack_from(data)[0], data[_TIME.size :].decode()
+
+
 class ScoredIndex:
     """Transaction id -> (event time, customer) of what was scored, and recently labelled ids: enough
     to refuse a bad label or a repeated transaction at once, without the feature vectors."""
 
-    def __init__(self, horizon: float, max_entries: int) -> None:
-        self._waiting = ExpiringStore[tuple[float, str]](ttl=horizon, max_entries=max_entries)
-        self._labelled = ExpiringStore[None](ttl=horizon, max_entries=max_entries)
+    def __init__(self, horizon: float, max_entries: int, stores: StateStores = IN_MEMORY) -> None:
+        self._waiting = stores.expiring("scored", horizon, max_entries, ScoredCodec())
+        self._labelled = stores.expiring("scored_labelled", horizon, max_entries, NothingCodec())
 
     def __len__(self) -> int:
         return len(self._waiting)
@@ -70,11 +84,11 @@ class ScoredIndex:
 class Scorer:
     """Scores one partition's transactions against a shared view and emits what the learner needs."""
 
-    def __init__(self, config: EngineConfig, partition: int = 0) -> None:
+    def __init__(self, config: EngineConfig, partition: int = 0, stores: StateStores = IN_MEMORY) -> None:
         self.config = config
         self.partition = partition
-        self.extractor = FeatureExtractor(config.features)
-        self.index = ScoredIndex(config.label_horizon, config.max_pending)
+        self.extractor = FeatureExtractor(config.features, stores)
+        self.index = ScoredIndex(config.label_horizon, config.max_pending, stores)
         self.label_queue = LabelQueue()
         self.watermark = float("-inf")
         self.closed = NO_VERSION  # every epoch <= this one is closed

@@ -8,13 +8,13 @@ serves as the view (it has the same attributes, :class:`ReadView`).
 
 from __future__ import annotations
 
-import pickle
 from typing import Protocol
 
 from detector.engine.features import FeatureConfig
 from detector.engine.lifecycle import STABLE
 from detector.engine.model import FraudModel, ModelConfig
 from detector.engine.shared import NO_VERSION, SharedVersion
+from detector.engine.snapshots import pickled, unpickled
 from detector.engine.terminals import TerminalTable
 
 _SNAPSHOT_MAGIC = b"fraud-view/1\n"
@@ -59,16 +59,8 @@ class SharedView:
 
     def snapshot(self) -> bytes:
         """The whole view as bytes (trusted data: pickle, as the engine's checkpoints)."""
-        return _SNAPSHOT_MAGIC + pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
+        return pickled(self, _SNAPSHOT_MAGIC)
 
     @classmethod
     def restore(cls, snapshot: bytes) -> SharedView:
-        if not snapshot.startswith(_SNAPSHOT_MAGIC):
-            raise ValueError("not a view snapshot (or one of an incompatible version)")
-        try:
-            view = pickle.loads(snapshot[len(_SNAPSHOT_MAGIC) :])
-        except (pickle.UnpicklingError, AttributeError, ImportError, EOFError, TypeError) as error:
-            raise ValueError(f"unreadable view snapshot: {error}") from None
-        if not isinstance(view, cls):
-            raise ValueError("snapshot does not hold a SharedView")
-        return view
+        return unpickled(snapshot, _SNAPSHOT_MAGIC, cls)

@@ -47,6 +47,18 @@ class SlidingWindows:
         self._shape = _shape(tuple(lengths), resolution)
         self._data = array("d", bytes(8 * _FIELDS * len(lengths)))
 
+    def to_bytes(self) -> bytes:
+        """The numbers, for state on disk: :meth:`from_bytes` with the same shape reads them back."""
+        return self._data.tobytes()
+
+    @classmethod
+    def from_bytes(cls, lengths: Sequence[float], resolution: int, data: bytes) -> SlidingWindows:
+        windows = cls.__new__(cls)
+        windows._shape = _shape(tuple(lengths), resolution)
+        windows._data = array("d")
+        windows._data.frombytes(data)
+        return windows
+
     def add(self, event_time: float, value: float) -> None:
         """Add ``value`` to every window; a window that ``event_time`` has already left ignores it."""
         heads, resolution, start = self._shape

@@ -3,9 +3,8 @@ engines its partitions hold: a whole engine each, or scorers of one shared model
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 
@@ -13,6 +12,7 @@ from detector.engine.config import EngineConfig
 from detector.engine.engine import DetectionEngine, check_state_shaping
 from detector.engine.model import ModelConfig
 from detector.engine.scorer import Scorer
+from detector.engine.snapshots import pickled, unpickled
 from detector.engine.view import ReadView
 from detector.service.settings import ServiceSettings, SettingsError
 
@@ -33,7 +33,6 @@ def engine_config_for(settings: ServiceSettings) -> EngineConfig:
 
 
 _SCORER_MAGIC = b"fraud-scorer/1\n"
-T = TypeVar("T")
 
 
 class PartitionEngines:
@@ -77,24 +76,6 @@ def engine_snapshot(engine: DetectionEngine | Scorer) -> bytes:
 
 def queued_labels(engine: DetectionEngine | Scorer) -> int:
     return engine.queued_labels if isinstance(engine, DetectionEngine) else len(engine.label_queue)
-
-
-def pickled(state: object, magic: bytes) -> bytes:
-    """``state`` as checkpoint bytes: trusted data, pickled as the engine's own snapshots are."""
-    return magic + pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
-
-
-def unpickled(snapshot: bytes, magic: bytes, kind: type[T]) -> T:
-    """The ``kind`` that :func:`pickled` made with ``magic``; ValueError for anything else."""
-    if not snapshot.startswith(magic):
-        raise ValueError(f"not a {kind.__name__} snapshot (or one of an incompatible version)")
-    try:
-        state = pickle.loads(snapshot[len(magic) :])
-    except (pickle.UnpicklingError, AttributeError, ImportError, EOFError, TypeError) as error:
-        raise ValueError(f"unreadable {kind.__name__} snapshot: {error}") from None
-    if not isinstance(state, kind):
-        raise ValueError(f"the snapshot does not hold a {kind.__name__}")
-    return state
 
 
 def engine_gauges(engine: DetectionEngine | Scorer, view: ReadView | None) -> dict[str, Any]:

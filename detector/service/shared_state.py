@@ -32,10 +32,10 @@ from detector.engine.config import EngineConfig
 from detector.engine.engine import check_state_shaping
 from detector.engine.learner import SharedLearner
 from detector.engine.shared import epoch_of
+from detector.engine.snapshots import pickled, unpickled
 from detector.engine.view import SharedView
 from detector.engine.wire import decode_version
 from detector.service.checkpoints import load_checkpoint, write_checkpoint
-from detector.service.engine_setup import pickled, unpickled
 from detector.service.reading import read_to_end
 from detector.service.settings import ServiceSettings
 

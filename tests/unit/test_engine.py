@@ -145,11 +145,11 @@ def test_restored_snapshot_continues_exactly_like_the_original(kind: str) -> Non
 
 
 def test_restore_refuses_foreign_bytes() -> None:
-    with pytest.raises(ValueError, match="not an engine snapshot"):
+    with pytest.raises(ValueError, match="not a DetectionEngine snapshot"):
         DetectionEngine.restore(b"\x80\x04K\x01.")
     with pytest.raises(ValueError, match="incompatible version"):
         DetectionEngine.restore(b"fraud-engine/1\n" + DetectionEngine().snapshot().split(b"\n", 1)[1])
-    with pytest.raises(ValueError, match="unreadable engine snapshot"):
+    with pytest.raises(ValueError, match="unreadable DetectionEngine snapshot"):
         DetectionEngine.restore(DetectionEngine().snapshot()[:-40])
 
 

@@ -1,0 +1,172 @@
+"""One partition's large state on local disk: RocksDB (through rocksdict), and the stores in it.
+
+The engine asks it for its stores (:meth:`StateDatabase.expiring`) as it would ask the in-memory
+:data:`~detector.engine.expiring.IN_MEMORY`. A checkpoint drains what changed in every store
+(:meth:`StateDatabase.drain`), writes it to the database with the checkpoint's id, and the service
+writes the same changes to the partition's changelog topic. The database is *current* for a
+checkpoint when it holds that checkpoint's id; otherwise it is rebuilt from the changelog
+(:meth:`StateDatabase.rebuild`). Why this layout: docs/state.md.
+
+Every state has a *lineage*, an id given when a partition starts from nothing: its changelog
+records carry it, so a rebuild ignores what an earlier, abandoned state of the partition left in
+the changelog.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+from rocksdict import Options, Rdict, WriteBatch
+
+from detector.engine.expiring import Codec, KeyedState, StateStores
+from detector.state.stored import Change, StoredExpiringStore
+
+V = TypeVar("V")
+
+_META = b"\x01meta\x00"  # below every store's keys, which start with a printable name
+_LINEAGE, _CHECKPOINT = _META + b"lineage", _META + b"checkpoint"
+_REFERENCE = "stored-store"
+_BATCH = 50_000  # changes per write batch while rebuilding
+
+
+class StateDatabase(StateStores):
+    """The stores of one partition on disk, written at checkpoints, rebuilt from the changelog."""
+
+    def __init__(self, path: Path, cache_entries: int = 100_000) -> None:
+        self.path = path
+        self.cache_entries = cache_entries
+        self._stores: dict[str, StoredExpiringStore[Any]] = {}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = Rdict(str(path), _options())
+
+    @property
+    def lineage(self) -> str | None:
+        return _text(self._db.get(_LINEAGE))
+
+    @property
+    def checkpoint_id(self) -> str | None:
+        """The checkpoint whose state the database holds (None: none written yet)."""
+        return _text(self._db.get(_CHECKPOINT))
+
+    def is_current(self, lineage: str, checkpoint_id: str) -> bool:
+        return self.lineage == lineage and self.checkpoint_id == checkpoint_id
+
+    # -- the engine's side ------------------------------------------------------------------------
+
+    def expiring(self, name: str, ttl: float, max_entries: int, codec: Codec[V]) -> KeyedState[V]:
+        return self._store(name, ttl, max_entries, codec, None)
+
+    def persistent_id(self, obj: object) -> Any:
+        if isinstance(obj, StoredExpiringStore):
+            return (_REFERENCE, obj.name, obj.ttl, obj.max_entries, obj.codec, obj.state())
+        return None
+
+    def persistent_load(self, pid: Any) -> object:
+        kind, name, ttl, max_entries, codec, state = pid
+        if kind != _REFERENCE:
+            raise ValueError(f"unknown reference in a snapshot: {kind!r}")
+        return self._store(name, ttl, max_entries, codec, state)
+
+    # -- the checkpoint's side --------------------------------------------------------------------
+
+    @property
+    def changed(self) -> int:
+        """Entries changed since the last drain, in every store."""
+        return sum(store.changed for store in self._stores.values())
+
+    def drain(self) -> list[Change]:
+        """Every store's changes since the last drain; write them with :meth:`write`."""
+        return [change for store in self._stores.values() for change in store.drain()]
+
+    def write(self, changes: Iterable[Change], lineage: str, checkpoint_id: str) -> None:
+        """Apply ``changes`` and mark the database as holding ``checkpoint_id``, atomically."""
+        batch = _batch(changes)
+        batch.put(_LINEAGE, lineage.encode())
+        batch.put(_CHECKPOINT, checkpoint_id.encode())
+        self._db.write(batch)
+
+    def reset(self) -> str:
+        """Empty the database for a state that starts from nothing; returns its new lineage."""
+        self._replace()
+        lineage = uuid.uuid4().hex
+        self._db.put(_LINEAGE, lineage.encode())
+        return lineage
+
+    def rebuild(self, changes: Iterable[Change], lineage: str, checkpoint_id: str) -> int:
+        """Empty the database and apply ``changes`` (the changelog of ``lineage``, in order), as
+        the state of ``checkpoint_id``; returns how many changes were applied."""
+        self._replace()
+        applied = 0
+        batch: list[Change] = []
+        for change in changes:
+            batch.append(change)
+            if len(batch) >= _BATCH:
+                self._db.write(_batch(batch))
+                applied += len(batch)
+                batch = []
+        self.write(batch, lineage, checkpoint_id)
+        return applied + len(batch)
+
+    def close(self) -> None:
+        self._stores.clear()
+        self._db.close()
+
+    # -- the stores' side -------------------------------------------------------------------------
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._db.get(key)
+
+    def scan(self, start: bytes, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """(key, value) from ``start`` on, in key order, while keys begin with ``prefix``."""
+        cursor = self._db.iter()
+        cursor.seek(start)
+        while cursor.valid():
+            key = cursor.key()
+            if not key.startswith(prefix):
+                return
+            yield key, cursor.value()
+            cursor.next()
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _store(
+        self, name: str, ttl: float, max_entries: int, codec: Codec[V], state: dict[str, Any] | None
+    ) -> StoredExpiringStore[V]:
+        if name in self._stores:
+            raise ValueError(f"store {name!r} is opened twice in one database")
+        store = StoredExpiringStore[V](
+            self, name, ttl, max_entries, codec=codec, cache_entries=self.cache_entries, state=state
+        )
+        self._stores[name] = store
+        return store
+
+    def _replace(self) -> None:
+        """Close, delete and reopen the database empty; every store of the old state is forgotten."""
+        self._stores.clear()
+        self._db.close()
+        shutil.rmtree(self.path, ignore_errors=True)
+        self._db = Rdict(str(self.path), _options())
+
+
+def _options() -> Options:
+    options = Options(raw_mode=True)
+    options.create_if_missing(True)
+    return options
+
+
+def _batch(changes: Iterable[Change]) -> WriteBatch:
+    batch = WriteBatch(raw_mode=True)
+    for key, value in changes:
+        if value is None:
+            batch.delete(key)
+        else:
+            batch.put(key, value)
+    return batch
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode()
