@@ -6,7 +6,9 @@ group; the environment is derived from the settings' own variable names, so none
 
 from __future__ import annotations
 
+import tempfile
 import uuid
+from pathlib import Path
 
 from detector.service.settings import ENVIRONMENT_NAMES, ServiceSettings
 
@@ -17,9 +19,9 @@ def unique_prefix(kind: str) -> str:
 
 
 def unique_settings(bootstrap: str, prefix: str | None = None, **overrides: object) -> ServiceSettings:
-    """Defaults but for topics and group named after ``prefix`` (by default a fresh one), no metrics
-    server, a model per partition (``FRAUD_SHARING=local``: a run that wants the shared learner
-    starts one, see :mod:`devkit.topology`), and ``overrides``."""
+    """Defaults but for topics, group and state directory named after ``prefix`` (by default a
+    fresh one), no metrics server, a model per partition (``FRAUD_SHARING=local``: a run that wants
+    the shared learner starts one, see :mod:`devkit.topology`), and ``overrides``."""
     prefix = prefix or unique_prefix("run")
     names = {
         "transactions_topic": f"{prefix}.transactions",
@@ -32,6 +34,7 @@ def unique_settings(bootstrap: str, prefix: str | None = None, **overrides: obje
         "shared_versions_topic": f"{prefix}.shared-versions",
         "shared_snapshots_topic": f"{prefix}.shared-snapshots",
         "group_id": f"{prefix}-group",
+        "state_dir": str(Path(tempfile.gettempdir()) / "fraud-state" / prefix),
     }
     defaults = ServiceSettings(bootstrap_servers=bootstrap, metrics_port=0, sharing="local")
     return defaults.replaced(**{**names, **overrides})

@@ -95,6 +95,10 @@ class ExpiringStore(_Keyed, Generic[V]):
             entries.popitem(last=False)
             self.evicted_for_size += 1
 
+    def export(self) -> tuple[float, OrderedDict[str, tuple[float, V]]]:
+        """(next sweep, key -> (last touch, value) in order of last touch), to move it to disk."""
+        return self._next_sweep, self._entries
+
     def touch(self, key: str, now: float) -> V | None:
         """The value of ``key``, marked as touched at ``now`` as :meth:`put` marks it; None if absent."""
         entries = self._entries

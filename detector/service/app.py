@@ -34,6 +34,7 @@ from detector.service.reading import reader_config
 from detector.service.rebalance import Rebalancing
 from detector.service.settings import ServiceSettings
 from detector.service.sharing import SharedScoring
+from detector.service.state_files import state_files_for
 from detector.service.topic_map import LABELS, TRANSACTIONS, TopicMap
 from detector.service.topics import ensure_shared_topics, ensure_topics
 from detector.service.transaction import Transactions
@@ -57,7 +58,7 @@ class DetectorService:
         self.topics = TopicMap.of(settings)
         self.readiness = Readiness()
         self.metrics = ServiceMetrics()
-        self.partitions = Partitions()
+        self.partitions = Partitions(state_files_for(settings), settings.checkpoint_max_changes)
         self.fence_tolerance = FenceTolerance()
         self.clients = Clients(settings, environ, self.topics, self.readiness)
         self.transactions = Transactions(
@@ -149,6 +150,7 @@ class DetectorService:
         except KafkaException as error:  # e.g. stopping while the broker is away: the last checkpoint stands
             log.warning("final_checkpoint_skipped", error=str(error))
         finally:
+            self.partitions.clear()  # closes their state databases
             self.clients.close()
             if self.sharing is not None:
                 self.sharing.reader.close()
@@ -169,7 +171,7 @@ class DetectorService:
         if sharing is not None:  # what waited for its version comes before anything read after it
             messages = sharing.backlogs(self.partitions) + messages
         self.metrics.update_lag(consumer, self.partitions.processors(), self.topics)
-        first_checkpoints = self.partitions.first_checkpoints_due()
+        first_checkpoints = sorted({*self.partitions.first_checkpoints_due(), *self.partitions.changes_due()})
         checkpoints = list(self.partitions) if self.transactions.checkpoint_due() else first_checkpoints
         shared_due = sharing is not None and sharing.has_updates(self.partitions)
         if messages or checkpoints or shared_due:

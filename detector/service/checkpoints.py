@@ -16,15 +16,26 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 import orjson
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, Producer
 
 from detector.service.reading import read_to_end, watermarks
+from detector.state.stored import Change
 
 CHUNK_BYTES = 900 * 1024
-_HEADER_ID = "checkpoint_id"
+_HEADER_ID, _HEADER_LINEAGE = "checkpoint_id", "lineage"
+_STATE = "state/"  # key infix of the state changes: name/state/<key in the state database>
+
+
+@dataclass(frozen=True)
+class StateChanges:
+    """What changed in a partition's state on disk since its last checkpoint, and its lineage."""
+
+    lineage: str
+    changes: list[Change]
 
 
 @dataclass(frozen=True)
@@ -36,6 +47,7 @@ class Checkpoint:
     checkpoint_id: str
     written_at: float | None = None  # the manifest's Kafka timestamp (epoch seconds), if it has one
     extra: dict[str, int] = field(default_factory=dict)  # what the service keeps beside the snapshot
+    lineage: str | None = None  # the state on disk it goes with (detector/state/database.py), if any
 
 
 def write_checkpoint(
@@ -47,11 +59,17 @@ def write_checkpoint(
     *,
     name: str | None = None,
     extra: dict[str, int] | None = None,
+    state: StateChanges | None = None,
 ) -> str:
     """Produce one checkpoint (inside the caller's open transaction) under ``name`` (by default
-    the partition number), with ``extra`` figures of the service's own; returns its id."""
+    the partition number), with ``extra`` figures of the service's own and the ``state`` changes
+    on disk since the last one; returns its id."""
     name = name or str(partition)
     checkpoint_id = uuid.uuid4().hex
+    if state is not None:
+        prefix, lineage = f"{name}/{_STATE}".encode(), [(_HEADER_LINEAGE, state.lineage.encode())]
+        for key, value in state.changes:
+            producer.produce(topic, value, key=prefix + key, partition=partition, headers=lineage)
     chunks = [snapshot[i : i + CHUNK_BYTES] for i in range(0, len(snapshot), CHUNK_BYTES)] or [b""]
     headers = [(_HEADER_ID, checkpoint_id.encode())]
     for index, chunk in enumerate(chunks):
@@ -62,6 +80,7 @@ def write_checkpoint(
         "sha256": hashlib.sha256(snapshot).hexdigest(),
         "offsets": offsets,
         **({"extra": extra} if extra else {}),
+        **({"lineage": state.lineage} if state is not None else {}),
     }
     producer.produce(topic, orjson.dumps(manifest), key=f"{name}/manifest", partition=partition)
     return checkpoint_id
@@ -145,7 +164,7 @@ def assemble(latest: dict[str, tuple[bytes, str | None]], name: int | str) -> Ch
     manifest_entry = latest.get(f"{name}/manifest")
     if manifest_entry is None:
         return None
-    checkpoint_id, chunks, sha256, offsets, extra = _manifest(manifest_entry[0], name)
+    checkpoint_id, chunks, sha256, offsets, extra, lineage = _manifest(manifest_entry[0], name)
     parts = []
     for index in range(chunks):
         chunk = latest.get(f"{name}/chunk/{index}")
@@ -155,12 +174,14 @@ def assemble(latest: dict[str, tuple[bytes, str | None]], name: int | str) -> Ch
     snapshot = b"".join(parts)
     if hashlib.sha256(snapshot).hexdigest() != sha256:
         raise ValueError(f"checkpoint {checkpoint_id}: the chunks do not match the manifest's SHA-256")
-    return Checkpoint(snapshot=snapshot, offsets=offsets, checkpoint_id=checkpoint_id, extra=extra)
+    return Checkpoint(
+        snapshot=snapshot, offsets=offsets, checkpoint_id=checkpoint_id, extra=extra, lineage=lineage
+    )
 
 
-def _manifest(value: bytes, name: str) -> tuple[str, int, str, dict[str, int], dict[str, int]]:
-    """The manifest's checkpoint id, chunk count, SHA-256, offsets and extra figures, each of the
-    type written."""
+def _manifest(value: bytes, name: str) -> tuple[str, int, str, dict[str, int], dict[str, int], str | None]:
+    """The manifest's checkpoint id, chunk count, SHA-256, offsets, extra figures and state lineage,
+    each of the type written."""
     owner = f"of partition {name}" if name.isdigit() else name
     problem = f"checkpoint manifest {owner} is malformed"
     try:
@@ -178,4 +199,22 @@ def _manifest(value: bytes, name: str) -> tuple[str, int, str, dict[str, int], d
         raise ValueError(f"{problem}: offsets are not all integers")
     if type(extra) is not dict or not all(type(value) is int for value in extra.values()):
         raise ValueError(f"{problem}: extra is not an object of integers")
-    return manifest["checkpoint_id"], manifest["chunks"], manifest["sha256"], offsets, extra
+    lineage = manifest.get("lineage")
+    if lineage is not None and type(lineage) is not str:
+        raise ValueError(f"{problem}: lineage is not a string")
+    return manifest["checkpoint_id"], manifest["chunks"], manifest["sha256"], offsets, extra, lineage
+
+
+def read_state_changes(
+    consumer: Consumer, topic: str, partition: int, lineage: str, name: str | None = None
+) -> Iterator[Change]:
+    """The state changes of ``lineage`` that checkpoints named ``name`` wrote to ``partition``, in
+    the order written: applied in turn, they give the state of the latest checkpoint. Changes of
+    another lineage (a state the partition abandoned) are passed over."""
+    prefix = f"{name or partition}/{_STATE}".encode()
+    wanted = lineage.encode()
+    low, _ = watermarks(consumer, topic, partition)
+    for message in read_to_end(consumer, topic, partition, start=low):
+        key = message.key() or b""
+        if key.startswith(prefix) and dict(message.headers() or []).get(_HEADER_LINEAGE) == wanted:
+            yield key[len(prefix) :], message.value()

@@ -10,6 +10,7 @@ import orjson
 
 from detector.engine.config import EngineConfig
 from detector.engine.engine import DetectionEngine, check_state_shaping
+from detector.engine.expiring import IN_MEMORY, StateStores
 from detector.engine.model import ModelConfig
 from detector.engine.scorer import Scorer
 from detector.engine.snapshots import pickled, unpickled
@@ -48,13 +49,17 @@ class PartitionEngines:
         self.config = config
         self.shared = shared
 
-    def new(self, partition: int) -> DetectionEngine | Scorer:
-        return Scorer(self.config, partition) if self.shared else DetectionEngine(self.config)
+    def new(self, partition: int, stores: StateStores = IN_MEMORY) -> DetectionEngine | Scorer:
+        if self.shared:
+            return Scorer(self.config, partition, stores)
+        return DetectionEngine(self.config, stores)
 
-    def restore(self, snapshot: bytes, partition: int) -> DetectionEngine | Scorer:
+    def restore(
+        self, snapshot: bytes, partition: int, stores: StateStores = IN_MEMORY
+    ) -> DetectionEngine | Scorer:
         if not self.shared:
-            return DetectionEngine.restore(snapshot)
-        scorer = unpickled(snapshot, _SCORER_MAGIC, Scorer)
+            return DetectionEngine.restore(snapshot, stores)
+        scorer = unpickled(snapshot, _SCORER_MAGIC, Scorer, stores)
         if scorer.partition != partition:
             raise ValueError(f"the snapshot holds the scorer of partition {scorer.partition}")
         return scorer
@@ -67,11 +72,11 @@ class PartitionEngines:
         engine.config = self.config
 
 
-def engine_snapshot(engine: DetectionEngine | Scorer) -> bytes:
-    """A partition's engine as bytes, for its checkpoint."""
+def engine_snapshot(engine: DetectionEngine | Scorer, stores: StateStores = IN_MEMORY) -> bytes:
+    """A partition's engine as bytes, for its checkpoint; what ``stores`` keeps is referred to."""
     if isinstance(engine, DetectionEngine):
-        return engine.snapshot()
-    return pickled(engine, _SCORER_MAGIC)
+        return engine.snapshot(stores)
+    return pickled(engine, _SCORER_MAGIC, stores)
 
 
 def queued_labels(engine: DetectionEngine | Scorer) -> int:

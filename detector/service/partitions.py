@@ -21,6 +21,8 @@ from confluent_kafka import Consumer, Message, TopicPartition
 
 from detector.service.engine_setup import queued_labels
 from detector.service.partition import PartitionProcessor
+from detector.service.state_files import StateFiles
+from detector.state.database import StateDatabase
 
 log = structlog.get_logger("detector.service")
 FIRST_CHECKPOINT_AFTER_S = 2.0
@@ -31,6 +33,7 @@ class OwnedPartition:
     """What the service holds for one owned input partition."""
 
     processor: PartitionProcessor
+    state: StateDatabase | None = None  # its engine's stores on disk (FRAUD_STATE_DIR)
     checkpointed: dict[str, int] | None = None  # input positions of its last checkpoint, if any
     checkpoint_written_at: float | None = None  # and when it was written (epoch seconds)
     labels_paused: bool = False  # its labels wait for its transactions
@@ -48,8 +51,10 @@ class OwnedPartition:
 class Partitions:
     """The owned partitions by number."""
 
-    def __init__(self) -> None:
+    def __init__(self, state_files: StateFiles | None = None, max_changes: int = 20_000) -> None:
         self._owned: dict[int, OwnedPartition] = {}
+        self.state_files = state_files  # where the partitions' state databases are opened
+        self.max_changes = max_changes  # a partition is checkpointed once this many entries changed
 
     def __bool__(self) -> bool:
         return bool(self._owned)
@@ -87,13 +92,24 @@ class Partitions:
         processor: PartitionProcessor,
         checkpointed: dict[str, int] | None,
         checkpoint_written_at: float | None = None,
+        state: StateDatabase | None = None,
     ) -> None:
         """Own ``processor``'s partition afresh: a checkpoint of an aborted transaction never happened,
         and a pause does not outlive an assignment or a rewind."""
+        self.drop([processor.partition])
         first_checkpoint_at = time.monotonic() + FIRST_CHECKPOINT_AFTER_S
         self._owned[processor.partition] = OwnedPartition(
-            processor, checkpointed, checkpoint_written_at, first_checkpoint_at=first_checkpoint_at
+            processor, state, checkpointed, checkpoint_written_at, first_checkpoint_at=first_checkpoint_at
         )
+
+    def changes_due(self) -> list[int]:
+        """Partitions whose state changed enough since their last checkpoint to write one now: it
+        bounds the pause a checkpoint makes and the changes held in memory."""
+        return [
+            partition
+            for partition, owned in self._owned.items()
+            if owned.state is not None and owned.state.changed >= self.max_changes
+        ]
 
     def first_checkpoints_due(self) -> list[int]:
         """Partitions recovered long enough ago for their first checkpoint, each given once."""
@@ -110,10 +126,12 @@ class Partitions:
     def drop(self, partitions: list[int]) -> None:
         """Revoked or lost partitions, or their state once it is ahead of what was committed."""
         for partition in partitions:
-            self._owned.pop(partition, None)
+            owned = self._owned.pop(partition, None)
+            if owned is not None and owned.state is not None and self.state_files is not None:
+                self.state_files.close(owned.state)
 
     def clear(self) -> None:
-        self._owned.clear()
+        self.drop(list(self._owned))
 
     def hold_labels_ahead_of_transactions(self, consumer: Consumer, labels_topic: str, limit: int) -> None:
         """Pause a partition's labels while too many wait for event time; resume once they drain.

@@ -51,6 +51,9 @@ def watermarks(consumer: Consumer, topic: str, partition: int, timeout_s: float 
             time.sleep(0.2)
 
 
+_BATCH = 1000
+
+
 def read_to_end(
     consumer: Consumer, topic: str, partition: int, start: int, timeout_s: float = 30.0
 ) -> Iterator[Message]:
@@ -68,20 +71,22 @@ def read_to_end(
     deadline = time.monotonic() + timeout_s
     try:
         while True:
-            message = consumer.poll(0.5)
-            if message is None:
+            # In batches: a changelog rebuild reads millions of records, and poll() costs a call each.
+            messages = consumer.consume(_BATCH, 0.5)
+            if not messages:
                 if time.monotonic() > deadline:
                     reason = f"reading {topic}[{partition}]: no record for {timeout_s:.0f} s before its end"
                     raise KafkaException(KafkaError(KafkaError._TIMED_OUT, reason, retriable=True))
                 continue
             deadline = time.monotonic() + timeout_s
-            error = message.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
+            for message in messages:
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        return
+                    raise KafkaException(error)
+                yield message
+                if message.offset() >= high - 1:
                     return
-                raise KafkaException(error)
-            yield message
-            if message.offset() >= high - 1:
-                return
     finally:
         consumer.unassign()

@@ -163,6 +163,7 @@ class Rebalancing:
                 audit_topic=self.settings.audit_topic,
                 engines=self.engines,
                 chain_key=self._chain_key,
+                state_files=self.partitions.state_files,
             )
 
         readers = self.clients.readers_for(min(len(partitions), MOST_AT_ONCE))
@@ -183,7 +184,7 @@ class Rebalancing:
                 audited=start.extra.get(AUDITED, NO_VERSION),
             )
             checkpointed = dict(start.start_offsets) if start.checkpoint_id is not None else None
-            self.partitions.assign(processor, checkpointed, start.checkpoint_written_at)
+            self.partitions.assign(processor, checkpointed, start.checkpoint_written_at, start.state)
             self.metrics.owned(partition, start.checkpoint_written_at)
             start_at.extend(
                 TopicPartition(inputs[role], partition, offset)

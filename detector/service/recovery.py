@@ -18,6 +18,7 @@ other features, model, drift settings or label horizon is treated as absent in t
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import structlog
@@ -26,10 +27,14 @@ from confluent_kafka import Consumer
 from detector.audit.chain import ChainState
 from detector.audit.records import chained_for, decode_record
 from detector.engine.engine import DetectionEngine
+from detector.engine.expiring import IN_MEMORY, StateStores
 from detector.engine.scorer import Scorer
-from detector.service.checkpoints import Checkpoint, load_checkpoint
+from detector.service.checkpoints import Checkpoint, load_checkpoint, read_state_changes
 from detector.service.engine_setup import PartitionEngines
 from detector.service.reading import read_to_end, watermarks
+from detector.service.state_files import StateFiles
+from detector.state.database import StateDatabase
+from detector.state.migration import move_to_disk
 
 log = structlog.get_logger("detector.service")
 _TIMEOUT_S = 30.0
@@ -46,6 +51,7 @@ class PartitionStart:
     checkpoint_id: str | None
     checkpoint_written_at: float | None  # epoch seconds, for the checkpoint age metric
     extra: dict[str, int]  # the service's own figures kept with the checkpoint
+    state: StateDatabase | None  # the engine's stores on disk, if FRAUD_STATE_DIR is set
 
 
 def recover_partition(
@@ -58,30 +64,50 @@ def recover_partition(
     audit_topic: str,
     engines: PartitionEngines,
     chain_key: bytes | None,
+    state_files: StateFiles | None,
 ) -> PartitionStart:
-    restored = _restored(reader, checkpoint_topic, partition, engines)
-    checkpoint, engine = restored or (None, engines.new(partition))  # none: rebuild from the input
-    starts: dict[str, int] = {}
-    for role, topic in topics.items():
-        low, _ = watermarks(reader, topic, partition, _TIMEOUT_S)
-        if checkpoint is not None and role in checkpoint.offsets:
-            starts[role] = max(checkpoint.offsets[role], low)
+    state = state_files.open(partition) if state_files is not None else None
+    try:
+        restored = _restored(reader, checkpoint_topic, partition, engines, state)
+        if restored is None:  # none: rebuild from the input
+            checkpoint, engine = None, engines.new(partition, _fresh(state))
         else:
-            starts[role] = low  # no snapshot: rebuild from the oldest retained input
+            checkpoint, engine = restored
+        starts: dict[str, int] = {}
+        for role, topic in topics.items():
+            low, _ = watermarks(reader, topic, partition, _TIMEOUT_S)
+            if checkpoint is not None and role in checkpoint.offsets:
+                starts[role] = max(checkpoint.offsets[role], low)
+            else:
+                starts[role] = low  # no snapshot: rebuild from the oldest retained input
+        chain = read_chain_head(reader, audit_topic, partition, chain_key)
+    except BaseException:
+        if state_files is not None and state is not None:
+            state_files.close(state)
+        raise
     replay_until = {role: offset for role, offset in committed.items() if offset > starts[role]}
     return PartitionStart(
         engine=engine,
-        chain=read_chain_head(reader, audit_topic, partition, chain_key),
+        chain=chain,
         start_offsets=starts,
         replay_until=replay_until,
         checkpoint_id=checkpoint.checkpoint_id if checkpoint else None,
         checkpoint_written_at=checkpoint.written_at if checkpoint else None,
         extra=checkpoint.extra if checkpoint else {},
+        state=state,
     )
 
 
+def _fresh(state: StateDatabase | None) -> StateStores:
+    """Stores for a state that starts from nothing: the database emptied, or memory."""
+    if state is None:
+        return IN_MEMORY
+    state.reset()
+    return state
+
+
 def _restored(
-    reader: Consumer, topic: str, partition: int, engines: PartitionEngines
+    reader: Consumer, topic: str, partition: int, engines: PartitionEngines, state: StateDatabase | None
 ) -> tuple[Checkpoint, DetectionEngine | Scorer] | None:
     """The latest checkpoint and its engine under the configured settings; None if there is none,
     or (logged) if it cannot serve."""
@@ -91,7 +117,12 @@ def _restored(
         if checkpoint is None:
             return None
         checkpoint_id = checkpoint.checkpoint_id
-        engine = engines.restore(checkpoint.snapshot, partition)
+        if state is not None and checkpoint.lineage is not None:
+            _bring_up_to_date(state, reader, topic, partition, checkpoint)
+        engine = engines.restore(checkpoint.snapshot, partition, state or IN_MEMORY)
+        if state is not None and checkpoint.lineage is None:  # a checkpoint of the in-memory layout
+            state.reset()
+            log.info("state_moved_to_disk", partition=partition, entries=move_to_disk(engine, state))
     except (
         ValueError
     ) as error:  # e.g. written by an incompatible version, by another kind of engine, or damaged
@@ -104,6 +135,28 @@ def _restored(
             problem, detail = "checkpoint_config_changed", str(error)
     log.warning(problem, partition=partition, checkpoint_id=checkpoint_id, error=detail)
     return None
+
+
+def _bring_up_to_date(
+    state: StateDatabase, reader: Consumer, topic: str, partition: int, checkpoint: Checkpoint
+) -> None:
+    """Make the database hold the state of ``checkpoint``: as it is if it already does, else
+    rebuilt from the changes the checkpoints wrote (the local copy is missing, behind, or ahead
+    by a checkpoint whose transaction failed)."""
+    assert checkpoint.lineage is not None
+    if state.is_current(checkpoint.lineage, checkpoint.checkpoint_id):
+        log.info("state_local", partition=partition, checkpoint_id=checkpoint.checkpoint_id)
+        return
+    began = time.monotonic()
+    changes = read_state_changes(reader, topic, partition, checkpoint.lineage)
+    applied = state.rebuild(changes, checkpoint.lineage, checkpoint.checkpoint_id)
+    log.info(
+        "state_rebuilt",
+        partition=partition,
+        checkpoint_id=checkpoint.checkpoint_id,
+        changes=applied,
+        seconds=round(time.monotonic() - began, 3),
+    )
 
 
 def read_chain_head(reader: Consumer, topic: str, partition: int, key: bytes | None) -> ChainState:

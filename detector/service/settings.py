@@ -137,6 +137,19 @@ class ServiceSettings(BaseSettings):
     checkpoint_interval_s: Duration = _setting(
         "FRAUD_CHECKPOINT_INTERVAL_S", 60.0, "time between engine snapshots (seconds, or e.g. 5m)", ge=0.001
     )
+    checkpoint_max_changes: int = _setting(
+        "FRAUD_CHECKPOINT_MAX_CHANGES",
+        20_000,
+        "a partition is checkpointed sooner once this many entries of its state changed:"
+        " bounds a checkpoint's pause and the changes held in memory",
+        ge=1,
+    )
+    state_dir: str = _setting(
+        "FRAUD_STATE_DIR",
+        "state",
+        "local directory of the partitions' state stores (RocksDB), rebuilt from Kafka if lost;"
+        " empty: state in memory, snapshotted whole",
+    )
     topic_partitions: int = _setting(
         "FRAUD_TOPIC_PARTITIONS", 3, "partitions of topics the service creates", ge=1
     )

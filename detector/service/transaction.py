@@ -18,7 +18,8 @@ from collections.abc import Callable
 import structlog
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from detector.service.checkpoints import write_checkpoint
+from detector.engine.expiring import IN_MEMORY
+from detector.service.checkpoints import StateChanges, write_checkpoint
 from detector.service.clients import COMMIT_TIMEOUT_S, Clients
 from detector.service.collector import collect_everything
 from detector.service.engine_setup import engine_snapshot
@@ -90,10 +91,14 @@ class Transactions:
             state = owned[partition]
             if not state.checkpoint_due():
                 continue
-            processor = state.processor
+            processor, database = state.processor, state.state
             state.checkpointed = dict(processor.positions)
             state.checkpoint_written_at = time.time()
-            snapshot = engine_snapshot(processor.engine)
+            changes = None
+            if database is not None:
+                assert database.lineage is not None  # given by recovery: reset, rebuilt or current
+                changes = StateChanges(database.lineage, database.drain())
+            snapshot = engine_snapshot(processor.engine, database or IN_MEMORY)
             checkpoint_id = write_checkpoint(
                 self.clients.producer,
                 self.topics.name(CHECKPOINTS),
@@ -101,12 +106,18 @@ class Transactions:
                 snapshot,
                 dict(processor.positions),
                 extra=processor.checkpoint_extra(),
+                state=changes,
             )
+            if database is not None and changes is not None:
+                # Before the commit: if it fails, the database is a checkpoint ahead of the
+                # committed one, which recovery sees and rebuilds from the changelog (docs/state.md).
+                database.write(changes.changes, changes.lineage, checkpoint_id)
             log.info(
                 "checkpoint_written",
                 partition=partition,
                 checkpoint_id=checkpoint_id,
                 bytes=len(snapshot),
+                state_changes=len(changes.changes) if changes is not None else None,
                 offsets=processor.positions,
             )
         self._last_checkpoint = time.monotonic()

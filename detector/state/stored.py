@@ -21,7 +21,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Generic, Protocol, TypeVar
 
-from detector.engine.expiring import Codec
+from detector.engine.expiring import Codec, ExpiringStore
 
 V = TypeVar("V")
 
@@ -157,6 +157,14 @@ class StoredExpiringStore(Generic[V]):
         self._superseded.clear()
         self._on_disk = self._seq
         return changes
+
+    def fill_from(self, store: ExpiringStore[V]) -> None:
+        """Take the entries, order and counters of ``store`` (state from an in-memory snapshot)."""
+        next_sweep, entries = store.export()
+        for key, (touched, value) in entries.items():
+            self.put(key, value, touched)
+        self.evicted_for_age, self.evicted_for_size = store.evicted_for_age, store.evicted_for_size
+        self._next_sweep = next_sweep
 
     @property
     def changed(self) -> int:
