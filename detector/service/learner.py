@@ -37,9 +37,11 @@ from detector.service.health import Readiness, serving
 from detector.service.learner_metrics import LearnerMetrics
 from detector.service.reading import reader_config, watermarks
 from detector.service.settings import ConfigurationError, ServiceSettings
-from detector.service.shared_state import LearnerCheckpoints
+from detector.service.shared_state import LEARNER, LearnerCheckpoints
+from detector.service.state_files import fresh_stores, state_files_for
 from detector.service.topic_map import SHARED_UPDATES, SHARED_VERSIONS, TopicMap
 from detector.service.topics import ensure_shared_topics, ensure_topics
+from detector.state.database import StateDatabase
 
 log = structlog.get_logger("detector.learner")
 FENCE_CHECK_S = 5.0  # the longest time without a transaction, which is how a learner learns it was fenced
@@ -74,6 +76,8 @@ class LearnerService:
         self._producer = None
         self._last_checkpoint = time.monotonic()
         self._began = time.monotonic()  # when the open (or the last) transaction began
+        self.state_files = state_files_for(settings)
+        self.state: StateDatabase | None = None  # the pending scores on disk (FRAUD_STATE_STORE=disk)
 
     @property
     def transactional_id(self) -> str:
@@ -121,6 +125,7 @@ class LearnerService:
                 log.error("learner_fenced", error=str(fenced))
                 return 1
             finally:
+                self._close_state()
                 self.consumer.close()
                 reader.close()
             log.info("stopped", version=self.learner.version if self.learner else None)
@@ -152,8 +157,13 @@ class LearnerService:
         if self._producer is None:
             return
         topic = self.topics.name(SHARED_UPDATES)
-        restored = self.checkpoints.load_learner(self.engine_config)
-        self.learner = restored.learner if restored else SharedLearner(self.engine_config, partitions)
+        self._close_state()
+        self.state = self.state_files.open(LEARNER) if self.state_files is not None else None
+        restored = self.checkpoints.load_learner(self.engine_config, self.state)
+        if restored is not None:
+            self.learner = restored.learner
+        else:
+            self.learner = SharedLearner(self.engine_config, partitions, fresh_stores(self.state))
         committed = self.consumer.committed(
             [TopicPartition(topic, p) for p in range(partitions)], timeout=KAFKA_TIMEOUT_S
         )
@@ -175,6 +185,11 @@ class LearnerService:
             model_generation=self.learner.generation,
             labels_learned=self.learner.model.labels_learned,
         )
+
+    def _close_state(self) -> None:
+        if self.state is not None and self.state_files is not None:
+            self.state_files.close(self.state)
+        self.state = None
 
     # -- the transactional loop -----------------------------------------------------------------
 
@@ -206,7 +221,7 @@ class LearnerService:
             )
             self.metrics.applied(1)
         if checkpoint_due:
-            self.checkpoints.write(producer, self.learner, self.positions)
+            self.checkpoints.write(producer, self.learner, self.positions, self.state)
             self._last_checkpoint = time.monotonic()
         offsets = [
             TopicPartition(self.topics.name(SHARED_UPDATES), p, max(offset, self.committed_floor.get(p, -1)))

@@ -18,7 +18,6 @@ other features, model, drift settings or label horizon is treated as absent in t
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import structlog
@@ -27,14 +26,12 @@ from confluent_kafka import Consumer
 from detector.audit.chain import ChainState
 from detector.audit.records import chained_for, decode_record
 from detector.engine.engine import DetectionEngine
-from detector.engine.expiring import IN_MEMORY, StateStores
 from detector.engine.scorer import Scorer
-from detector.service.checkpoints import Checkpoint, load_checkpoint, read_state_changes
+from detector.service.checkpoints import Checkpoint, load_checkpoint
 from detector.service.engine_setup import PartitionEngines
 from detector.service.reading import read_to_end, watermarks
-from detector.service.state_files import StateFiles
+from detector.service.state_files import StateFiles, fresh_stores, restored_with_state
 from detector.state.database import StateDatabase
-from detector.state.migration import move_to_disk
 
 log = structlog.get_logger("detector.service")
 _TIMEOUT_S = 30.0
@@ -51,7 +48,7 @@ class PartitionStart:
     checkpoint_id: str | None
     checkpoint_written_at: float | None  # epoch seconds, for the checkpoint age metric
     extra: dict[str, int]  # the service's own figures kept with the checkpoint
-    state: StateDatabase | None  # the engine's stores on disk, if FRAUD_STATE_DIR is set
+    state: StateDatabase | None  # the engine's stores on disk (FRAUD_STATE_STORE=disk)
 
 
 def recover_partition(
@@ -70,7 +67,7 @@ def recover_partition(
     try:
         restored = _restored(reader, checkpoint_topic, partition, engines, state)
         if restored is None:  # none: rebuild from the input
-            checkpoint, engine = None, engines.new(partition, _fresh(state))
+            checkpoint, engine = None, engines.new(partition, fresh_stores(state))
         else:
             checkpoint, engine = restored
         starts: dict[str, int] = {}
@@ -98,14 +95,6 @@ def recover_partition(
     )
 
 
-def _fresh(state: StateDatabase | None) -> StateStores:
-    """Stores for a state that starts from nothing: the database emptied, or memory."""
-    if state is None:
-        return IN_MEMORY
-    state.reset()
-    return state
-
-
 def _restored(
     reader: Consumer, topic: str, partition: int, engines: PartitionEngines, state: StateDatabase | None
 ) -> tuple[Checkpoint, DetectionEngine | Scorer] | None:
@@ -117,12 +106,14 @@ def _restored(
         if checkpoint is None:
             return None
         checkpoint_id = checkpoint.checkpoint_id
-        if state is not None and checkpoint.lineage is not None:
-            _bring_up_to_date(state, reader, topic, partition, checkpoint)
-        engine = engines.restore(checkpoint.snapshot, partition, state or IN_MEMORY)
-        if state is not None and checkpoint.lineage is None:  # a checkpoint of the in-memory layout
-            state.reset()
-            log.info("state_moved_to_disk", partition=partition, entries=move_to_disk(engine, state))
+        engine = restored_with_state(
+            checkpoint,
+            state,
+            reader,
+            topic=topic,
+            partition=partition,
+            restore=lambda stores: engines.restore(checkpoint.snapshot, partition, stores),
+        )
     except (
         ValueError
     ) as error:  # e.g. written by an incompatible version, by another kind of engine, or damaged
@@ -135,28 +126,6 @@ def _restored(
             problem, detail = "checkpoint_config_changed", str(error)
     log.warning(problem, partition=partition, checkpoint_id=checkpoint_id, error=detail)
     return None
-
-
-def _bring_up_to_date(
-    state: StateDatabase, reader: Consumer, topic: str, partition: int, checkpoint: Checkpoint
-) -> None:
-    """Make the database hold the state of ``checkpoint``: as it is if it already does, else
-    rebuilt from the changes the checkpoints wrote (the local copy is missing, behind, or ahead
-    by a checkpoint whose transaction failed)."""
-    assert checkpoint.lineage is not None
-    if state.is_current(checkpoint.lineage, checkpoint.checkpoint_id):
-        log.info("state_local", partition=partition, checkpoint_id=checkpoint.checkpoint_id)
-        return
-    began = time.monotonic()
-    changes = read_state_changes(reader, topic, partition, checkpoint.lineage)
-    applied = state.rebuild(changes, checkpoint.lineage, checkpoint.checkpoint_id)
-    log.info(
-        "state_rebuilt",
-        partition=partition,
-        checkpoint_id=checkpoint.checkpoint_id,
-        changes=applied,
-        seconds=round(time.monotonic() - began, 3),
-    )
 
 
 def read_chain_head(reader: Consumer, topic: str, partition: int, key: bytes | None) -> ChainState:

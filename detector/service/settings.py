@@ -144,11 +144,14 @@ class ServiceSettings(BaseSettings):
         " bounds a checkpoint's pause and the changes held in memory",
         ge=1,
     )
+    state_store: Literal["disk", "memory"] = _setting(
+        "FRAUD_STATE_STORE",
+        "disk",
+        "disk: cards and pending scores in RocksDB under FRAUD_STATE_DIR, a checkpoint writes what"
+        " changed; memory: all state in memory, snapshotted whole",
+    )
     state_dir: str = _setting(
-        "FRAUD_STATE_DIR",
-        "state",
-        "local directory of the partitions' state stores (RocksDB), rebuilt from Kafka if lost;"
-        " empty: state in memory, snapshotted whole",
+        "FRAUD_STATE_DIR", "state", "local directory of the state stores, rebuilt from Kafka if lost"
     )
     topic_partitions: int = _setting(
         "FRAUD_TOPIC_PARTITIONS", 3, "partitions of topics the service creates", ge=1

@@ -30,14 +30,17 @@ from confluent_kafka import (
 
 from detector.engine.config import EngineConfig
 from detector.engine.engine import check_state_shaping
+from detector.engine.expiring import IN_MEMORY
 from detector.engine.learner import SharedLearner
 from detector.engine.shared import epoch_of
 from detector.engine.snapshots import pickled, unpickled
 from detector.engine.view import SharedView
 from detector.engine.wire import decode_version
-from detector.service.checkpoints import load_checkpoint, write_checkpoint
+from detector.service.checkpoints import StateChanges, load_checkpoint, write_checkpoint
 from detector.service.reading import read_to_end
 from detector.service.settings import ServiceSettings
+from detector.service.state_files import restored_with_state
+from detector.state.database import StateDatabase
 
 log = structlog.get_logger("detector.shared")
 LEARNER, VIEW = "learner", "view"
@@ -62,13 +65,24 @@ class LearnerCheckpoints:
     _last_delivered: tuple[int, int] | None = None  # (epoch, offset) of the latest version delivered
     _end: int = 0  # an offset at or below the next version record
 
-    def load_learner(self, engine_config: EngineConfig) -> RestoredLearner | None:
-        """The learner of the latest checkpoint; None (logged when unreadable) to start afresh."""
+    def load_learner(
+        self, engine_config: EngineConfig, state: StateDatabase | None
+    ) -> RestoredLearner | None:
+        """The learner of the latest checkpoint, its pending scores in ``state`` if given; None
+        (logged when unreadable) to start afresh."""
         try:
             checkpoint = load_checkpoint(self.reader, self.settings.checkpoint_topic, 0, LEARNER)
             if checkpoint is None:
                 return None
-            learner = unpickled(checkpoint.snapshot, _LEARNER_MAGIC, SharedLearner)
+            learner = restored_with_state(
+                checkpoint,
+                state,
+                self.reader,
+                topic=self.settings.checkpoint_topic,
+                partition=0,
+                restore=lambda stores: unpickled(checkpoint.snapshot, _LEARNER_MAGIC, SharedLearner, stores),
+                name=LEARNER,
+            )
             check_state_shaping(learner.config, engine_config)
             learner.config = engine_config
         except ValueError as error:
@@ -98,15 +112,28 @@ class LearnerCheckpoints:
             self._end = max(self._end, max(self._delivering.values()) + 1)
         self._delivering = {}
 
-    def write(self, producer: Producer, learner: SharedLearner, positions: dict[int, int]) -> None:
-        """The learner's checkpoint and its view snapshot, into the open transaction."""
+    def write(
+        self,
+        producer: Producer,
+        learner: SharedLearner,
+        positions: dict[int, int],
+        database: StateDatabase | None,
+    ) -> None:
+        """The learner's checkpoint (with what changed of its pending scores on disk) and its
+        view snapshot, into the open transaction."""
         last = self._last_delivered
         resume = last[1] if last is not None and last[0] == learner.version else self._end
         offsets = {**{str(p): offset for p, offset in positions.items()}, _RESUME: self._end}
-        state = pickled(learner, _LEARNER_MAGIC)
+        changes = None
+        if database is not None:
+            assert database.lineage is not None
+            changes = StateChanges(database.lineage, database.drain())
+        state = pickled(learner, _LEARNER_MAGIC, database or IN_MEMORY)
         checkpoint_id = write_checkpoint(
-            producer, self.settings.checkpoint_topic, 0, state, offsets, name=LEARNER
+            producer, self.settings.checkpoint_topic, 0, state, offsets, name=LEARNER, state=changes
         )
+        if database is not None and changes is not None:  # before the commit, as the scorers do
+            database.write(changes.changes, changes.lineage, checkpoint_id)
         view = learner.export_view().snapshot()
         write_checkpoint(
             producer, self.settings.shared_snapshots_topic, 0, view, {_RESUME: resume}, name=VIEW

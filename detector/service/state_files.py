@@ -1,4 +1,5 @@
-"""Where each owned partition's state database lives on local disk, and opening it.
+"""Where each owned partition's state database lives on local disk, opening it, and restoring a
+checkpoint's engine with it (docs/state.md).
 
 ``FRAUD_STATE_DIR/<instance id>/<partition>``: one RocksDB per partition, owned by one process.
 Another process of the same instance id (a zombie being fenced, or one taking over) may still
@@ -9,15 +10,23 @@ rebuilds the state from the changelog, which is correct, only slower (``state_di
 from __future__ import annotations
 
 import shutil
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import structlog
+from confluent_kafka import Consumer
 
+from detector.engine.expiring import IN_MEMORY, StateStores
+from detector.service.checkpoints import Checkpoint, read_state_changes
 from detector.service.settings import ServiceSettings
 from detector.state.database import StateDatabase
+from detector.state.migration import move_to_disk
 
 log = structlog.get_logger("detector.service")
+T = TypeVar("T")
 _SPARE = ".spare-"  # a directory opened because the partition's own was locked
 
 
@@ -27,7 +36,8 @@ class StateFiles:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def open(self, partition: int) -> StateDatabase:
+    def open(self, partition: int | str) -> StateDatabase:
+        """The database of input partition ``partition``, or of a state named so (the learner's)."""
         path = self.root / str(partition)
         try:
             return StateDatabase(path)
@@ -46,8 +56,66 @@ class StateFiles:
             shutil.rmtree(database.path, ignore_errors=True)
 
 
+def restored_with_state(
+    checkpoint: Checkpoint,
+    state: StateDatabase | None,
+    reader: Consumer,
+    *,
+    topic: str,
+    partition: int,
+    restore: Callable[[StateStores], T],
+    name: str | None = None,
+) -> T:
+    """``restore`` of ``checkpoint``'s snapshot, with its state on disk brought up to date in
+    ``state``, or moved there from a checkpoint of the in-memory layout. ValueError from
+    ``restore`` if the snapshot cannot serve (say it refers to state on disk and ``state`` is None)."""
+    if state is not None and checkpoint.lineage is not None:
+        bring_up_to_date(state, reader, topic, partition, checkpoint, name=name)
+    engine = restore(state or IN_MEMORY)
+    if state is not None and checkpoint.lineage is None:
+        state.reset()
+        log.info("state_moved_to_disk", partition=name or partition, entries=move_to_disk(engine, state))
+    return engine
+
+
+def fresh_stores(state: StateDatabase | None) -> StateStores:
+    """Stores for a state that starts from nothing: the database emptied, or memory."""
+    if state is None:
+        return IN_MEMORY
+    state.reset()
+    return state
+
+
+def bring_up_to_date(
+    state: StateDatabase,
+    reader: Consumer,
+    topic: str,
+    partition: int,
+    checkpoint: Checkpoint,
+    *,
+    name: str | None = None,
+) -> None:
+    """Make the database hold the state of ``checkpoint``: as it is if it already does, else
+    rebuilt from the changes the checkpoints wrote (the local copy is missing, behind, or ahead
+    by a checkpoint whose transaction failed)."""
+    assert checkpoint.lineage is not None
+    if state.is_current(checkpoint.lineage, checkpoint.checkpoint_id):
+        log.info("state_local", partition=name or partition, checkpoint_id=checkpoint.checkpoint_id)
+        return
+    began = time.monotonic()
+    changes = read_state_changes(reader, topic, partition, checkpoint.lineage, name)
+    applied = state.rebuild(changes, checkpoint.lineage, checkpoint.checkpoint_id)
+    log.info(
+        "state_rebuilt",
+        partition=name or partition,
+        checkpoint_id=checkpoint.checkpoint_id,
+        changes=applied,
+        seconds=round(time.monotonic() - began, 3),
+    )
+
+
 def state_files_for(settings: ServiceSettings) -> StateFiles | None:
-    """The instance's state directory, or None to keep the state in memory (FRAUD_STATE_DIR empty)."""
-    if not settings.state_dir:
+    """The instance's state directory, or None to keep the state in memory (FRAUD_STATE_STORE)."""
+    if settings.state_store == "memory":
         return None
     return StateFiles(Path(settings.state_dir) / settings.instance_id.replace("/", "_"))

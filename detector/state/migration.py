@@ -9,21 +9,25 @@ from __future__ import annotations
 
 from detector.engine.engine import DetectionEngine
 from detector.engine.expiring import ExpiringStore
+from detector.engine.learner import SharedLearner
 from detector.engine.scorer import Scorer
 from detector.state.database import StateDatabase
 from detector.state.stored import StoredExpiringStore
 
 
-def move_to_disk(engine: DetectionEngine | Scorer, database: StateDatabase) -> int:
+def move_to_disk(engine: DetectionEngine | Scorer | SharedLearner, database: StateDatabase) -> int:
     """Put ``engine``'s in-memory stores into the (empty) ``database``; returns the entries moved.
 
     An engine of the same configuration built on ``database`` names and encodes each store; its
     stores take the old ones' entries and replace them in ``engine``.
     """
+    fresh: DetectionEngine | Scorer | SharedLearner
     if isinstance(engine, DetectionEngine):
-        fresh: DetectionEngine | Scorer = DetectionEngine(engine.config, database)
-    else:
+        fresh = DetectionEngine(engine.config, database)
+    elif isinstance(engine, Scorer):
         fresh = Scorer(engine.config, engine.partition, database)
+    else:
+        fresh = SharedLearner(engine.config, len(engine.closed), database)
     moved = 0
     for (old_holder, name), (new_holder, _) in zip(_holders(engine), _holders(fresh), strict=True):
         old, new = getattr(old_holder, name), getattr(new_holder, name)
@@ -34,14 +38,13 @@ def move_to_disk(engine: DetectionEngine | Scorer, database: StateDatabase) -> i
     return moved
 
 
-def _holders(engine: DetectionEngine | Scorer) -> list[tuple[object, str]]:
+def _holders(engine: DetectionEngine | Scorer | SharedLearner) -> list[tuple[object, str]]:
     """(object, attribute) of each store the engine keeps on disk."""
+    holders: list[tuple[object, str]] = []
     scorer = engine.scorer if isinstance(engine, DetectionEngine) else engine
-    holders: list[tuple[object, str]] = [
-        (scorer.extractor, "cards"),
-        (scorer.index, "_waiting"),
-        (scorer.index, "_labelled"),
-    ]
-    if isinstance(engine, DetectionEngine):
-        holders += [(engine.learner.pending, "_waiting"), (engine.learner.pending, "_labelled")]
+    if isinstance(scorer, Scorer):
+        holders += [(scorer.extractor, "cards"), (scorer.index, "_waiting"), (scorer.index, "_labelled")]
+    learner = engine.learner if isinstance(engine, DetectionEngine) else engine
+    if isinstance(learner, SharedLearner):
+        holders += [(learner.pending, "_waiting"), (learner.pending, "_labelled")]
     return holders

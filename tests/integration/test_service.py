@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import shutil
 import time
 from collections.abc import Callable, Collection
 from dataclasses import replace
@@ -258,8 +259,10 @@ def _restarted_half_way(
     tmp_path: Path,
     between: Callable[[dict[str, str]], dict[str, str]],
     foreign: Collection[tuple[int, int]] = (),
+    first: Callable[[dict[str, str]], dict[str, str]] = dict,
 ) -> tuple[ServiceProcess, list[dict]]:
-    """Half the input, a stop, ``between(env)`` (which gives the environment of the restart), the rest.
+    """Half the input with the environment ``first(env)``, a stop, ``between(env)`` (which gives the
+    environment of the restart), the rest.
 
     Returns the restarted service and every decision record; asserts one decision per transaction
     and an intact chain but for the ``foreign`` records (see :func:`audit_decisions`).
@@ -272,7 +275,7 @@ def _restarted_half_way(
     publish(topics.settings(kafka_bootstrap), items[:half])
     env = topics.env(kafka_bootstrap)
     log = tmp_path / "service.log"
-    service = ServiceProcess(env, log)
+    service = ServiceProcess(first(env), log)
     assert _wait_for_topic(service, topics)
     audit = CommittedReader(kafka_bootstrap, topics.audit)
     first_half = sum(isinstance(item, Transaction) for item in items[:half])
@@ -364,3 +367,51 @@ def test_a_restart_with_new_thresholds_keeps_the_model_and_applies_them(
     assert service.log_events("partition_recovered")[-1]["checkpoint_id"] is not None
     thresholds = [record["thresholds"] for record in decisions]
     assert thresholds[0] == {"review": 0.5, "block": 0.9} and thresholds[-1] == {"review": 0.2, "block": 0.6}
+
+
+def _warm(service: ServiceProcess) -> dict:
+    """The restart's recovery, asserted warm: from a checkpoint, with the model's labels."""
+    recovered = service.log_events("partition_recovered")[-1]
+    assert recovered["checkpoint_id"] is not None and recovered["labels_learned"] > 0
+    return recovered
+
+
+def test_a_restart_uses_the_state_on_local_disk(kafka_bootstrap: str, tmp_path: Path) -> None:
+    service, _ = _restarted_half_way(kafka_bootstrap, tmp_path, dict)
+    written = service.log_events("checkpoint_written")
+    assert written[0]["state_changes"] > 0  # the first run's checkpoints wrote what changed
+    assert service.log_events("state_local") and not service.log_events("state_rebuilt")
+    _warm(service)
+
+
+def test_a_lost_state_directory_is_rebuilt_from_the_checkpoint_topic(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """A new disk (or machine) costs a rebuild from Kafka, never data: the restart is as warm."""
+
+    def lose_the_disk(env: dict[str, str]) -> dict[str, str]:
+        shutil.rmtree(env["FRAUD_STATE_DIR"])
+        return env
+
+    service, _ = _restarted_half_way(kafka_bootstrap, tmp_path, lose_the_disk)
+    (rebuilt,) = service.log_events("state_rebuilt")
+    assert rebuilt["changes"] > 1_000  # cards, scored ids, pending scores of ~1,500 transactions
+    _warm(service)
+
+
+def test_an_upgrade_from_whole_snapshots_carries_on_warm_and_exactly_once(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """Checkpoints of the in-memory layout (what the service wrote before its state moved to disk,
+    and still writes with FRAUD_STATE_STORE=memory) are restored as they are, their state moved onto
+    disk; decisions stay one per transaction with an intact chain (asserted by the helper)."""
+    service, _ = _restarted_half_way(
+        kafka_bootstrap, tmp_path, dict, first=lambda env: {**env, "FRAUD_STATE_STORE": "memory"}
+    )
+    first_run, *_ = service.log_events("checkpoint_written")
+    assert first_run["state_changes"] is None  # a whole snapshot, no state on disk
+    (moved,) = service.log_events("state_moved_to_disk")
+    assert moved["entries"] > 1_000
+    _warm(service)
+    later = [event for event in service.log_events("checkpoint_written") if event["state_changes"]]
+    assert later and later[0]["state_changes"] >= moved["entries"]  # the moved state, written once
