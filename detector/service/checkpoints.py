@@ -69,11 +69,13 @@ def write_checkpoint(
     if state is not None:
         prefix, lineage = f"{name}/{_STATE}".encode(), [(_HEADER_LINEAGE, state.lineage.encode())]
         for key, value in state.changes:
-            producer.produce(topic, value, key=prefix + key, partition=partition, headers=lineage)
+            _produce(producer, topic, value, key=prefix + key, partition=partition, headers=lineage)
     chunks = [snapshot[i : i + CHUNK_BYTES] for i in range(0, len(snapshot), CHUNK_BYTES)] or [b""]
     headers = [(_HEADER_ID, checkpoint_id.encode())]
     for index, chunk in enumerate(chunks):
-        producer.produce(topic, chunk, key=f"{name}/chunk/{index}", partition=partition, headers=headers)
+        _produce(
+            producer, topic, chunk, key=f"{name}/chunk/{index}".encode(), partition=partition, headers=headers
+        )
     manifest = {
         "checkpoint_id": checkpoint_id,
         "chunks": len(chunks),
@@ -82,8 +84,26 @@ def write_checkpoint(
         **({"extra": extra} if extra else {}),
         **({"lineage": state.lineage} if state is not None else {}),
     }
-    producer.produce(topic, orjson.dumps(manifest), key=f"{name}/manifest", partition=partition)
+    _produce(producer, topic, orjson.dumps(manifest), key=f"{name}/manifest".encode(), partition=partition)
     return checkpoint_id
+
+
+def _produce(
+    producer: Producer,
+    topic: str,
+    value: bytes | None,
+    *,
+    key: bytes,
+    partition: int,
+    headers: list[tuple[str, bytes]] | None = None,
+) -> None:
+    """Produce, waiting out a full local queue: a checkpoint's changes can outnumber it."""
+    while True:
+        try:
+            producer.produce(topic, value, key=key, partition=partition, headers=headers)
+            return
+        except BufferError:
+            producer.poll(0.05)
 
 
 def load_checkpoint(

@@ -62,6 +62,8 @@ class StateDatabase(StateStores):
 
     def persistent_id(self, obj: object) -> Any:
         if isinstance(obj, StoredExpiringStore):
+            if obj.changed:  # its figures would count entries the database does not hold
+                raise ValueError(f"store {obj.name!r} has changes not drained into the database")
             return (_REFERENCE, obj.name, obj.ttl, obj.max_entries, obj.codec, obj.state())
         return None
 
