@@ -61,7 +61,10 @@ class StoredExpiringStore(Generic[V]):
         if ttl <= 0 or max_entries <= 0:
             raise ValueError("ttl and max_entries must be positive")
         self.name, self.ttl, self.max_entries = name, ttl, max_entries
-        self._backend, self.codec, self._cache_entries = backend, codec, cache_entries
+        # At least one entry: the engine changes a value it has just read in place before putting
+        # it back (reading a card's windows expires their old buckets), so the next read must return
+        # that same object, as the store in memory does, not the older copy on disk.
+        self._backend, self.codec, self._cache_entries = backend, codec, max(cache_entries, 1)
         self._data_prefix = name.encode() + b"\x00d"
         self._index_prefix = name.encode() + b"\x00i"
         state = state or {}
