@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import pickle
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from functools import cache
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -94,6 +94,16 @@ class ExpiringStore(_Keyed, Generic[V]):
         if len(entries) > self.max_entries:
             entries.popitem(last=False)
             self.evicted_for_size += 1
+
+    @classmethod
+    def restored(
+        cls, ttl: float, max_entries: int, next_sweep: float, entries: Iterable[tuple[str, float, V]]
+    ) -> ExpiringStore[V]:
+        """The store :meth:`export` described: (key, last touch, value) in order of last touch."""
+        store = cls(ttl, max_entries)
+        store._next_sweep = next_sweep
+        store._entries = OrderedDict((key, (touched, value)) for key, touched, value in entries)
+        return store
 
     def export(self) -> tuple[float, OrderedDict[str, tuple[float, V]]]:
         """(next sweep, key -> (last touch, value) in order of last touch), to move it to disk."""

@@ -48,6 +48,13 @@ class TerminalState:
         self.labels = SlidingWindows(config.risk_windows, config.resolution)
 
 
+def _terminal(config: FeatureConfig, windows: bytes, labels: bytes) -> TerminalState:
+    terminal = TerminalState.__new__(TerminalState)
+    terminal.windows = SlidingWindows.from_bytes(config.terminal_windows, config.resolution, windows)
+    terminal.labels = SlidingWindows.from_bytes(config.risk_windows, config.resolution, labels)
+    return terminal
+
+
 class TerminalTable:
     """Terminal activity over ``terminal_windows`` and fraud rates over ``risk_windows``, bounded."""
 
@@ -74,6 +81,41 @@ class TerminalTable:
 
     def __len__(self) -> int:
         return len(self.terminals)
+
+    def __getstate__(self) -> dict[str, object]:
+        """Pickled as the numbers of each terminal in one bytes object: object by object, 10,000
+        terminals took 121 ms of every checkpoint's pause (docs/state.md)."""
+        state = dict(self.__dict__)
+        store = self.terminals
+        next_sweep, entries = store.export()
+        state["terminals"] = (
+            (store.ttl, store.max_entries, store.evicted_for_age, store.evicted_for_size, next_sweep),
+            [
+                (key, touched, t.windows.to_bytes(), t.labels.to_bytes())
+                for key, (touched, t) in entries.items()
+            ],
+        )
+        state["_untrimmed"] = list(self._untrimmed)
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        packed = state["terminals"]
+        if isinstance(packed, ExpiringStore):  # pickled object by object, as before
+            self.__dict__.update(state)
+            return
+        (ttl, max_entries, evicted_for_age, evicted_for_size, next_sweep), entries = packed  # type: ignore[misc]
+        config: FeatureConfig = state["config"]  # type: ignore[assignment]
+        store = ExpiringStore[TerminalState].restored(
+            ttl,
+            max_entries,
+            next_sweep,
+            ((key, touched, _terminal(config, windows, labels)) for key, touched, windows, labels in entries),
+        )
+        store.evicted_for_age, store.evicted_for_size = evicted_for_age, evicted_for_size
+        untrimmed = state["_untrimmed"]
+        self.__dict__.update(state)
+        self.terminals = store
+        self._untrimmed = {key: store.get(key) for key in untrimmed if key in store}  # type: ignore[union-attr]
 
     def add_features(self, features: dict[str, float], terminal_id: str, event_time: float) -> None:
         """Add the terminal's features at ``event_time`` to ``features``, without changing the table."""

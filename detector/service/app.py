@@ -171,8 +171,9 @@ class DetectorService:
         if sharing is not None:  # what waited for its version comes before anything read after it
             messages = sharing.backlogs(self.partitions) + messages
         self.metrics.update_lag(consumer, self.partitions.processors(), self.topics)
-        first_checkpoints = sorted({*self.partitions.first_checkpoints_due(), *self.partitions.changes_due()})
-        checkpoints = list(self.partitions) if self.transactions.checkpoint_due() else first_checkpoints
+        periodic = self.transactions.checkpoint_due()
+        soon = {*self.partitions.first_checkpoints_due(), *self.partitions.changes_due()}
+        checkpoints = list(self.partitions) if periodic else sorted(soon)
         shared_due = sharing is not None and sharing.has_updates(self.partitions)
         if messages or checkpoints or shared_due:
             self.transactions.begin()
@@ -184,7 +185,7 @@ class DetectorService:
             if sharing is not None:
                 sharing.before_commit(consumer, self.partitions, self.transactions)
             if checkpoints:
-                self.transactions.write_checkpoints(self.partitions, checkpoints)
+                self.transactions.write_checkpoints(self.partitions, checkpoints, periodic)
             self.transactions.commit(self.partitions)
             collect_after_batch()
         if sharing is not None:

@@ -81,8 +81,9 @@ class Transactions:
                 self._timed_out(exception.args[0])
                 raise
 
-    def write_checkpoints(self, owned: Partitions, partitions: list[int]) -> None:
-        """Snapshots of ``partitions`` into the open transaction, at the positions it commits.
+    def write_checkpoints(self, owned: Partitions, partitions: list[int], periodic: bool = False) -> None:
+        """Snapshots of ``partitions`` into the open transaction, at the positions it commits;
+        ``periodic``: the checkpoint of every partition due each ``FRAUD_CHECKPOINT_INTERVAL_S``.
 
         A partition whose input has not moved since its last checkpoint is skipped.
         """
@@ -122,8 +123,11 @@ class Transactions:
                 seconds=round(time.perf_counter() - began, 4),  # the loop's pause for it
                 offsets=processor.positions,
             )
-        self._last_checkpoint = time.monotonic()
-        collect_everything()  # the loop pauses for the snapshots anyway
+        if periodic:
+            self._last_checkpoint = time.monotonic()
+            # Not at every checkpoint: a busy partition is checkpointed every few seconds
+            # (FRAUD_CHECKPOINT_MAX_CHANGES), and a full collection walks every object.
+            collect_everything()
 
     def commit(self, owned: Partitions) -> None:
         """Send the offsets and commit; a failure is raised for the loop to recover from."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 from datetime import UTC, datetime
 
 import pytest
@@ -143,3 +144,28 @@ def test_the_card_profile_is_the_longest_window_whatever_the_order() -> None:
     features = shuffled.transform_one(tx(2, T0, amount=40.0), TerminalTable(shuffled.config))
     assert features["card_amount_ratio_30d"] == pytest.approx(40.0 / 20.0)
     assert features["card_count_10m"] == 1
+
+
+def test_a_terminal_table_restores_from_its_compact_form_and_from_the_former_one() -> None:
+    """Checkpoints pickle the table as one bytes object per terminal; one pickled object by object,
+    as checkpoints of earlier versions hold it, restores too, and both read as the original."""
+    config = FeatureConfig(max_terminals=3)
+    table = TerminalTable(config)
+    t0 = 1_700_000_000.0
+    table.apply(
+        TerminalChange(epoch, f"m{i % 5}", t0 + 600.0 * i, ACTIVITY if i % 3 else 1, float(i % 2 or i))
+        for i in range(40)
+        for epoch in (i // 10,)
+    )
+    former = TerminalTable.__new__(TerminalTable)
+    former.__setstate__(dict(table.__dict__))  # the state as pickled before the compact form
+    compact = pickle.loads(pickle.dumps(table))
+    assert table.terminals.evicted_for_size > 0 and len(table) == 3
+    for restored in (compact, former):
+        assert list(restored.terminals.keys()) == list(table.terminals.keys())
+        for terminal in ("m0", "m2", "m4"):
+            expected: dict[str, float] = {"amount": 10.0}
+            table.add_features(expected, terminal, t0 + 30_000.0)
+            features: dict[str, float] = {"amount": 10.0}
+            restored.add_features(features, terminal, t0 + 30_000.0)
+            assert features == expected
