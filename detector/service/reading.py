@@ -23,6 +23,9 @@ def reader_config(client: dict[str, Any], group_id: str) -> dict[str, Any]:
         "enable.partition.eof": True,
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
+        # A read to the end waited out the broker's hold on a fetch at the end of the partition
+        # (500 ms by default) each time: half a second per checkpoint or chain head at recovery.
+        "fetch.wait.max.ms": 50,
     }
 
 
@@ -51,7 +54,7 @@ def watermarks(consumer: Consumer, topic: str, partition: int, timeout_s: float 
             time.sleep(0.2)
 
 
-_BATCH = 1000
+_BATCH, _WAIT_S = 1000, 0.05
 
 
 def read_to_end(
@@ -71,8 +74,9 @@ def read_to_end(
     deadline = time.monotonic() + timeout_s
     try:
         while True:
-            # In batches: a changelog rebuild reads millions of records, and poll() costs a call each.
-            messages = consumer.consume(_BATCH, 0.5)
+            # In batches: a state rebuild reads millions of records, and poll() costs a call each.
+            # A short wait: consume() waits out its whole timeout for a batch the tail cannot fill.
+            messages = consumer.consume(_BATCH, _WAIT_S)
             if not messages:
                 if time.monotonic() > deadline:
                     reason = f"reading {topic}[{partition}]: no record for {timeout_s:.0f} s before its end"
