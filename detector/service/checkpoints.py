@@ -9,7 +9,9 @@ input: a crash can lose the open transaction, never a half-written checkpoint.
 Keys are ``p/manifest`` and ``p/chunk/i`` (or, for a state that is not an input partition's, such
 as the shared learner's, ``name/manifest`` and ``name/chunk/i``): compaction keeps the latest of
 each, and a chunk left over from an older, longer snapshot is ignored because its checkpoint id
-does not match.
+does not match. Before them, ``p/state/<key>``: what changed in the partition's state on disk since
+its last checkpoint, one record per entry (a deletion as a tombstone), so the topic also holds
+that state, from which recovery rebuilds a lost local copy (docs/state.md).
 """
 
 from __future__ import annotations

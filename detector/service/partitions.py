@@ -33,7 +33,7 @@ class OwnedPartition:
     """What the service holds for one owned input partition."""
 
     processor: PartitionProcessor
-    state: StateDatabase | None = None  # its engine's stores on disk (FRAUD_STATE_DIR)
+    state: StateDatabase | None = None  # its engine's stores on disk (FRAUD_STATE_STORE=disk)
     checkpointed: dict[str, int] | None = None  # input positions of its last checkpoint, if any
     checkpoint_written_at: float | None = None  # and when it was written (epoch seconds)
     labels_paused: bool = False  # its labels wait for its transactions
@@ -51,7 +51,7 @@ class OwnedPartition:
 class Partitions:
     """The owned partitions by number."""
 
-    def __init__(self, state_files: StateFiles | None = None, max_changes: int = 20_000) -> None:
+    def __init__(self, state_files: StateFiles | None = None, max_changes: int = 5_000) -> None:
         self._owned: dict[int, OwnedPartition] = {}
         self.state_files = state_files  # where the partitions' state databases are opened
         self.max_changes = max_changes  # a partition is checkpointed once this many entries changed

@@ -3,7 +3,8 @@
 Three durable facts are combined when a partition is assigned (at start, after a rebalance, or
 after an aborted transaction):
 
-* the latest checkpoint: the engine state as of some input offsets ``S``;
+* the latest checkpoint: the engine state as of some input offsets ``S`` (its large state in the
+  partition's local database, or rebuilt there from the checkpoint topic: state_files.py);
 * the group's committed offsets ``C`` (``C >= S``): everything before ``C`` has committed output;
 * the last committed audit record of the partition: the head of its hash chain.
 
