@@ -7,6 +7,11 @@ is known): ROC AUC, average precision and card precision@100 per day, after a bu
 which the first labels have not arrived yet. "best CP@100" is what a perfect ranking would get:
 with few compromised cards a day, even a perfect model cannot fill 100 slots.
 
+With ``--state disk`` each model also runs with its cards, scored ids and pending scores in
+RocksDB (``detector/state/``, as the service keeps them), checkpointed as the service does once
+``--checkpoint-changes`` entries changed (drain, snapshot, local write; no Kafka): its us/tx, the
+longest checkpoint, and whether its scores are those of the engine in memory.
+
 For logistic regression it also times the bare River pipeline alone, in the same run: the same
 ``StandardScaler | LogisticRegression`` predicting each transaction and learning each label that
 joined, on the engine's own feature dicts, precomputed. "engine / bare River" is what the rest of
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -35,6 +41,7 @@ from detector.engine.model import build_classifier
 from detector.engine.outputs import EngineEvent
 from detector.engine.records import Label
 from detector.evaluation import average_precision, card_precision_at_k, roc_auc
+from detector.state.database import StateDatabase
 from producers.config import SimulationConfig, preset
 from producers.simulator import Event, SimulatedTransaction, simulate
 
@@ -50,6 +57,7 @@ class Outcome:
     features: dict[str, dict[str, float]]  # transaction id -> what the model saw
     events: list[EngineEvent]
     model_generation: int
+    longest_checkpoint: float = 0.0  # seconds, with the state on disk
 
     def count(self, kind: str) -> int:
         return sum(event.kind == kind for event in self.events)
@@ -59,10 +67,14 @@ def simulated_stream(config: SimulationConfig) -> list[Event]:
     return list(simulate(config))
 
 
-def run_engine(engine: DetectionEngine, stream: list[Event]) -> Outcome:
+def run_engine(
+    engine: DetectionEngine, stream: list[Event], database: StateDatabase | None = None, changes: int = 0
+) -> Outcome:
+    """The engine over ``stream``; with ``database``, checkpointed once ``changes`` entries changed."""
     scores: list[float] = []
     features: dict[str, dict[str, float]] = {}
     events: list[EngineEvent] = []
+    longest_checkpoint = 0.0
     process_transaction, process_label = engine.process_transaction, engine.process_label
     started = time.process_time()
     for item in stream:
@@ -74,7 +86,14 @@ def run_engine(engine: DetectionEngine, stream: list[Event]) -> Outcome:
             features[item.transaction.transaction_id] = decision.features
         if engine._events:
             events.extend(engine.pop_events())
-    return Outcome(time.process_time() - started, scores, features, events, engine.generation)
+        if database is not None and database.changed >= changes:
+            began = time.perf_counter()
+            drained = database.drain()
+            engine.snapshot(database)
+            database.write(drained, "bench", str(began))
+            longest_checkpoint = max(longest_checkpoint, time.perf_counter() - began)
+    seconds = time.process_time() - started
+    return Outcome(seconds, scores, features, events, engine.generation, longest_checkpoint)
 
 
 def bare_river_seconds(
@@ -129,6 +148,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--burn-in-days", type=float, default=7.0)
     parser.add_argument("--models", nargs="+", default=list(MODEL_KINDS), choices=MODEL_KINDS)
+    parser.add_argument("--state", choices=("memory", "disk"), default="memory")
+    parser.add_argument("--checkpoint-changes", type=int, default=5_000)
     parser.add_argument("--json", default="out/bench/engine.json")
     args = parser.parse_args(argv)
 
@@ -146,7 +167,7 @@ def main(argv: list[str] | None = None) -> None:
         f" {args.days:g} days; generated in {generation_seconds:.1f} s"
     )
 
-    rows = []
+    rows, disk_rows = [], []
     for kind in args.models:
         engine_config = EngineConfig.from_dict({"model": {"kind": kind}})
         engine = DetectionEngine(engine_config)
@@ -168,12 +189,30 @@ def main(argv: list[str] | None = None) -> None:
             "generation": outcome.model_generation,
         }
         rows.append(row)
+        if args.state == "disk":
+            with tempfile.TemporaryDirectory() as directory:
+                database = StateDatabase(Path(directory) / "state")
+                on_disk = run_engine(
+                    DetectionEngine(engine_config, database), stream, database, args.checkpoint_changes
+                )
+                database.close()
+            disk_rows.append(
+                {
+                    "model": kind,
+                    "us/tx in memory": row["us/tx"],
+                    "us/tx on disk": 1e6 * on_disk.seconds / n_transactions,
+                    "longest checkpoint ms": 1000 * on_disk.longest_checkpoint,
+                    "same scores": on_disk.scores == outcome.scores,
+                }
+            )
         print_table(f"engine, {kind}", [row])
     print_table("engine in memory (events = transactions + labels)", rows)
+    if disk_rows:
+        print_table(f"state on disk, checkpointed every {args.checkpoint_changes:,} changes", disk_rows)
     write_json(
         args.json,
         "engine",
-        rows,
+        rows + disk_rows,
         transactions=n_transactions,
         frauds=n_frauds,
         events=len(stream),

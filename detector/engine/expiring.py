@@ -24,9 +24,9 @@ so an entry lives at most ``ttl * (1 + 1/64)`` after its last touch.
 
 from __future__ import annotations
 
-import pickle
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from functools import cache
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -241,19 +241,20 @@ class StateStores:
 
     This one keeps it in memory, as backtests and benchmarks do; the service's is on disk, one
     database per partition (:class:`detector.state.database.StateDatabase`). A snapshot pickles a
-    store on disk as a reference (:meth:`persistent_id`), resolved when it is restored.
+    store on disk as a reference (:meth:`reducers`), resolved when it is restored (:meth:`loading`).
     """
 
     def expiring(self, name: str, ttl: float, max_entries: int, codec: Codec[V]) -> KeyedState[V]:
         """The store called ``name``, under :class:`ExpiringStore`'s rules."""
         return ExpiringStore[V](ttl=ttl, max_entries=max_entries)
 
-    def persistent_id(self, obj: object) -> Any:
-        """Pickled by reference (not None) or by value (None)."""
-        return None
+    def reducers(self) -> dict[type, Callable[[Any], Any]]:
+        """How to pickle the stores kept elsewhere (a pickler's dispatch table): by reference."""
+        return {}
 
-    def persistent_load(self, pid: Any) -> object:
-        raise pickle.UnpicklingError("the snapshot refers to state on disk, and no state database was given")
+    def loading(self) -> AbstractContextManager[object]:
+        """Where pickled references to stores are resolved while a snapshot is restored."""
+        return nullcontext()
 
 
 IN_MEMORY = StateStores()

@@ -194,6 +194,30 @@ class DriftAwareModel:
             model.learn_one(dict(zip(names, values, strict=True)), is_fraud)
         return model
 
+    def __getstate__(self) -> dict[str, Any]:
+        """The recent labels as two bytes objects (vectors, labels): one array each, 10,000 of them,
+        were most of the objects a checkpoint pickled (docs/state.md)."""
+        state = dict(self.__dict__)
+        recent = self._recent
+        state["_recent"] = (
+            recent.maxlen,
+            b"".join(values.tobytes() for values, _ in recent),
+            bytes(is_fraud for _, is_fraud in recent),
+        )
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        packed = state["_recent"]
+        if not isinstance(packed, deque):  # else pickled label by label, as before
+            maxlen, vectors, labels = packed
+            flat, width = array("d"), len(state["_feature_names"])
+            flat.frombytes(vectors)
+            state["_recent"] = deque(
+                ((flat[i * width : (i + 1) * width], bool(label)) for i, label in enumerate(labels)),
+                maxlen=maxlen,
+            )
+        self.__dict__.update(state)
+
     def _remember(self, x: dict[str, float], is_fraud: bool) -> None:
         if self._recent.maxlen == 0:
             return

@@ -14,9 +14,12 @@ the changelog.
 
 from __future__ import annotations
 
+import pickle
 import shutil
+import threading
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,7 +32,7 @@ V = TypeVar("V")
 
 _META = b"\x01meta\x00"  # below every store's keys, which start with a printable name
 _LINEAGE, _CHECKPOINT = _META + b"lineage", _META + b"checkpoint"
-_REFERENCE = "stored-store"
+_loading = threading.local()  # the database a snapshot is being restored into, per thread
 _BATCH = 50_000  # changes per write batch while rebuilding
 
 
@@ -60,18 +63,16 @@ class StateDatabase(StateStores):
     def expiring(self, name: str, ttl: float, max_entries: int, codec: Codec[V]) -> KeyedState[V]:
         return self._store(name, ttl, max_entries, codec, None)
 
-    def persistent_id(self, obj: object) -> Any:
-        if isinstance(obj, StoredExpiringStore):
-            if obj.changed:  # its figures would count entries the database does not hold
-                raise ValueError(f"store {obj.name!r} has changes not drained into the database")
-            return (_REFERENCE, obj.name, obj.ttl, obj.max_entries, obj.codec, obj.state())
-        return None
+    def reducers(self) -> dict[type, Callable[[Any], Any]]:
+        return {StoredExpiringStore: _reference}
 
-    def persistent_load(self, pid: Any) -> object:
-        kind, name, ttl, max_entries, codec, state = pid
-        if kind != _REFERENCE:
-            raise ValueError(f"unknown reference in a snapshot: {kind!r}")
-        return self._store(name, ttl, max_entries, codec, state)
+    @contextmanager
+    def loading(self) -> Iterator[object]:
+        _loading.database = self
+        try:
+            yield self
+        finally:
+            _loading.database = None
 
     # -- the checkpoint's side --------------------------------------------------------------------
 
@@ -152,6 +153,21 @@ class StateDatabase(StateStores):
         self._db.close()
         shutil.rmtree(self.path, ignore_errors=True)
         self._db = Rdict(str(self.path), _options())
+
+
+def _reference(store: StoredExpiringStore[Any]) -> tuple[Callable[..., object], tuple[object, ...]]:
+    """How a snapshot pickles a store on disk: its name, limits, codec and figures, not its entries."""
+    if store.changed:  # its figures would count entries the database does not hold
+        raise ValueError(f"store {store.name!r} has changes not drained into the database")
+    return _stored, (store.name, store.ttl, store.max_entries, store.codec, store.state())
+
+
+def _stored(name: str, ttl: float, max_entries: int, codec: Codec[Any], state: dict[str, Any]) -> object:
+    """A store of a snapshot being restored, opened in the database it is restored into."""
+    database: StateDatabase | None = getattr(_loading, "database", None)
+    if database is None:
+        raise pickle.UnpicklingError("the snapshot refers to state on disk, and no state database was given")
+    return database._store(name, ttl, max_entries, codec, state)
 
 
 def _options() -> Options:
