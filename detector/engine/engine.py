@@ -69,7 +69,7 @@ class DetectionEngine:
         """``stores`` keeps the per-entity state: in memory by default, on disk in the service."""
         self.config = config = config or EngineConfig()
         self.scorer = Scorer(config, stores=stores)
-        self.learner = SharedLearner(config, partitions=1, stores=stores)
+        self.learner = SharedLearner(config, partitions=1, stores=stores, terminal_stores=stores)
         self._events: list[EngineEvent] = []
 
     @property

@@ -109,16 +109,9 @@ class ExpiringStore(_Keyed, Generic[V]):
         """(next sweep, key -> (last touch, value) in order of last touch), to move it to disk."""
         return self._next_sweep, self._entries
 
-    def touch(self, key: str, now: float) -> V | None:
-        """The value of ``key``, marked as touched at ``now`` as :meth:`put` marks it; None if absent."""
-        entries = self._entries
-        entry = entries.get(key)
-        if entry is None:
-            return None
-        if now > entry[0]:
-            entries[key] = (now, entry[1])
-        entries.move_to_end(key)
-        return entry[1]
+    def update(self, key: str, value: V) -> None:
+        """``value``, read from ``key``, was changed in place; its touch is not. Nothing to do in
+        memory, where it is the stored object: a store on disk writes it at the next checkpoint."""
 
     def pop(self, key: str) -> V | None:
         entry = self._entries.pop(key, None)
@@ -230,6 +223,8 @@ class KeyedState(Protocol[V]):
     def get(self, key: str) -> V | None: ...
 
     def put(self, key: str, value: V, now: float) -> None: ...
+
+    def update(self, key: str, value: V) -> None: ...
 
     def pop(self, key: str) -> V | None: ...
 

@@ -44,10 +44,18 @@ from detector.engine.view import SharedView
 class SharedLearner:
     """Applies complete epochs of every partition's updates; also a read view of its own state."""
 
-    def __init__(self, config: EngineConfig, partitions: int = 1, stores: StateStores = IN_MEMORY) -> None:
+    def __init__(
+        self,
+        config: EngineConfig,
+        partitions: int = 1,
+        stores: StateStores = IN_MEMORY,
+        terminal_stores: StateStores = IN_MEMORY,
+    ) -> None:
+        """``stores`` keeps the pending scores; ``terminal_stores`` the terminal table (in memory
+        for the learner process, whose views copy it; on disk for a partition's own engine)."""
         self.config = config
         self.lifecycle = DriftAwareModel(config.model, config.drift)
-        self.terminals = TerminalTable(config.features)
+        self.terminals = TerminalTable(config.features, terminal_stores)
         self.pending = PendingScores(config.label_horizon, config.max_pending, stores)
         self.names = FeatureExtractor(config.features).names
         self.version = NO_VERSION  # every epoch <= this one is applied

@@ -19,13 +19,16 @@ a bucket (the narrowest) since the last trim, the terminals changed since are tr
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import NamedTuple
 
-from detector.engine.expiring import ExpiringStore
+from detector.engine.expiring import IN_MEMORY, ExpiringStore, StateStores
 from detector.engine.features import MIN_MEAN_AMOUNT, FeatureConfig, window_name
 from detector.engine.windows import SlidingWindows
 
+_SIZE = struct.Struct("<I")
 ACTIVITY, LABEL = 0, 1  # a transaction at the terminal (value: amount); a label (value: is_fraud)
 
 
@@ -55,12 +58,30 @@ def _terminal(config: FeatureConfig, windows: bytes, labels: bytes) -> TerminalS
     return terminal
 
 
+@dataclass(frozen=True)
+class TerminalCodec:
+    """A terminal's state as bytes, for state on disk: the numbers of its two sets of windows."""
+
+    config: FeatureConfig
+
+    def encode(self, terminal: TerminalState) -> bytes:
+        windows = terminal.windows.to_bytes()
+        return _SIZE.pack(len(windows)) + windows + terminal.labels.to_bytes()
+
+    def decode(self, data: bytes) -> TerminalState:
+        (size,) = _SIZE.unpack_from(data)
+        start = _SIZE.size
+        return _terminal(self.config, data[start : start + size], data[start + size :])
+
+
 class TerminalTable:
     """Terminal activity over ``terminal_windows`` and fraud rates over ``risk_windows``, bounded."""
 
-    def __init__(self, config: FeatureConfig) -> None:
+    def __init__(self, config: FeatureConfig, stores: StateStores = IN_MEMORY) -> None:
         self.config = config
-        self.terminals = ExpiringStore[TerminalState](ttl=config.entity_ttl, max_entries=config.max_terminals)
+        self.terminals = stores.expiring(
+            "terminals", config.entity_ttl, config.max_terminals, TerminalCodec(config)
+        )
         self._activity_names = [f"terminal_count_{window_name(w)}" for w in config.terminal_windows]
         self._risk_names = [
             (f"terminal_risk_{window_name(w)}", f"terminal_frauds_{window_name(w)}")
@@ -77,7 +98,7 @@ class TerminalTable:
         self._no_risk = [(0, 0.0, 0.0)] * len(config.risk_windows)
         self._trim_every = min(config.terminal_windows + config.risk_windows) / config.resolution
         self._next_trim = float("-inf")
-        self._untrimmed: dict[str, TerminalState] = {}
+        self._untrimmed: set[str] = set()  # keys: a store on disk may hand out another copy later
 
     def __len__(self) -> int:
         return len(self.terminals)
@@ -87,6 +108,8 @@ class TerminalTable:
         terminals took 121 ms of every checkpoint's pause (docs/state.md)."""
         state = dict(self.__dict__)
         store = self.terminals
+        if not isinstance(store, ExpiringStore):  # on disk: pickled as a reference to its store
+            return state
         next_sweep, entries = store.export()
         state["terminals"] = (
             (store.ttl, store.max_entries, store.evicted_for_age, store.evicted_for_size, next_sweep),
@@ -95,12 +118,13 @@ class TerminalTable:
                 for key, (touched, t) in entries.items()
             ],
         )
-        state["_untrimmed"] = list(self._untrimmed)
         return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
+        if isinstance(state["_untrimmed"], dict):  # as pickled before: terminal objects by key
+            state["_untrimmed"] = set(state["_untrimmed"])
         packed = state["terminals"]
-        if isinstance(packed, ExpiringStore):  # pickled object by object, as before
+        if not isinstance(packed, tuple):  # a store, pickled object by object or on disk
             self.__dict__.update(state)
             return
         (ttl, max_entries, evicted_for_age, evicted_for_size, next_sweep), entries = packed  # type: ignore[misc]
@@ -112,10 +136,8 @@ class TerminalTable:
             ((key, touched, _terminal(config, windows, labels)) for key, touched, windows, labels in entries),
         )
         store.evicted_for_age, store.evicted_for_size = evicted_for_age, evicted_for_size
-        untrimmed = state["_untrimmed"]
         self.__dict__.update(state)
         self.terminals = store
-        self._untrimmed = {key: store.get(key) for key in untrimmed if key in store}  # type: ignore[union-attr]
 
     def add_features(self, features: dict[str, float], terminal_id: str, event_time: float) -> None:
         """Add the terminal's features at ``event_time`` to ``features``, without changing the table."""
@@ -141,13 +163,11 @@ class TerminalTable:
             if change_epoch != epoch:
                 self._trim(latest)
                 epoch, latest = change_epoch, float("-inf")
-            terminal = terminals.touch(terminal_id, event_time)
-            if terminal is None:
-                terminal = TerminalState(config)
-                terminals.put(terminal_id, terminal, event_time)
+            terminal = terminals.get(terminal_id) or TerminalState(config)
             (terminal.windows if kind == ACTIVITY else terminal.labels).add(event_time, value)
+            terminals.put(terminal_id, terminal, event_time)  # touched: put back, for a store on disk
             terminals.evict(event_time)
-            untrimmed[terminal_id] = terminal
+            untrimmed.add(terminal_id)
             latest = max(latest, event_time)
         self._trim(latest)
 
@@ -156,7 +176,11 @@ class TerminalTable:
         if now < self._next_trim:
             return
         self._next_trim = now + self._trim_every
-        for terminal in self._untrimmed.values():
-            terminal.windows.trim(now)
-            terminal.labels.trim(now)
+        terminals = self.terminals
+        for terminal_id in self._untrimmed:
+            terminal = terminals.get(terminal_id)
+            if terminal is not None:  # else evicted since
+                terminal.windows.trim(now)
+                terminal.labels.trim(now)
+                terminals.update(terminal_id, terminal)
         self._untrimmed.clear()

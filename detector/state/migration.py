@@ -23,7 +23,7 @@ def move_to_disk(engine: DetectionEngine | Scorer | SharedLearner, database: Sta
     """
     fresh: DetectionEngine | Scorer | SharedLearner
     if isinstance(engine, DetectionEngine):
-        fresh = DetectionEngine(engine.config, database)
+        fresh = DetectionEngine(engine.config, database)  # its terminal table on disk too
     elif isinstance(engine, Scorer):
         fresh = Scorer(engine.config, engine.partition, database)
     else:
@@ -46,5 +46,9 @@ def _holders(engine: DetectionEngine | Scorer | SharedLearner) -> list[tuple[obj
         holders += [(scorer.extractor, "cards"), (scorer.index, "_waiting"), (scorer.index, "_labelled")]
     learner = engine.learner if isinstance(engine, DetectionEngine) else engine
     if isinstance(learner, SharedLearner):
-        holders += [(learner.pending, "_waiting"), (learner.pending, "_labelled")]
+        holders += [
+            (learner.pending, "_waiting"),
+            (learner.pending, "_labelled"),
+            (learner.terminals, "terminals"),
+        ]
     return holders

@@ -119,6 +119,14 @@ class StoredExpiringStore(Generic[V]):
             self._remove(seq, oldest)
             self.evicted_for_size += 1
 
+    def update(self, key: str, value: V) -> None:
+        """``value``, read from ``key``, was changed in place: write it at the next drain, in the
+        same place in the order of last touch."""
+        entry = self._entry(key)
+        if entry is not None:
+            self._dirty[key] = (entry[0], entry[1], value)
+            self._cache.pop(key, None)
+
     def pop(self, key: str) -> V | None:
         entry = self._entry(key)
         if entry is None:

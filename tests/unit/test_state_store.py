@@ -29,10 +29,14 @@ from detector.state.database import StateDatabase
 from tests.unit.test_engine import feed
 
 T0, HOUR = 1_700_000_000.0, 3600.0
-# Small bounds, so cards and pending scores are evicted both for size and for age.
+# Small bounds, so cards, terminals and pending scores are evicted both for size and for age.
 CONFIG = EngineConfig(
     features=FeatureConfig(
-        max_cards=12, card_windows=(600.0, HOUR), terminal_windows=(HOUR,), risk_windows=(2 * HOUR,)
+        max_cards=12,
+        max_terminals=5,
+        card_windows=(600.0, HOUR),
+        terminal_windows=(HOUR,),
+        risk_windows=(2 * HOUR,),
     ),
     max_pending=32,
     label_horizon=3000.0,
@@ -62,7 +66,7 @@ def lossy_stream(n: int, seed: int) -> list[Transaction | Label]:
 def counters(engine: DetectionEngine) -> dict[str, tuple[int, int]]:
     """(evicted for age, evicted for size) of the engine's stores."""
     stores = {"cards": engine.extractor.cards, "pending": engine.pending._waiting}
-    stores["scored"] = engine.scorer.index._waiting
+    stores["scored"], stores["terminals"] = engine.scorer.index._waiting, engine.learner.terminals.terminals
     return {name: (store.evicted_for_age, store.evicted_for_size) for name, store in stores.items()}
 
 
@@ -165,10 +169,22 @@ def test_the_engine_on_disk_decides_exactly_as_in_memory_across_restarts(tmp_pat
             disk = DetectionEngine.restore(snapshot, db)
     assert disk.stats == memory.stats and disk.gauges() == memory.gauges()
     assert counters(disk) == counters(memory)
-    for name in ("cards", "pending"):
+    for name in ("cards", "pending", "terminals"):
         age, size = counters(memory)[name]
         assert age > 0 and size > 0, (name, age, size)
     assert memory.stats["pending_expired"] > 0 and memory.model.labels_learned > 500
+    # Terminal windows are trimmed in place after they are read: on disk too, so they stay bounded.
+    table, stored = memory.learner.terminals.terminals, disk.learner.terminals.terminals
+    checkpoint(db, disk, "lineage", "last")
+    terminals = list(table.keys())
+    assert terminals
+    for key in terminals:
+        kept, read = table.get(key), stored.get(key)
+        assert read is not None and kept is not None
+        assert (read.windows.to_bytes(), read.labels.to_bytes()) == (
+            kept.windows.to_bytes(),
+            kept.labels.to_bytes(),
+        )
     db.close()
 
 
