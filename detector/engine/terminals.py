@@ -121,8 +121,7 @@ class TerminalTable:
         return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
-        if isinstance(state["_untrimmed"], dict):  # as pickled before: terminal objects by key
-            state["_untrimmed"] = set(state["_untrimmed"])
+        state["_untrimmed"] = set(state["_untrimmed"])  # also from the former dict of terminals by key
         packed = state["terminals"]
         if not isinstance(packed, tuple):  # a store, pickled object by object or on disk
             self.__dict__.update(state)
