@@ -17,6 +17,7 @@ from detector.engine.records import Label, Transaction
 from detector.engine.topology import ScaledTopology
 from detector.service.metrics_page import scrape
 from devkit.ports import free_port
+from devkit.process import ServiceProcess
 from devkit.publishing import publish
 from devkit.reading import CommittedReader
 from devkit.topics import create_service_topics
@@ -79,6 +80,14 @@ def restartable(kafka_bootstrap: str, tmp_path: Path) -> tuple[ServiceTopics, di
 def decided(reader: CommittedReader) -> int:
     reader.drain(0.5)
     return sum(audit_decisions(reader).values())
+
+
+def checkpointed_since_start(learner: ServiceProcess) -> bool:
+    """Whether the learner process running now has written a checkpoint (its log follows its
+    predecessors')."""
+    events = [event["event"] for event in learner.log_events()]
+    starts = [index for index, event in enumerate(events) if event == "learner_recovered"]
+    return bool(starts) and "checkpoint_written" in events[starts[-1] :]
 
 
 def with_closing_transactions(items: list[Transaction | Label], partitions: int) -> list[Transaction | Label]:
@@ -185,6 +194,10 @@ def test_sigkills_of_the_learner_and_the_scorers_and_a_rescale_lose_and_duplicat
             target = min(decided(audit) + rng.randrange(200, 900), published)
             wait_until(lambda target=target: decided(audit) >= target, 180, "progress")
             if kill == "learner":
+                # A restart resumes from a checkpoint once the learner has written one (every 1 s
+                # here); a kill sooner after its start is another test's case, and the assertion
+                # below would not hold.
+                wait_until(lambda: checkpointed_since_start(topology.learner), 60, "a learner checkpoint")
                 topology.restart_learner()
             elif kill == "scorer":
                 topology.restart_scorer(0)
