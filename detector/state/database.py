@@ -34,12 +34,13 @@ _META = b"\x01meta\x00"  # below every store's keys, which start with a printabl
 _LINEAGE, _CHECKPOINT = _META + b"lineage", _META + b"checkpoint"
 _loading = threading.local()  # the database a snapshot is being restored into, per thread
 _BATCH = 50_000  # changes per write batch while rebuilding
+_MEMTABLE_BYTES = 8 * 1024 * 1024
 
 
 class StateDatabase(StateStores):
     """The stores of one partition on disk, written at checkpoints, rebuilt from the changelog."""
 
-    def __init__(self, path: Path, cache_entries: int = 100_000) -> None:
+    def __init__(self, path: Path, cache_entries: int = 10_000) -> None:
         self.path = path
         self.cache_entries = cache_entries
         self._stores: dict[str, StoredExpiringStore[Any]] = {}
@@ -173,6 +174,10 @@ def _stored(name: str, ttl: float, max_entries: int, codec: Codec[Any], state: d
 def _options() -> Options:
     options = Options(raw_mode=True)
     options.create_if_missing(True)
+    # Memtables of 8 MB, two at most, not RocksDB's 64 MB: a partition's database is written in
+    # bursts at checkpoints, and a 64 MB memtable filling up over minutes read as memory growth.
+    options.set_write_buffer_size(_MEMTABLE_BYTES)
+    options.set_max_write_buffer_number(2)
     return options
 
 

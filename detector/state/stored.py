@@ -3,9 +3,10 @@
 The same entries expire and are evicted for size as in the store in memory, in the same order, so
 an engine on disk decides exactly as one in memory (tests/unit/test_state_store.py checks it).
 Entries touched since the last checkpoint are kept as objects (``_dirty``), a bounded cache holds
-recently read ones, and everything else is on disk. :meth:`StoredExpiringStore.drain` turns what
-changed into key/value changes, which the checkpoint writes to the changelog topic and the local
-database (docs/state.md).
+recently read ones (not those just written: most are written once, as pending scores are, and
+caching them made memory grow up to the cache's bound), and everything else is on disk.
+:meth:`StoredExpiringStore.drain` turns what changed into key/value changes, which the checkpoint
+writes to the changelog topic and the local database (docs/state.md).
 
 On disk, under the store's name:
 
@@ -162,7 +163,6 @@ class StoredExpiringStore(Generic[V]):
             seq, touched, value = entry
             changes.append((data_key, _HEAD.pack(seq, touched) + encode(value)))
             changes.append((self._index_prefix + _SEQ.pack(seq), _TOUCH.pack(touched) + key.encode()))
-            self._remember(key, entry)
         changes.extend((self._index_prefix + _SEQ.pack(seq), None) for seq in self._superseded)
         self._dirty.clear()
         self._superseded.clear()
