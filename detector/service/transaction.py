@@ -23,7 +23,7 @@ from detector.service.checkpoints import StateChanges, write_checkpoint
 from detector.service.clients import COMMIT_TIMEOUT_S, Clients
 from detector.service.collector import collect_everything
 from detector.service.engine_setup import engine_snapshot
-from detector.service.fencing import InstanceFenced, membership_taken, timed_out
+from detector.service.fencing import InstanceFenced, fatal_cause, membership_taken, timed_out
 from detector.service.health import Readiness
 from detector.service.metrics import ServiceMetrics
 from detector.service.partition import OutRecord
@@ -78,7 +78,7 @@ class Transactions:
             except BufferError:
                 producer.poll(0.05)  # the local queue is full: let deliveries drain
             except KafkaException as exception:  # e.g. fenced: the loop recovers
-                self._timed_out(exception.args[0])
+                self._explain_timeout(fatal_cause(producer, exception.args[0]))
                 raise
 
     def write_checkpoints(self, owned: Partitions, partitions: list[int], periodic: bool = False) -> None:
@@ -150,14 +150,16 @@ class Transactions:
             self.metrics.committed(processors, commit_started, owned.checkpoint_times())
         except KafkaException as exception:
             error: KafkaError = exception.args[0]
-            if not timed_out(
-                error, time.monotonic() - self._began, self.clients.settings.transaction_timeout_ms
-            ):
+            if not self._explain_timeout(error):
                 log.error("transaction_failed", error=str(error), abortable=error.txn_requires_abort())
             self.metrics.aborted()
             if membership_taken(error):
                 raise InstanceFenced(error) from None  # the loop rejoins once, or stops (fencing.py)
             raise  # the loop's recovery: a new producer aborts this transaction and state is rebuilt
+
+    def _explain_timeout(self, error: KafkaError) -> bool:
+        """Whether ``error`` is the broker aborting the open transaction for its age (logged)."""
+        return timed_out(error, time.monotonic() - self._began, self.clients.settings.transaction_timeout_ms)
 
     def checkpoint_in_own_transaction(self, owned: Partitions, partitions: list[int]) -> None:
         self.begin()
