@@ -40,6 +40,7 @@ from detector.service.topics import ensure_shared_topics, ensure_topics
 from detector.service.transaction import Transactions
 
 log = structlog.get_logger("detector.service")
+CHANGES_CHECKED_EVERY = 200  # input records between checks of FRAUD_CHECKPOINT_MAX_CHANGES in a batch
 
 
 class DetectorService:
@@ -177,8 +178,10 @@ class DetectorService:
         shared_due = sharing is not None and sharing.has_updates(self.partitions)
         if messages or checkpoints or shared_due:
             self.transactions.begin()
-            for message in messages:
+            for count, message in enumerate(messages, 1):
                 self._handle(message)
+                if count % CHANGES_CHECKED_EVERY == 0:
+                    self._checkpoint_busy_partitions()
             self.partitions.hold_labels_ahead_of_transactions(
                 consumer, self.topics.name(LABELS), self.engine_config.max_queued_labels
             )
@@ -213,6 +216,15 @@ class DetectorService:
         for out in outputs:
             self.transactions.produce(out, message.partition())
         self.metrics.consumed_record(role, message, emitted=bool(outputs))
+
+    def _checkpoint_busy_partitions(self) -> None:
+        """Checkpoint, within the batch, the partitions whose state changed enough: a checkpoint's
+        pause grows with its changes, and a whole batch can change thousands of entries. Its input
+        positions are behind the offsets this transaction commits, which recovery replays up to
+        without output (``replay_until``)."""
+        busy = self.partitions.changes_due()
+        if busy:
+            self.transactions.write_checkpoints(self.partitions, busy)
 
     def _keep(self, owned: OwnedPartition, message: Message) -> None:
         assert self.sharing is not None and self.clients.consumer is not None

@@ -93,14 +93,16 @@ class Transactions:
             if not state.checkpoint_due():
                 continue
             processor, database = state.processor, state.state
-            began = time.perf_counter()
+            stages = _Stages()
             state.checkpointed = dict(processor.positions)
             state.checkpoint_written_at = time.time()
             changes = None
             if database is not None:
                 assert database.lineage is not None  # given by recovery: reset, rebuilt or current
                 changes = StateChanges(database.lineage, database.drain())
+            stages.mark("drain")
             snapshot = engine_snapshot(processor.engine, database or IN_MEMORY)
+            stages.mark("snapshot")
             checkpoint_id = write_checkpoint(
                 self.clients.producer,
                 self.topics.name(CHECKPOINTS),
@@ -110,24 +112,29 @@ class Transactions:
                 extra=processor.checkpoint_extra(),
                 state=changes,
             )
+            stages.mark("produce")
             if database is not None and changes is not None:
                 # Before the commit: if it fails, the database is a checkpoint ahead of the
                 # committed one, which recovery sees and rebuilds from the changelog (docs/state.md).
                 database.write(changes.changes, changes.lineage, checkpoint_id)
+            stages.mark("local_write")
             log.info(
                 "checkpoint_written",
                 partition=partition,
                 checkpoint_id=checkpoint_id,
                 bytes=len(snapshot),
                 state_changes=len(changes.changes) if changes is not None else None,
-                seconds=round(time.perf_counter() - began, 4),  # the loop's pause for it
+                seconds=stages.total(),  # the loop's pause for it
+                stages=stages.seconds,
                 offsets=processor.positions,
             )
         if periodic:
             self._last_checkpoint = time.monotonic()
             # Not at every checkpoint: a busy partition is checkpointed every few seconds
             # (FRAUD_CHECKPOINT_MAX_CHANGES), and a full collection walks every object.
+            began = time.perf_counter()
             collect_everything()
+            log.info("full_collection", seconds=round(time.perf_counter() - began, 4))
 
     def commit(self, owned: Partitions) -> None:
         """Send the offsets and commit; a failure is raised for the loop to recover from."""
@@ -165,6 +172,22 @@ class Transactions:
         self.begin()
         self.write_checkpoints(owned, partitions)
         self.commit(owned)
+
+
+class _Stages:
+    """Seconds spent in each stage of a checkpoint, for its log line: what its pause is made of."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._began = self._last = time.perf_counter()
+
+    def mark(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] = round(now - self._last, 4)
+        self._last = now
+
+    def total(self) -> float:
+        return round(self._last - self._began, 4)
 
 
 def _retrying(action: Callable[[], object], attempts: int = 3) -> None:
