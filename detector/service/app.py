@@ -40,7 +40,7 @@ from detector.service.topics import ensure_shared_topics, ensure_topics
 from detector.service.transaction import Transactions
 
 log = structlog.get_logger("detector.service")
-CHANGES_CHECKED_EVERY = 200  # input records between checks of FRAUD_CHECKPOINT_MAX_CHANGES in a batch
+CHANGES_CHECKED_EVERY = 100  # input records between checks of FRAUD_CHECKPOINT_MAX_CHANGES in a batch
 
 
 class DetectorService:

@@ -139,7 +139,7 @@ class ServiceSettings(BaseSettings):
     )
     checkpoint_max_changes: int = _setting(
         "FRAUD_CHECKPOINT_MAX_CHANGES",
-        5_000,
+        2_500,
         "a partition is checkpointed sooner once this many entries of its state changed:"
         " bounds a checkpoint's pause and the changes held in memory",
         ge=1,
