@@ -5,6 +5,8 @@ checkpoint's engine with it (docs/state.md).
 Another process of the same instance id (a zombie being fenced, or one taking over) may still
 hold a partition's database locked; the newcomer then opens a fresh directory beside it and
 rebuilds the state from the changelog, which is correct, only slower (``state_dir_locked``).
+Such a spare directory is deleted when its database is closed, and, if its process was killed,
+by the next process of the instance to start, once no process holds it.
 """
 
 from __future__ import annotations
@@ -19,14 +21,17 @@ from typing import TypeVar
 import structlog
 from confluent_kafka import Consumer
 
+from detector.engine.engine import DetectionEngine
 from detector.engine.expiring import IN_MEMORY, StateStores
+from detector.engine.learner import SharedLearner
+from detector.engine.scorer import Scorer
 from detector.service.checkpoints import Checkpoint, read_state_changes
 from detector.service.settings import ServiceSettings
 from detector.state.database import StateDatabase
 from detector.state.migration import move_to_disk
 
 log = structlog.get_logger("detector.service")
-T = TypeVar("T")
+T = TypeVar("T", bound=DetectionEngine | Scorer | SharedLearner)  # what a checkpoint restores
 _SPARE = ".spare-"  # a directory opened because the partition's own was locked
 
 
@@ -35,14 +40,15 @@ class StateFiles:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._delete_abandoned_spares()
 
     def open(self, partition: int | str) -> StateDatabase:
         """The database of input partition ``partition``, or of a state named so (the learner's)."""
         path = self.root / str(partition)
         try:
             return StateDatabase(path)
-        except Exception as error:  # rocksdict raises a bare Exception for a held lock
-            if "lock" not in str(error).lower():
+        except Exception as error:
+            if not _held(error):
                 raise
             spare = self.root / f"{partition}{_SPARE}{uuid.uuid4().hex[:8]}"
             log.warning("state_dir_locked", partition=partition, path=str(path), using=str(spare))
@@ -54,6 +60,25 @@ class StateFiles:
         database.close()
         if _SPARE in database.path.name:
             shutil.rmtree(database.path, ignore_errors=True)
+
+    def _delete_abandoned_spares(self) -> None:
+        """Delete the spare directories killed processes left; one that a live process holds stays."""
+        if not self.root.is_dir():
+            return
+        for path in sorted(self.root.glob(f"*{_SPARE}*")):
+            try:
+                StateDatabase(path).close()
+            except Exception as error:  # one that cannot be opened is as disposable, if not held
+                if _held(error):
+                    continue
+            shutil.rmtree(path, ignore_errors=True)
+            log.info("state_spare_deleted", path=str(path))
+
+
+def _held(error: Exception) -> bool:
+    """Whether opening a database failed for its lock, held by another process (or by this one):
+    rocksdict raises a bare Exception."""
+    return "lock" in str(error).lower()
 
 
 def restored_with_state(
