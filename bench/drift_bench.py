@@ -36,7 +36,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -75,7 +75,7 @@ SWAPS = (outputs.MODEL_SWAPPED, outputs.MODEL_RESET)
 
 
 def stream_config(
-    kind: str, cards: int, terminals: int, days: float, seed: int, *, label_noise: dict[str, float]
+    kind: str, cards: int, terminals: int, days: float, seed: int, *, label_noise: dict[str, Any]
 ) -> SimulationConfig:
     if kind == "demo":
         base = replace(demo_config(seed), days=days)
@@ -111,11 +111,20 @@ def run_oracle(engine: DetectionEngine, stream: list[Event], strategy: str, at: 
     """The engine on ``stream``, recovering once, at event time ``at``, the way ``strategy`` says."""
     before = [item for item in stream if item.event_time < at]
     first = run_engine(engine, before)
-    lifecycle = engine.lifecycle
+    lifecycle = engine.learner.lifecycle  # the engine scores with the learner's own model
     fresh = lifecycle.fresh_model()
-    lifecycle.model = fresh if strategy == "oracle_reset" else _Average(lifecycle.model, fresh)
+    if strategy == "oracle_reset":
+        lifecycle.model = fresh
+    else:  # _Average scores and learns as a FraudModel does, which is all the engine asks of its model
+        lifecycle.model = cast(FraudModel, _Average(lifecycle.model, fresh))
     rest = run_engine(engine, stream[len(before) :])
-    return Outcome(first.seconds + rest.seconds, first.scores + rest.scores, [], engine.generation)
+    return Outcome(
+        first.seconds + rest.seconds,
+        first.scores + rest.scores,
+        first.features | rest.features,
+        first.events + rest.events,
+        engine.generation,
+    )
 
 
 def change_time(config: SimulationConfig) -> float | None:
