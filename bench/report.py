@@ -16,7 +16,11 @@ __all__ = ["print_table", "write_json"]
 def write_json(path: str | Path, benchmark: str, rows: list[dict[str, Any]], **context: Any) -> None:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    document = {"benchmark": benchmark, "machine": platform.platform(), "python": platform.python_version()}
+    document: dict[str, Any] = {
+        "benchmark": benchmark,
+        "machine": platform.platform(),
+        "python": platform.python_version(),
+    }
     document.update(context)
     document["rows"] = rows
     target.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))

@@ -113,8 +113,8 @@ def timed_run(
     n_transactions = len(truth)
     with ExitStack() as stack:
         if sharing == "learner":
-            topology = stack.enter_context(SharedTopology(env, log_dir, instances))
-            scorers, pids = topology.scorers, topology.pids()
+            shared = stack.enter_context(SharedTopology(env, log_dir, instances))
+            scorers, pids = shared.scorers, shared.pids()
         else:
             scorers = [
                 stack.enter_context(

@@ -316,7 +316,7 @@ def scrape(port: int) -> dict[str, float]:
     """The metrics endpoint's samples, each series summed over its labels but ``le`` (and kind, input)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
         text = response.read().decode()
-    totals: dict[str, float] = Counter()
+    totals: dict[str, float] = {}
     for line in text.splitlines():
         if not line or line.startswith("#"):
             continue
@@ -330,7 +330,7 @@ def scrape(port: int) -> dict[str, float]:
             ]
             name = base + ("{" + ",".join(kept) + "}" if kept else "")
         try:
-            totals[name] += float(value)
+            totals[name] = totals.get(name, 0.0) + float(value)
         except ValueError:
             continue
     return totals

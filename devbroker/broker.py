@@ -176,8 +176,9 @@ def probe_admin(bootstrap: str) -> AdminClient:
             # The default backoff grows to 10s while the JVM starts, which would delay readiness.
             "reconnect.backoff.ms": 50,
             "reconnect.backoff.max.ms": 200,
-            "logger": logging.getLogger("devbroker.probe"),
-            "error_cb": lambda _err: None,
+            # confluent-kafka's stub types the config's values as str | int | float | bool: no callbacks
+            "logger": logging.getLogger("devbroker.probe"),  # type: ignore[dict-item]
+            "error_cb": lambda _err: None,  # type: ignore[dict-item]
         }
     )
 

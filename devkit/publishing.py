@@ -33,6 +33,8 @@ def publish(
             failures.append(str(error))
 
     count = 0
+    key: bytes | None
+    value: bytes | None
     for item in items:
         if isinstance(item, Transaction | Label):
             key, value = item.customer_id.encode(), item.to_json()

@@ -16,7 +16,7 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from detector.service.reading import reader_config
 
-Record = tuple[int, bytes, list]  # offset, value, headers
+Record = tuple[int, bytes | None, list[tuple[str, bytes | None]]]  # offset, value, headers
 
 
 def committed_consumer(
@@ -32,7 +32,10 @@ def committed_consumer(
 
 
 def _record(message: Message) -> Record:
-    return message.offset(), message.value(), message.headers() or []
+    offset = message.offset()
+    assert offset is not None, "a record consumed without error has its offset"
+    # confluent-kafka's stub types headers as what produce() takes too (a dict); a consumer's are a list
+    return offset, message.value(), message.headers() or []  # type: ignore[return-value]
 
 
 class CommittedReader:
@@ -78,8 +81,10 @@ class CommittedReader:
         """Keep a record; True when the message says its partition has no more."""
         error = message.error()
         if error is None:
-            self.records[message.partition()].append(self._keep_record(message))
-            self._next[message.partition()] = message.offset() + 1
+            partition, offset = message.partition(), message.offset()
+            assert partition is not None and offset is not None, "a record consumed without error has both"
+            self.records[partition].append(self._keep_record(message))
+            self._next[partition] = offset + 1
         return error is not None and error.code() == KafkaError._PARTITION_EOF
 
     def count(self) -> int:
@@ -107,8 +112,8 @@ class ArrivalReader:
     ) -> None:
         self._consumer, _ = committed_consumer(bootstrap, topic, config)
         self._clock = clock
-        self.arrived: dict[bytes, float] = {}
-        self.created: dict[bytes, float] = {}
+        self.arrived: dict[bytes | None, float] = {}  # by key: None for an unkeyed record
+        self.created: dict[bytes | None, float] = {}
         self.repeats = 0
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._read, name=f"arrivals-{topic}", daemon=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from detector.engine.records import Label, Transaction
 from producers.config import SimulationConfig, preset
@@ -10,7 +11,7 @@ from producers.simulator import SimulatedTransaction, simulate
 
 
 def sized_config(
-    transactions: int, cards: int, seed: int = 1, terminals: int | None = None, **changes: object
+    transactions: int, cards: int, seed: int = 1, terminals: int | None = None, **changes: Any
 ) -> SimulationConfig:
     """The default preset cut at ``transactions``, over ``cards`` (and by default a tenth as many
     terminals, at least 10), with ``changes`` to any other field."""

@@ -6,6 +6,8 @@ to a missing topic would auto-create it with the broker's defaults; both are kep
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from detector.service.settings import ServiceSettings
@@ -22,9 +24,9 @@ def create_input_topics(settings: ServiceSettings, partitions: int) -> None:
 
 
 def create_service_topics(
-    settings: ServiceSettings, partitions: int, client: dict[str, str] | None = None
+    settings: ServiceSettings, partitions: int, client: Mapping[str, str] | None = None
 ) -> None:
     """Every topic the service uses, created as the service would (and waited for), so a run's
     timing or its first records never include the broker creating topics or electing leaders."""
-    admin = AdminClient(client or {"bootstrap.servers": settings.bootstrap_servers})
+    admin = AdminClient(dict(client or {"bootstrap.servers": settings.bootstrap_servers}))
     ensure_topics(admin, settings.replaced(topic_partitions=partitions))

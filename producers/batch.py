@@ -40,8 +40,8 @@ class Batch:
     def __len__(self) -> int:
         return len(self.times)
 
-    def select(self, index: np.ndarray) -> Batch:
-        """The rows at ``index`` (an index array or a boolean mask), in that order."""
+    def select(self, index: np.ndarray | slice) -> Batch:
+        """The rows at ``index`` (an index array, a boolean mask or a slice), in that order."""
         return Batch(
             self.times[index],
             self.cards[index],

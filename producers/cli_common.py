@@ -143,10 +143,11 @@ def run(
         return EXIT_FAILED
     code = 0
     progress = Progress(progress_enabled(args.quiet))
+    ending: tuple[type[Exception], ...] = (ConnectionRefused, *stop_on)
     began = time.monotonic()
     try:
         publish(events, sink, make_pacer(args), progress)
-    except (ConnectionRefused, *stop_on) as error:
+    except ending as error:
         log.error("%s", error)
         code = EXIT_FAILED
     except KeyboardInterrupt:

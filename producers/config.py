@@ -234,7 +234,7 @@ def _convert(hint: Any, value: Any, base: Any, path: str) -> Any:
             _convert(kind, item, None, f"{path}[{i}]")
             for i, (kind, item) in enumerate(zip(kinds, value, strict=True))
         )
-    if is_dataclass(hint):
+    if isinstance(hint, type) and is_dataclass(hint):
         return _override(hint, value, base, path)
     return _scalar(hint, value, path)
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -70,7 +70,7 @@ def config_from_args(args: argparse.Namespace) -> SimulationConfig:
     config = preset(args.preset)
     if args.config is not None:
         config = load_config(args.config, config)
-    changes: dict[str, object] = {}
+    changes: dict[str, Any] = {}
     if args.seed is not None:
         changes["seed"] = args.seed
     if args.start is not None:

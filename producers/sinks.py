@@ -135,7 +135,9 @@ class KafkaSink:
 
     def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
         if error is None:
-            self.report.delivered[message.topic()] += 1
+            topic = message.topic()
+            assert topic is not None, "a delivered record has its topic"
+            self.report.delivered[topic] += 1
             return
         if error.code() in _NOT_AUTHORISED:
             self._refusal = f"{error.str()} (writing to {message.topic()!r})"

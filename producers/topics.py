@@ -78,7 +78,8 @@ def _connected(config: Mapping[str, str]) -> tuple[AdminClient, dict]:
         if error.code() in REFUSALS:
             refused.append(error)
 
-    admin = AdminClient({**config, "error_cb": on_error})
+    # confluent-kafka's stub types the config's values as str | int | float | bool: no callbacks
+    admin = AdminClient({**config, "error_cb": on_error})  # type: ignore[dict-item]
     deadline = time.monotonic() + _TIMEOUT_S
     while True:
         try:

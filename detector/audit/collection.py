@@ -135,8 +135,14 @@ class AuditCollection:
     def _keep(self, record: dict[str, Any], moment: float, message: TopicMessage) -> None:
         generation = int(field_value(record, "model.generation") or 0)
         if record["record_type"] != DECISION:
-            detail = record.get("detail") if isinstance(record.get("detail"), dict) else {}
-            event = ModelEvent(moment, record["record_type"], message.partition, generation, detail)
+            detail = record.get("detail")
+            event = ModelEvent(
+                moment,
+                record["record_type"],
+                message.partition,
+                generation,
+                detail if isinstance(detail, dict) else {},
+            )
             self.events.append(event)
             return
         stamp = message.timestamp_ms
@@ -155,7 +161,8 @@ class AuditCollection:
             tuple(sys.intern(str(code)) for code in record.get("reason_codes") or ()),
         )
         thresholds = (row[-2], float(record["thresholds"]["block"]))
-        features = record.get("features") if isinstance(record.get("features"), dict) else {}
+        given = record.get("features")
+        features = given if isinstance(given, dict) else {}
         for column, value in zip(self._columns(), row, strict=True):
             column.append(value)
         self.thresholds[thresholds] += 1

@@ -71,8 +71,9 @@ def timeline_figure(
 
 def _alert_bars(axes: Axes, noon: list[datetime], days: Sequence[PeriodMetrics]) -> None:
     reviews = np.array([d.reviews for d in days])
-    axes.bar(noon, reviews, width=0.8, color="#ff9f1c", label="review")
-    axes.bar(noon, [d.blocks for d in days], width=0.8, bottom=reviews, color="#d62728", label="block")
+    # matplotlib's stubs leave out dates, which its unit converters take
+    axes.bar(noon, reviews, width=0.8, color="#ff9f1c", label="review")  # type: ignore[arg-type]
+    axes.bar(noon, [d.blocks for d in days], width=0.8, bottom=reviews, color="#d62728", label="block")  # type: ignore[arg-type]
     axes.set_title("Alerts per day (review + block decisions, labelled or not)")
     axes.set_ylabel("alerts per day")
     axes.legend(loc="upper left")
@@ -90,7 +91,7 @@ def _precision_lines(axes: Axes, noon: list[datetime], days: Sequence[PeriodMetr
         ),
         ([d.average_precision for d in days], "^-", "#2ca02c", "average precision"),
     ):
-        axes.plot(noon, values, style, color=colour, label=label)
+        axes.plot(noon, values, style, color=colour, label=label)  # type: ignore[arg-type]  # dates, as above
     axes.set_ylim(-0.02, 1.02)
     axes.set_title("Daily precision (labelled transactions only; gaps: nothing labelled to measure)")
     axes.set_ylabel("share (0 to 1)")
@@ -123,7 +124,7 @@ def _model_lanes(
         marker, colour, label = EVENT_STYLES.get(kind, _OTHER_EVENT)
         chosen = [e for e in events if e.kind == kind]
         axes.scatter(
-            [_moment(e.time) for e in chosen],
+            [_moment(e.time) for e in chosen],  # type: ignore[arg-type]  # dates: see _alert_bars
             [row[e.partition] + height for e in chosen],
             marker=marker,
             color=colour,
@@ -154,7 +155,7 @@ def score_figure(histogram: ScoreHistogram, thresholds: tuple[float, float] | No
     ):
         axes.hist(
             centres,
-            bins=histogram.edges,
+            bins=histogram.edges,  # type: ignore[arg-type]  # an array, which matplotlib's stubs leave out
             weights=counts,
             histtype="stepfilled",
             alpha=0.45,
@@ -206,7 +207,8 @@ def latency_figure(
 def _distribution(
     axes: Axes, values: np.ndarray, bins: int | np.ndarray, summary: Percentiles, unit: str
 ) -> None:
-    axes.hist(values, bins=bins, color="#1f77b4", alpha=0.7, label=f"{summary.count:,} decisions")
+    # matplotlib's stubs take no array for bins, which matplotlib does
+    axes.hist(values, bins=bins, color="#1f77b4", alpha=0.7, label=f"{summary.count:,} decisions")  # type: ignore[arg-type]
     for value, style, name in ((summary.p50, "-", "p50"), (summary.p99, "--", "p99")):
         axes.axvline(value, color="#d62728", linestyle=style, label=f"{name} = {value:.3g} {unit}")
     axes.set_ylabel("decisions")

@@ -143,14 +143,18 @@ class TopicReader:
                     last_seen = time.monotonic()
                     if partition not in pending:
                         continue  # already finished: past the end captured at start
-                    if error is not None or (not follow and message.offset() >= ends[partition]):
-                        # EOF (caught up with the committed data), or past the end captured at start.
+                    if error is not None:  # EOF: caught up with the committed data
                         if not follow:
                             finish(partition)
                         continue
-                    advance(partition, message.offset() + 1)
+                    offset = message.offset()
+                    assert offset is not None, "a record read without error has its offset"
+                    if not follow and offset >= ends[partition]:  # past the end captured at start
+                        finish(partition)
+                        continue
+                    advance(partition, offset + 1)
                     yield _topic_message(message)
-                    if not follow and message.offset() + 1 >= ends[partition]:
+                    if not follow and offset + 1 >= ends[partition]:
                         finish(partition)
         finally:
             bar.close()
@@ -178,9 +182,11 @@ class TopicReader:
 
 def _topic_message(message: Message) -> TopicMessage:
     kind, stamp = message.timestamp()
+    partition, offset = message.partition(), message.offset()
+    assert partition is not None and offset is not None, "a record read without error has both"
     return TopicMessage(
-        partition=message.partition(),
-        offset=message.offset(),
+        partition=partition,
+        offset=offset,
         timestamp_ms=None if kind == TIMESTAMP_NOT_AVAILABLE else stamp,
         key=message.key(),
         value=message.value(),

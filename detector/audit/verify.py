@@ -153,6 +153,7 @@ class ChainVerifier:
         if problem is not None:
             kind, _, detail = problem.partition(": ")
             if kind == MISSING:
+                assert record is not None, "a record that does not decode is foreign, not missing"
                 found = record["chain"]["seq"]
                 detail = f"seq {_span(expected_seq, found - 1)} not in the partition (found seq {found} here)"
                 chain.skipped[expected_seq] = (len(chain.breaks), found)
@@ -160,6 +161,7 @@ class ChainVerifier:
             if self.every_break:
                 chain.head = _resumed(kind, expected_seq, record) or chain.head
             return
+        assert record is not None, "a record that does not decode is a problem"
         chain.head = Head(expected_seq, record["chain"]["hash"])
         chain.verified += 1
         anchor = self.expected_heads.get(partition)
@@ -235,11 +237,12 @@ def _found_skipped(chain: PartitionChain, offset: int, record: Any) -> bool:
     return False
 
 
-def _resumed(kind: str, expected_seq: int, record: dict[str, Any]) -> Head | None:
+def _resumed(kind: str, expected_seq: int, record: dict[str, Any] | None) -> Head | None:
     """Where checking goes on after a break at ``expected_seq``: the broken record's place when it
     has one in this chain, else None (from the last good record)."""
     if kind == FOREIGN:
         return None
+    assert record is not None, "a record that does not decode is foreign"
     chain = record["chain"]
     if kind == MISSING:
         return Head(chain["seq"], chain["hash"])  # intact, past a gap

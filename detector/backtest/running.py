@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from tqdm import tqdm
@@ -57,7 +58,7 @@ class VariantRun:
     def __post_init__(self) -> None:
         self._last = Provenance(TRANSACTIONS_TOPIC, 0, 0, INSTANCE_ID)  # where the latest input came from
         self.fired = {name: array("q") for name in self.rules}
-        self._model_kind = self.variant.config.model.kind
+        self._model_kind = self.variant.config.model.settled_kind
         self._rule_codes = [(f"rule:{name}", self.fired[name]) for name in self.rules]
 
     def transaction(self, index: int, transaction: Transaction, provenance: Provenance) -> None:
@@ -120,12 +121,14 @@ class VariantRun:
         them (the last input, at the end)."""
         assert self.topology is not None
         for outcome in outcomes:
-            index, origin = outcome.token  # type: ignore[misc]
+            # the token this run fed with the input: (transaction index or None for a label, provenance)
+            index, origin = cast(tuple[int | None, Provenance], outcome.token)
             if outcome.error is not None:
-                tx_id = None if index is None else outcome.event.transaction_id  # type: ignore[union-attr]
+                tx_id = None if index is None else outcome.event.transaction_id
                 self.output.rejected(outcome.error, tx_id, outcome.event.customer_id, origin)
                 self.rejected[outcome.error.reason] += 1
             elif outcome.decision is not None:
+                assert index is not None, "a decision is a transaction's, fed with its index"
                 self._decided(index, outcome.decision, origin, 0.0)  # its time is the feed's, not its own
         self._last = provenance or self._last
         for event in self.topology.pop_events():

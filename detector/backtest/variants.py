@@ -13,7 +13,7 @@ from pathlib import Path
 
 import orjson
 
-from detector.engine import MODEL_KINDS
+from detector.engine import MODEL_KINDS, ModelKind
 from detector.engine.config import EngineConfig
 from detector.engine.model import ModelConfig
 from detector.engine.policy import Rule
@@ -42,7 +42,7 @@ def build_variants(
     named = [(path.stem, load_config(path)) for path in config_files]
     named += [(model, EngineConfig(model=ModelConfig(kind=_known_model(model)))) for model in models]
     if not named:
-        named = [(EngineConfig().model.kind, EngineConfig())]
+        named = [(EngineConfig().model.settled_kind, EngineConfig())]
     variants: list[Variant] = []
     taken: set[str] = set()
     for name, own in named:
@@ -96,7 +96,7 @@ def with_rules(config: EngineConfig, rules: tuple[Rule, ...]) -> EngineConfig:
     return replace(config, policy=replace(config.policy, rules=config.policy.rules + rules))
 
 
-def _known_model(kind: str) -> str:
+def _known_model(kind: str) -> ModelKind:
     if kind not in MODEL_KINDS:
         raise BacktestError(f"--model {kind!r}: unknown model kind; choose one of {', '.join(MODEL_KINDS)}")
     return kind

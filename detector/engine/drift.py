@@ -28,6 +28,7 @@ True
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -38,7 +39,7 @@ from river.drift import binary
 
 from detector.validation import CONFIG_RULES, Count, Duration, NonNegativeCount, Probability
 
-DETECTOR_KINDS = ("hddm_a", "hddm_w", "ddm", "eddm", "adwin", "page_hinkley")
+DetectorKind = Literal["hddm_a", "hddm_w", "ddm", "eddm", "adwin", "page_hinkley"]
 WARNING, DRIFT = "warning", "drift"
 MISS, FALSE_ALARM = "miss", "false_alarm"  # the two error streams
 
@@ -48,8 +49,8 @@ class DriftConfig:
     """How drift is detected and what the engine does about it (checked when built)."""
 
     enabled: bool = True
-    miss_detector: Literal[DETECTOR_KINDS] = "hddm_a"
-    false_alarm_detector: Literal[DETECTOR_KINDS] = "adwin"
+    miss_detector: DetectorKind = "hddm_a"
+    false_alarm_detector: DetectorKind = "adwin"
     # "swap": a warning or a drift trains a background model, promoted once it is ready and better;
     # "reset": a drift replaces the model by a new, untrained one at once.
     recovery: Literal["swap", "reset"] = "swap"
@@ -81,9 +82,9 @@ class DriftConfig:
     false_alarms_recover: bool = False
 
 
-def build_detector(kind: str) -> base.DriftDetector:
+def build_detector(kind: str) -> base.DriftDetector | base.BinaryDriftDetector:
     """A fresh detector; Page-Hinkley is made one-sided so that only rises count."""
-    factories = {
+    factories: dict[str, Callable[[], base.DriftDetector | base.BinaryDriftDetector]] = {
         "hddm_a": binary.HDDMA,
         "hddm_w": binary.HDDMW,
         "ddm": binary.DDM,
@@ -152,7 +153,8 @@ class _ErrorStream:
     def update(self, error: bool) -> DriftSignal | None:
         """A detector's signal waits, for up to a window of labels, until the rise is material."""
         before = getattr(self.detector, "estimation", None)
-        self.detector.update(int(error))
+        # River types a binary detector's input as bool, though it documents 1/0; ADWIN takes numbers.
+        self.detector.update(int(error))  # type: ignore[arg-type]
         self._count(error)
         level = None
         if self.detector.drift_detected:

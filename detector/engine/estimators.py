@@ -45,7 +45,7 @@ class SpecError(ValueError):
     """A spec that does not describe a River estimator that can be built, said in one line."""
 
 
-def build_pipeline(spec: Sequence[Any], seed: int) -> base.Classifier:
+def build_pipeline(spec: Sequence[Any], seed: int) -> base.Classifier | compose.Pipeline:
     """A fresh, untrained classifier for ``spec``; raises :class:`SpecError` if it cannot be one."""
     if isinstance(spec, str | bytes) or not isinstance(spec, Sequence) or not spec:
         raise SpecError('expected a list of steps, each ["module.Class", {parameters}]')

@@ -25,7 +25,7 @@ so an entry lives at most ``ttl * (1 + 1/64)`` after its last touch.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from functools import cache
 from typing import Any, Generic, Protocol, TypeVar
@@ -45,7 +45,7 @@ class _Keyed:
     """What both kinds of expiring state answer about their keys, held in ``_entries`` by touch order."""
 
     __slots__ = ("_entries",)
-    _entries: dict[str, object]
+    _entries: Mapping[str, object]
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -46,7 +46,7 @@ from pydantic import Field, field_validator
 from pydantic.dataclasses import dataclass as validated_dataclass
 from river import base, compose, preprocessing
 
-from detector.engine import MODEL_KINDS
+from detector.engine import MODEL_KINDS, ModelKind
 from detector.engine.estimators import build_pipeline
 from detector.validation import CONFIG_RULES, Count
 
@@ -62,7 +62,7 @@ class ModelConfig:
     ``seed`` goes to every estimator that takes one; the other settings shape the presets only.
     """
 
-    kind: Literal[(*MODEL_KINDS, PIPELINE)] | None = None
+    kind: Literal[ModelKind, "pipeline"] | None = None
     pipeline: Spec | None = None
     seed: int = 7
     prior_fraud_rate: Annotated[float, Field(gt=0, lt=1)] = 0.005
@@ -91,9 +91,15 @@ class ModelConfig:
             kind = PIPELINE
         object.__setattr__(self, "kind", kind)  # frozen: settled once, here
 
+    @property
+    def settled_kind(self) -> str:
+        """``kind`` as :meth:`__post_init__` settled it: a preset's name, or ``"pipeline"``."""
+        assert self.kind is not None, "settled in __post_init__"
+        return self.kind
+
     def spec(self) -> Spec:
         """The River estimators this config stands for."""
-        return self.pipeline if self.pipeline is not None else PRESETS[self.kind](self)
+        return self.pipeline if self.pipeline is not None else PRESETS[self.settled_kind](self)
 
 
 # Why each setting: docs/models.md ("Why the adaptive tree was far behind"). Splits: a leaf under 1% fraud
@@ -158,12 +164,12 @@ _NAME_PRESERVING = (
 )
 
 
-def build_classifier(config: ModelConfig) -> base.Classifier:
+def build_classifier(config: ModelConfig) -> base.Classifier | compose.Pipeline:
     """A fresh, untrained River classifier for ``config``."""
     return build_pipeline(config.spec(), seed=config.seed)
 
 
-def _linear_parts(classifier: base.Classifier) -> tuple[list[Any], Any] | None:
+def _linear_parts(classifier: base.Classifier | compose.Pipeline) -> tuple[list[Any], Any] | None:
     """(scalers, linear model) if the classifier's weights explain it exactly, else None."""
     steps = list(classifier.steps.values()) if isinstance(classifier, compose.Pipeline) else [classifier]
     *scalers, last = steps
@@ -183,10 +189,11 @@ class FraudModel:
 
     def predict_proba_one(self, x: dict[str, float]) -> float:
         """Probability that ``x`` is fraud (River returns ``False``/``True`` keys, or ``{}`` when cold)."""
-        return float(self.classifier.predict_proba_one(x).get(True, 0.0))
+        # River takes x as dict[Hashable, Any], which no dict[str, float] is (dict is invariant).
+        return float(self.classifier.predict_proba_one(x).get(True, 0.0))  # type: ignore[arg-type]
 
     def learn_one(self, x: dict[str, float], is_fraud: bool) -> None:
-        self.classifier.learn_one(x, is_fraud)
+        self.classifier.learn_one(x, is_fraud)  # type: ignore[arg-type]  # River's dict[Hashable, Any]
         self.labels_learned += 1
         if self._baseline is not None:
             self._baseline.update(x)

@@ -181,7 +181,7 @@ class Scorer:
             reason_codes=tuple(reasons),
             top_features=top_features,
             features=features,
-            model_kind=self.config.model.kind,
+            model_kind=self.config.model.settled_kind,
             model_generation=view.generation,
             drift_state=view.drift_state,
             review_threshold=policy.review_threshold,

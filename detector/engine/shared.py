@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from array import array
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, final
 
 from pydantic.dataclasses import dataclass as validated_dataclass
 
@@ -42,6 +42,7 @@ def epoch_of(event_time: float, epoch_seconds: float) -> int:
     return math.floor(event_time / epoch_seconds)
 
 
+@final  # exact types: updates are told apart by ``type(update) is``
 @dataclass(frozen=True, slots=True)
 class Scored:
     """A transaction as scored: the learner keeps its vector for its label and counts it at its terminal."""
@@ -58,6 +59,7 @@ class Scored:
     features: array  # array('d') in the extractor's name order
 
 
+@final
 @dataclass(frozen=True, slots=True)
 class Labelled:
     """A validated label, released once its partition's watermark passed it."""
@@ -69,6 +71,7 @@ class Labelled:
     event_time: float
 
 
+@final
 @dataclass(frozen=True, slots=True)
 class EpochClosed:
     """Partition ``partition`` emits nothing more for epochs <= ``epoch``.

@@ -22,7 +22,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from detector.engine.expiring import IN_MEMORY, ExpiringStore, StateStores
 from detector.engine.features import MIN_MEAN_AMOUNT, FeatureConfig, window_name
@@ -103,7 +103,7 @@ class TerminalTable:
     def __len__(self) -> int:
         return len(self.terminals)
 
-    def __getstate__(self) -> dict[str, object]:
+    def __getstate__(self) -> dict[str, Any]:
         """Pickled as the numbers of each terminal in one bytes object: object by object, 10,000
         terminals took 121 ms of every checkpoint's pause (docs/state.md)."""
         state = dict(self.__dict__)
@@ -120,14 +120,14 @@ class TerminalTable:
         )
         return state
 
-    def __setstate__(self, state: dict[str, object]) -> None:
+    def __setstate__(self, state: dict[str, Any]) -> None:
         state["_untrimmed"] = set(state["_untrimmed"])  # also from the former dict of terminals by key
         packed = state["terminals"]
         if not isinstance(packed, tuple):  # a store, pickled object by object or on disk
             self.__dict__.update(state)
             return
-        (ttl, max_entries, evicted_for_age, evicted_for_size, next_sweep), entries = packed  # type: ignore[misc]
-        config: FeatureConfig = state["config"]  # type: ignore[assignment]
+        (ttl, max_entries, evicted_for_age, evicted_for_size, next_sweep), entries = packed
+        config: FeatureConfig = state["config"]
         store = ExpiringStore[TerminalState].restored(
             ttl,
             max_entries,

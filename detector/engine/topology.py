@@ -132,7 +132,7 @@ class ScaledTopology:
             if type(event) is Transaction:
                 decision = scorer.process_transaction(event, self.view)
             else:
-                scorer.process_label(event)  # type: ignore[arg-type]
+                scorer.process_label(event)
         except InvalidInput as refused:
             error = refused
         self.learner.submit(scorer.pop_updates())

@@ -78,10 +78,35 @@ def decode_updates(record: bytes) -> list[SharedUpdate]:
     for row in orjson.loads(header):
         kind = row[0]
         if kind == _SCORED:
-            width = row[10]
+            (
+                _,
+                epoch,
+                transaction_id,
+                customer_id,
+                terminal_id,
+                event_time,
+                amount,
+                score,
+                flagged,
+                generation,
+                width,
+            ) = row
             features = vectors[position : position + width]
             position += width
-            updates.append(Scored(*row[1:10], features=features))
+            updates.append(
+                Scored(
+                    epoch,
+                    transaction_id,
+                    customer_id,
+                    terminal_id,
+                    event_time,
+                    amount,
+                    score,
+                    flagged,
+                    generation,
+                    features,
+                )
+            )
         elif kind == _LABELLED:
             updates.append(Labelled(*row[1:]))
         else:

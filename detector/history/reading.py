@@ -53,7 +53,7 @@ LABEL_FIELDS = ("transaction_id", "customer_id", "is_fraud", "timestamp")
 OnError = Literal["stop", "skip"]
 _LOGGED_SKIPS = 20
 
-T = TypeVar("T")
+T = TypeVar("T", bound=Transaction | Label | tuple[Transaction, bool | None])  # a replayed record
 
 
 @dataclass

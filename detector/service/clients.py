@@ -87,7 +87,10 @@ class Clients:
         self.readiness = readiness
         refuse_owned(client_settings(environ))  # they would be silently replaced below
         # librdkafka's log lines become JSON events instead of raw lines on stderr (client_logs.py).
-        self.config = {**client_config(settings.bootstrap_servers, environ=environ), "logger": CLIENT_LOGGER}
+        self.config: dict[str, Any] = {
+            **client_config(settings.bootstrap_servers, environ=environ),
+            "logger": CLIENT_LOGGER,
+        }
         self.producer: Producer | None = None
         self.consumer: Consumer | None = None
         self.readers: list[Consumer] = []  # one per partition recovered at the same time
@@ -106,7 +109,8 @@ class Clients:
             if error.code() in (KafkaError._AUTHENTICATION, KafkaError._SSL):
                 refused.append(error)
 
-        admin = AdminClient({**self.config, "error_cb": on_error})
+        # confluent-kafka's stub types the config's values as str | int | float | bool: no callbacks
+        admin = AdminClient({**self.config, "error_cb": on_error})  # type: ignore[dict-item]
         deadline = time.monotonic() + KAFKA_TIMEOUT_S
         while True:
             try:

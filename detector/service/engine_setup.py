@@ -85,8 +85,9 @@ def queued_labels(engine: DetectionEngine | Scorer) -> int:
 
 def engine_gauges(engine: DetectionEngine | Scorer, view: ReadView | None) -> dict[str, Any]:
     """State sizes and the model in force, for metrics: a scorer's model is the shared view's."""
-    if isinstance(engine, DetectionEngine) or view is None:
+    if isinstance(engine, DetectionEngine):
         return engine.gauges()
+    assert view is not None, "a scorer's partitions share the view"
     return {
         "cards": len(engine.extractor.cards),
         "terminals": len(view.terminals),

@@ -26,7 +26,7 @@ import time
 from collections.abc import Mapping
 
 import structlog
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from detector.engine.config import EngineConfig
 from detector.engine.learner import SharedLearner
@@ -73,7 +73,7 @@ class LearnerService:
         self.checkpoints: LearnerCheckpoints | None = None
         self.positions: dict[int, int] = {}  # updates partition -> next offset to read
         self.committed_floor: dict[int, int] = {}  # never commit below what was committed before
-        self._producer = None
+        self._producer: Producer | None = None
         self._last_checkpoint = time.monotonic()
         self._began = time.monotonic()  # when the open (or the last) transaction began
         self.state_files = state_files_for(settings)
@@ -200,7 +200,7 @@ class LearnerService:
         assert self.consumer is not None and self.learner is not None and self.checkpoints is not None
         producer = self._producer
         assert producer is not None
-        messages = [] if final else self._consume()
+        messages = [] if final else self._consume(self.consumer)
         self.readiness.consumed()
         now = time.monotonic()
         checkpoint_due = final or now - self._last_checkpoint >= self.settings.checkpoint_interval_s
@@ -213,7 +213,7 @@ class LearnerService:
         self._began = time.monotonic()
         self.metrics.began()
         for message in messages:
-            self._receive(message)
+            self._receive(self.learner, message)
         version = self.learner.apply_ready()
         if version is not None:
             self.checkpoints.produce_version(
@@ -239,25 +239,26 @@ class LearnerService:
         if version is not None:
             log.debug("version_published", epoch=version.epoch, generation=version.generation)
 
-    def _consume(self) -> list[Message]:
+    def _consume(self, consumer: Consumer) -> list[Message]:
         """What is there, or the first record to come within 0.1 s and what came with it: a scorer
         waits for the version the next update completes, so none is held back for a fuller batch."""
-        messages = self.consumer.consume(self.settings.batch_size, 0)
+        messages = consumer.consume(self.settings.batch_size, 0)
         if not messages:
-            first = self.consumer.poll(0.1)
-            messages = [first, *self.consumer.consume(self.settings.batch_size - 1, 0)] if first else []
+            first = consumer.poll(0.1)
+            messages = [first, *consumer.consume(self.settings.batch_size - 1, 0)] if first else []
         return messages
 
-    def _receive(self, message: Message) -> None:
+    def _receive(self, learner: SharedLearner, message: Message) -> None:
         error = message.error()
         if error is not None:
             if error.fatal():
                 raise KafkaException(error)
             log.warning("consume_error", error=str(error))
             return
-        partition = message.partition()
-        self.positions[partition] = message.offset() + 1
+        partition, offset = message.partition(), message.offset()
+        assert partition is not None and offset is not None, "a record consumed without error has both"
+        self.positions[partition] = offset + 1
         value = message.value()
         if value:  # an empty record is what a scorer's recovery writes to close what it left open
-            self.learner.submit(decode_updates(value))
+            learner.submit(decode_updates(value))
         self.metrics.consumed(partition)

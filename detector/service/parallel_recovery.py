@@ -14,14 +14,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from confluent_kafka import Consumer
-
 T = TypeVar("T")
+Reader = TypeVar("Reader")  # a Consumer in the service
 MOST_AT_ONCE = 4  # partitions read at the same time, each with a reader (a connection) of its own
 
 
 def recover_each(
-    partitions: list[int], readers: list[Consumer], recover: Callable[[int, Consumer], T]
+    partitions: list[int], readers: list[Reader], recover: Callable[[int, Reader], T]
 ) -> dict[int, T]:
     """``recover(partition, reader)`` for every partition, at most ``len(readers)`` at once.
 
@@ -30,7 +29,7 @@ def recover_each(
     """
     if len(partitions) <= 1 or len(readers) <= 1:
         return {partition: recover(partition, readers[0]) for partition in partitions}
-    free: queue.SimpleQueue[Consumer] = queue.SimpleQueue()
+    free: queue.SimpleQueue[Reader] = queue.SimpleQueue()
     for reader in readers:
         free.put(reader)
 

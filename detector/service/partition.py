@@ -37,11 +37,13 @@ from detector.audit.records import (
     rejected_record,
 )
 from detector.engine.engine import DetectionEngine
+from detector.engine.model import FraudModel
 from detector.engine.outputs import Decision, EngineEvent
 from detector.engine.policy import OUTCOMES
 from detector.engine.records import InvalidInput, Transaction, decode_label, decode_transaction
 from detector.engine.scorer import Scorer
 from detector.engine.shared import NO_VERSION, SharedUpdate
+from detector.engine.terminals import TerminalTable
 from detector.engine.view import ReadView
 from detector.service.shared_state import ViewHistory
 from detector.service.topic_map import AUDIT, DEAD_LETTER, DECISIONS, TRANSACTIONS, TopicMap
@@ -112,6 +114,12 @@ class PartitionProcessor:
         """What the checkpoint keeps beside the engine's snapshot."""
         return {AUDITED: self.audited} if self.shared is not None else {}
 
+    @property
+    def scorer(self) -> Scorer:
+        """The engine, a scorer of the shared view when the partitions share a model (``shared``)."""
+        assert isinstance(self.engine, Scorer), "only partitions sharing a model have a scorer"
+        return self.engine
+
     def committable_offsets(self) -> dict[str, int]:
         """Offsets to commit: never below what was committed before, even while replaying below it."""
         return {role: max(offset, self.replay_until.get(role, -1)) for role, offset in self.positions.items()}
@@ -121,27 +129,30 @@ class PartitionProcessor:
         self.positions[role] = offset + 1
         replaying = offset < self.replay_until.get(role, -1)
         started = time.perf_counter()
-        decision, rejection, events = None, None, []
+        engine = self.engine
+        decision: Decision | None = None
+        rejection: InvalidInput | None = None
+        events: list[EngineEvent] = []
         try:
             if role != TRANSACTIONS:
-                self.engine.process_label(decode_label(value, self.max_message_bytes))
-            elif self.shared is None:
-                decision = self.engine.process_transaction(decode_transaction(value, self.max_message_bytes))
+                engine.process_label(decode_label(value, self.max_message_bytes))
+            elif isinstance(engine, DetectionEngine):  # a model of its own (``shared`` is None)
+                decision = engine.process_transaction(decode_transaction(value, self.max_message_bytes))
             else:
                 decision, events = self._shared_transaction(
-                    decode_transaction(value, self.max_message_bytes), replaying
+                    engine, decode_transaction(value, self.max_message_bytes), replaying
                 )
                 if self.waiting_for is not None:  # its close marks go out; it is read again later
                     self.positions[role] = offset
-                    self.updates.extend(self.engine.pop_updates())
+                    self.updates.extend(engine.pop_updates())
                     return []
         except InvalidInput as error:
             rejection = error
         elapsed_ms = 1000.0 * (time.perf_counter() - started)
-        if self.shared is None:
-            events = self.engine.pop_events()
+        if isinstance(engine, DetectionEngine):
+            events = engine.pop_events()
         else:
-            updates = self.engine.pop_updates()
+            updates = engine.pop_updates()
             if not replaying:  # the updates of replayed records were committed with them
                 self.updates.extend(updates)
         if replaying:
@@ -173,7 +184,7 @@ class PartitionProcessor:
         return outputs
 
     def _shared_transaction(
-        self, tx: Transaction, replaying: bool
+        self, scorer: Scorer, tx: Transaction, replaying: bool
     ) -> tuple[Decision | None, list[EngineEvent]]:
         """Score ``tx`` with the shared view, or note the version it waits for (never while
         replaying: replay rebuilds card state, which no view changes, and its decisions are dropped).
@@ -183,20 +194,20 @@ class PartitionProcessor:
         """
         assert self.shared is not None
         view = self.shared.view
-        needed = self.engine.required_version(tx)
-        self.engine.close_through(needed)
+        needed = scorer.required_version(tx)
+        scorer.close_through(needed)
         if replaying:
             self.audited = max(self.audited, needed)
-            return self.engine.process_transaction(tx, _AtLeast(view, needed)), []
+            return scorer.process_transaction(tx, _AtLeast(view, needed)), []
         if view.version < needed:
             self.waiting_for = needed
             return None, []
         events = self.shared.events_between(self.audited, needed) if self.partition == 0 else []
         self.audited = max(self.audited, needed)
-        return self.engine.process_transaction(tx, view), events
+        return scorer.process_transaction(tx, view), events
 
     def _event(self, event: EngineEvent, provenance: Provenance) -> OutRecord:
-        record = event_record(event, self.engine.config.model.kind, provenance)
+        record = event_record(event, self.engine.config.model.settled_kind, provenance)
         return OutRecord(AUDIT, b"event", self.chain.seal_encoded(record))
 
     def _reject(
@@ -227,5 +238,18 @@ class _AtLeast:
     def __init__(self, view: ReadView, version: int) -> None:
         self._view, self.version = view, max(view.version, version)
 
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._view, name)
+    @property
+    def terminals(self) -> TerminalTable:
+        return self._view.terminals
+
+    @property
+    def model(self) -> FraudModel:
+        return self._view.model
+
+    @property
+    def generation(self) -> int:
+        return self._view.generation
+
+    @property
+    def drift_state(self) -> str:
+        return self._view.drift_state

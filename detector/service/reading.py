@@ -90,7 +90,9 @@ def read_to_end(
                         return
                     raise KafkaException(error)
                 yield message
-                if message.offset() >= high - 1:
+                offset = message.offset()
+                assert offset is not None, "a record read without error has its offset"
+                if offset >= high - 1:
                     return
     finally:
         consumer.unassign()

@@ -42,7 +42,7 @@ _TIMEOUT_S = 30.0
 class PartitionStart:
     """Where a partition resumes: its engine, chain head, first offsets to read and replay bounds."""
 
-    engine: DetectionEngine
+    engine: DetectionEngine | Scorer
     chain: ChainState
     start_offsets: dict[str, int]  # role -> first offset to read
     replay_until: dict[str, int]  # role -> first offset whose output is not committed yet

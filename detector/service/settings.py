@@ -27,7 +27,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from detector.engine import MODEL_KINDS
+from detector.engine import MODEL_KINDS, ModelKind
 from detector.validation import Duration, report
 
 
@@ -117,9 +117,7 @@ class ServiceSettings(BaseSettings):
         "stable per instance: its transactional id and static group membership, so a restarted"
         " instance fences its zombie and gets its partitions back at once",
     )
-    model: Literal[MODEL_KINDS] = _setting(
-        "FRAUD_MODEL", "logistic_regression", f"one of {', '.join(MODEL_KINDS)}"
-    )
+    model: ModelKind = _setting("FRAUD_MODEL", "logistic_regression", f"one of {', '.join(MODEL_KINDS)}")
     engine_config: str = _setting(
         "FRAUD_ENGINE_CONFIG", "", "path to a JSON engine config (overrides FRAUD_MODEL)"
     )
@@ -173,7 +171,12 @@ class ServiceSettings(BaseSettings):
 
     @classmethod
     def settings_customise_sources(
-        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource, **_: Any
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Only what the caller gives: :meth:`from_env` passes the environment it is handed (an env
         file merged under the process's), so code and tests never pick up the shell's variables."""
@@ -182,7 +185,7 @@ class ServiceSettings(BaseSettings):
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ServiceSettings:
         """The settings in ``environ``'s variables; an unset or empty variable keeps its default."""
-        given = {env: environ[env] for env in ENVIRONMENT_NAMES.values() if environ.get(env)}
+        given: dict[str, Any] = {env: environ[env] for env in ENVIRONMENT_NAMES.values() if environ.get(env)}
         try:
             return cls(**given)
         except ValidationError as error:
@@ -217,7 +220,7 @@ ENVIRONMENT_NAMES: dict[str, str] = {
 _SECRETS = {
     name
     for name, spec in ServiceSettings.model_fields.items()
-    if (spec.json_schema_extra or {}).get("secret")
+    if isinstance(spec.json_schema_extra, dict) and spec.json_schema_extra.get("secret")
 }
 
 

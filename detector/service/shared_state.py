@@ -95,7 +95,9 @@ class LearnerCheckpoints:
     def produce_version(self, producer: Producer, topic: str, epoch: int, value: bytes) -> None:
         def delivered(error: KafkaError | None, message: Message) -> None:
             if error is None:
-                self._delivering[epoch] = message.offset()
+                offset = message.offset()
+                assert offset is not None, "a delivered record has its offset"
+                self._delivering[epoch] = offset
 
         while True:
             try:
@@ -212,8 +214,10 @@ class ViewHistory:
         """Apply a version, or what of it the view lacks: a restarted learner publishes again the
         epochs after its checkpoint, possibly grouped otherwise (several epochs in one version), so
         the changes and events of epochs the view holds already are left out."""
-        self.next_offset = message.offset() + 1
-        version = decode_version(message.value())
+        offset, value = message.offset(), message.value()
+        assert offset is not None and value is not None, "a consumed record, written by the learner"
+        self.next_offset = offset + 1
+        version = decode_version(value)
         held = self.view.version
         if version.epoch <= held:
             return

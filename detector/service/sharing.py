@@ -86,9 +86,10 @@ class SharedScoring:
         """
         owned.backlog.append(message)
         if len(owned.backlog) >= self.settings.batch_size and not owned.transactions_paused:
-            consumer.pause([TopicPartition(self.topics.name(TRANSACTIONS), message.partition())])
+            partition = owned.processor.partition  # the message's
+            consumer.pause([TopicPartition(self.topics.name(TRANSACTIONS), partition)])
             owned.transactions_paused = True
-            log.debug("partition_held", partition=message.partition(), backlog=len(owned.backlog))
+            log.debug("partition_held", partition=partition, backlog=len(owned.backlog))
 
     def wait_if_all_held(self, consumer: Consumer, owned: Partitions) -> None:
         """While every partition waits for a version, wait on the versions topic (up to
@@ -153,9 +154,8 @@ class SharedScoring:
             if high > position:  # quiet but not at its end: not idle
                 self._quiet_since[partition] = (position, now)
                 continue
-            processor.updates.append(EpochClosed(partition, processor.engine.closed, idle=True))
+            closed = processor.scorer.closed
+            processor.updates.append(EpochClosed(partition, closed, idle=True))
             self._idle.add(partition)
             self.idle_marks += 1
-            log.info(
-                "partition_idle", partition=partition, closed=processor.engine.closed, marks=self.idle_marks
-            )
+            log.info("partition_idle", partition=partition, closed=closed, marks=self.idle_marks)

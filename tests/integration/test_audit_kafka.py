@@ -102,7 +102,7 @@ def audit_trail() -> AuditTrail:
         else:
             engine.process_label(item)
             labels.append(item)
-        outputs[:0] = [event_record(e, config.model.kind, provenance) for e in engine.pop_events()]
+        outputs[:0] = [event_record(e, config.model.settled_kind, provenance) for e in engine.pop_events()]
         records[p].extend(chains[p].seal(r) for r in outputs)
     return AuditTrail(records, labels)
 

@@ -112,10 +112,13 @@ def test_routing_matches_the_partitions_the_producers_write_to(kafka_bootstrap: 
     while len(ended) < partitions:
         message = consumer.poll(10)
         assert message is not None, "the topic was not read to its end"
+        partition, key = message.partition(), message.key()
+        assert partition is not None
         if message.error() is not None:
-            ended.add(message.partition())
+            ended.add(partition)
             continue
-        seen[message.key().decode()] = message.partition()
+        assert key is not None
+        seen[key.decode()] = partition
     consumer.close()
     assert len(seen) == len(customers)
     assert len(set(seen.values())) == partitions

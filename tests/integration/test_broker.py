@@ -157,13 +157,14 @@ def _poll_until_eof(consumer: Consumer, partitions: int) -> list[Message]:
         msg = consumer.poll(0.5)
         if msg is None:
             continue
-        error = msg.error()
+        error, partition = msg.error(), msg.partition()
+        assert partition is not None
         if error is not None and error.code() == KafkaError._PARTITION_EOF:
-            at_end.add(msg.partition())
+            at_end.add(partition)
             continue
         if error is not None:
             raise KafkaException(error)
-        at_end.discard(msg.partition())
+        at_end.discard(partition)
         messages.append(msg)
     return messages
 
@@ -178,7 +179,12 @@ def _read_all(bootstrap: str, topic: str, partitions: int, **conf: str | bool) -
 
 
 def _values(messages: list[Message]) -> list[str]:
-    return [m.value().decode() for m in messages]
+    values = []
+    for message in messages:
+        value = message.value()
+        assert value is not None
+        values.append(value.decode())
+    return values
 
 
 @pytest.fixture
@@ -220,7 +226,9 @@ def test_idempotent_producer_keeps_per_key_order_without_duplicates(
     received = _read_all(kafka_bootstrap, topic, 3)
     by_key: dict[str, list[int]] = {}
     for msg in received:
-        by_key.setdefault(msg.key().decode(), []).append(int(msg.value()))
+        raw_key, value = msg.key(), msg.value()
+        assert raw_key is not None and value is not None
+        by_key.setdefault(raw_key.decode(), []).append(int(value))
     assert sorted(seq for seqs in by_key.values() for seq in seqs) == list(range(500))
     for key, seqs in by_key.items():
         assert seqs == [seq for k, seq in sent if k == key]
@@ -232,9 +240,8 @@ def test_two_consumers_in_one_group_split_the_partitions(
 ) -> None:
     topic = make_topic("group", partitions=4)
     group = f"split-{uuid.uuid4().hex[:12]}"
-    consumers = [
-        _consumer(kafka_bootstrap, **{"group.id": group, "enable.partition.eof": False}) for _ in "ab"
-    ]
+    conf: dict[str, str | bool] = {"group.id": group, "enable.partition.eof": False}
+    consumers = [_consumer(kafka_bootstrap, **conf) for _ in "ab"]
     try:
         for consumer in consumers:
             consumer.subscribe([topic])

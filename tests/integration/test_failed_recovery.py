@@ -18,6 +18,7 @@ from detector.engine.config import EngineConfig
 from detector.engine.records import Transaction
 from detector.service import clients, rebalance
 from detector.service.app import DetectorService
+from detector.service.partitions import Partitions
 from detector.service.settings import ServiceSettings
 from devkit.publishing import publish
 from devkit.reading import CommittedReader
@@ -76,12 +77,12 @@ def _commit_failing_once(service: DetectorService, then: Callable[[], None] = la
     commit = service.transactions.commit
     failed: list[bool] = []
 
-    def commit_failing_once(*arguments: Any) -> None:
+    def commit_failing_once(owned: Partitions) -> None:
         if not failed:
             failed.append(True)
             then()
             raise _injected("commit failed")
-        commit(*arguments)
+        commit(owned)
 
     service.transactions.commit = commit_failing_once  # type: ignore[method-assign]
     return failed
@@ -175,7 +176,7 @@ class _StallingConsumer(Consumer):
 
     stalled: ClassVar[list[Consumer]] = []
 
-    def committed(self, partitions: list[TopicPartition], timeout: float | None = None) -> Any:
+    def committed(self, partitions: list[TopicPartition], timeout: float = -1) -> Any:
         if self in self.stalled:
             raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "injected: no committed offsets"))
         return super().committed(partitions, timeout=timeout)
@@ -189,6 +190,12 @@ def test_a_consumer_whose_committed_offsets_never_come_is_replaced_and_every_tra
     failed commit on, the consumer it had never gets its committed offsets again."""
     monkeypatch.setattr(clients, "Consumer", _StallingConsumer)
     monkeypatch.setattr(_StallingConsumer, "stalled", [])
-    _commit_failing_once(service, then=lambda: _StallingConsumer.stalled.append(service.clients.consumer))
+
+    def stall_its_consumer() -> None:
+        consumer = service.clients.consumer
+        assert consumer is not None  # the service is running: it has one
+        _StallingConsumer.stalled.append(consumer)
+
+    _commit_failing_once(service, then=stall_its_consumer)
     _every_transaction_decided_once(kafka_bootstrap, topics, service)
     assert _StallingConsumer.stalled and service.clients.consumer is not _StallingConsumer.stalled[0]

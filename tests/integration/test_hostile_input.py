@@ -37,6 +37,7 @@ _RAW = "@@raw@@"  # replaced by raw JSON text that orjson would not write (NaN, 
 _FIRST_SIM = 300  # hostile messages go after this many simulated transactions: each partition has a watermark
 
 _NOT_OBJECTS = (b"[]", b'"tx"', b"42", b"null", b"true", b"[{}]", b" ")
+_BAD_AMOUNTS: tuple[Any, ...] = ("12.5", True, None, [1], {}, -0.01, -1e308, 1e308, 1e12 * (1 + 1e-9))
 _TX_DEFECTS: list[tuple[dict[str, Any], str]] = [
     *[({name: _MISSING}, "missing_field") for name in ("transaction_id", "timestamp", "customer_id")],
     *[({name: _MISSING}, "missing_field") for name in ("terminal_id", "amount")],
@@ -46,10 +47,7 @@ _TX_DEFECTS: list[tuple[dict[str, Any], str]] = [
         for value in (123, "", "x" * 129, None, ["a"], {"a": 1}, True)
     ],
     *[({"currency": value}, "bad_field") for value in ("EURO", "E1R", 978, "", "€€€", ["EUR"])],
-    *[
-        ({"amount": value}, "bad_amount")
-        for value in ("12.5", True, None, [1], {}, -0.01, -1e308, 1e308, 1e12 * (1 + 1e-9))
-    ],
+    *[({"amount": value}, "bad_amount") for value in _BAD_AMOUNTS],
     *[
         ({"timestamp": value}, "bad_timestamp")
         for value in (
@@ -156,9 +154,12 @@ def test_hostile_input_is_dead_lettered_and_valid_input_decided_once(
                 raw_topic=topics.labels,
             )
             expected = _expected_dead_letters(topics, hostile, [*bad_labels, *late_labels])
-            wait_until(
-                lambda: (dead.drain(0.5), dead.count())[1] >= expected.total(), 120, "every dead letter"
-            )
+
+            def dead_lettered() -> bool:
+                dead.drain(0.5)
+                return dead.count() >= expected.total()
+
+            wait_until(dead_lettered, 120, "every dead letter")
             assert service.alive() and not memory.exited, "the service died on hostile input"
     finally:
         code = service.stop()

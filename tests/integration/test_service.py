@@ -11,7 +11,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, Message, Producer
 
 from detector.engine.records import Label, Transaction
 from detector.service.checkpoints import write_checkpoint
@@ -97,10 +97,17 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(kafka_bootstrap: 
     audit = CommittedReader(kafka_bootstrap, topics.audit)
     while slices:
         target = min(decided(audit) + rng.randrange(300, 1500), published)
-        wait_until(lambda target=target: decided(audit) >= target, 120, "progress")
+
+        def progressed(target: int = target) -> bool:
+            return decided(audit) >= target
+
+        def checkpointed(service: ServiceProcess = service, written: int = written) -> bool:
+            return _checkpoints_past_the_start(service) > written
+
+        wait_until(progressed, 120, "progress")
         # And a checkpoint of this process's own: one that runs a slice in under the checkpoint
         # interval would otherwise be killed before any, and every restart would start cold.
-        wait_until(lambda s=service, n=written: _checkpoints_past_the_start(s) > n, 60, "a checkpoint")
+        wait_until(checkpointed, 60, "a checkpoint")
         written = _checkpoints_past_the_start(service)
         service.kill()
         published += publish_next_slice()
@@ -157,7 +164,12 @@ def test_poison_input_is_dead_lettered_with_its_reason(kafka_bootstrap: str, tmp
     audit = CommittedReader(kafka_bootstrap, topics.audit)
     wait_until(lambda: decided(audit) >= len(valid), 120, "decisions for every valid transaction")
     dead = CommittedReader(kafka_bootstrap, topics.dead_letter)
-    wait_until(lambda: (dead.drain(0.5), dead.count())[1] >= len(poison), 60, "dead letters")
+
+    def dead_lettered() -> bool:
+        dead.drain(0.5)
+        return dead.count() >= len(poison)
+
+    wait_until(dead_lettered, 60, "dead letters")
     assert service.alive()
     assert service.stop() == 0
     dead.drain_to_end()
@@ -185,7 +197,7 @@ def test_two_instances_split_the_partitions_and_decide_each_transaction_once(
     second = ServiceProcess(topics.env(kafka_bootstrap, "b"), tmp_path / "b.log")
     assert _wait_for_topic(first, topics)
     wait_until(
-        lambda: _owned(first) and _owned(second) and len(_owned(first) | _owned(second)) == 4,
+        lambda: bool(_owned(first) and _owned(second)) and len(_owned(first) | _owned(second)) == 4,
         90,
         "a 2-way split",
     )
@@ -320,6 +332,11 @@ def test_records_written_by_hand_into_its_topics_do_not_stop_the_service(
     goes on from the detector's last record, so verification reports the foreign one where it is."""
     foreign: list[tuple[int, int]] = []
 
+    def delivered(_: KafkaError | None, message: Message) -> None:
+        partition, offset = message.partition(), message.offset()
+        assert partition is not None and offset is not None
+        foreign.append((partition, offset))
+
     def write_by_hand(env: dict[str, str]) -> dict[str, str]:
         producer = Producer({"bootstrap.servers": kafka_bootstrap})
         producer.produce(env["FRAUD_CHECKPOINT_TOPIC"], b"{not json", key=b"0/manifest", partition=0)
@@ -327,7 +344,7 @@ def test_records_written_by_hand_into_its_topics_do_not_stop_the_service(
             env["FRAUD_AUDIT_TOPIC"],
             b'{"record_type":"note","text":"checked by hand"}',
             partition=0,
-            on_delivery=lambda _, message: foreign.append((message.partition(), message.offset())),
+            on_delivery=delivered,
         )
         assert producer.flush(30) == 0
         return env

@@ -192,7 +192,11 @@ def test_sigkills_of_the_learner_and_the_scorers_and_a_rescale_lose_and_duplicat
     with SharedTopology(env, tmp_path, instances=1) as topology:
         for kill in kills:
             target = min(decided(audit) + rng.randrange(200, 900), published)
-            wait_until(lambda target=target: decided(audit) >= target, 180, "progress")
+
+            def progressed(target: int = target) -> bool:
+                return decided(audit) >= target
+
+            wait_until(progressed, 180, "progress")
             if kill == "learner":
                 # A restart resumes from a checkpoint once the learner has written one (every 1 s
                 # here); a kill sooner after its start is another test's case, and the assertion

@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import MutableMapping
 from typing import Any
 
 import pytest
+from confluent_kafka import Producer
 from structlog.testing import capture_logs
 
 from detector.engine.config import EngineConfig
+from detector.engine.learner import SharedLearner
 from detector.service.app import DetectorService
 from detector.service.learner import LearnerService
 from detector.service.partitions import Partitions
 from detector.service.settings import ServiceSettings
+from detector.state.database import StateDatabase
 from devkit.publishing import publish
 from tests.integration.service_harness import ServiceTopics, wait_until
 from tests.integration.test_service import simulated
@@ -86,8 +90,13 @@ def test_a_learner_transaction_held_past_its_timeout_is_recovered_from_not_taken
             assert learner.checkpoints is not None
             write = learner.checkpoints.write
 
-            def write_late(producer: Any, *rest: Any) -> None:  # a slow step inside the open transaction
-                write(producer, *rest)
+            def write_late(  # a slow step inside the open transaction
+                producer: Producer,
+                learner: SharedLearner,
+                positions: dict[int, int],
+                database: StateDatabase | None,
+            ) -> None:
+                write(producer, learner, positions, database)
                 if not held:
                     held.append(True)
                     producer.flush(5)
@@ -105,14 +114,16 @@ def test_a_learner_transaction_held_past_its_timeout_is_recovered_from_not_taken
     assert exit_code == [0]  # it ran on until stopped
 
 
-def _by_event(logs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    events: dict[str, list[dict[str, Any]]] = {}
+def _by_event(logs: list[MutableMapping[str, Any]]) -> dict[str, list[MutableMapping[str, Any]]]:
+    events: dict[str, list[MutableMapping[str, Any]]] = {}
     for entry in logs:
         events.setdefault(entry["event"], []).append(entry)
     return events
 
 
-def _assert_reported_as_timed_out(held: list[bool], events: dict[str, list[dict[str, Any]]]) -> None:
+def _assert_reported_as_timed_out(
+    held: list[bool], events: dict[str, list[MutableMapping[str, Any]]]
+) -> None:
     assert held and "transaction_timed_out" in events, sorted(events)
     timed_out = events["transaction_timed_out"][0]
     assert timed_out["timeout_ms"] == TIMEOUT_MS and timed_out["open_s"] * 1000 >= TIMEOUT_MS

@@ -50,11 +50,16 @@ def feed(engine: DetectionEngine, items: list[Transaction | Label]) -> list[tupl
     return outputs
 
 
-def test_label_is_learned_on_exactly_the_features_scored() -> None:
+def test_label_is_learned_on_exactly_the_features_scored(monkeypatch: pytest.MonkeyPatch) -> None:
     engine = DetectionEngine()
     learned: list[tuple[dict, bool]] = []
     original = engine.model.learn_one
-    engine.model.learn_one = lambda x, y: (learned.append((x, y)), original(x, y))[1]  # type: ignore[method-assign]
+
+    def learn_one(x: dict[str, float], is_fraud: bool) -> None:
+        learned.append((x, is_fraud))
+        original(x, is_fraud)
+
+    monkeypatch.setattr(engine.model, "learn_one", learn_one)
     scored = engine.process_transaction(tx(0, T0))
     engine.process_transaction(tx(1, T0 + 10))  # changes the card's state after t0 was scored
     engine.process_label(Label("t0", "card", True, T0 + 20))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from typing import Any
 
 import pytest
 
@@ -76,8 +77,9 @@ def test_durations_take_the_simulators_syntax() -> None:
 
 
 def test_a_direct_construction_is_checked_too() -> None:
+    lots: Any = "lots"  # not an int, on purpose
     with pytest.raises(ValueError, match="max_pending"):
-        EngineConfig(max_pending="lots")
+        EngineConfig(max_pending=lots)
 
 
 def test_a_validated_config_pickles_and_runs() -> None:

@@ -11,6 +11,7 @@ import pytest
 from detector.engine import MODEL_KINDS
 from detector.engine.config import EngineConfig
 from detector.engine.engine import DetectionEngine
+from detector.engine.expiring import ExpiringStore
 from detector.engine.features import DAY, HOUR, FeatureConfig, FeatureExtractor
 from detector.engine.records import Label, Transaction
 from detector.engine.terminals import ACTIVITY, TerminalChange, TerminalTable
@@ -161,7 +162,9 @@ def test_a_terminal_table_restores_from_its_compact_form_and_from_the_former_one
     former.__setstate__(dict(table.__dict__))  # the state as pickled before the compact form
     compact = pickle.loads(pickle.dumps(table))
     assert table.terminals.evicted_for_size > 0 and len(table) == 3
+    assert isinstance(table.terminals, ExpiringStore)
     for restored in (compact, former):
+        assert isinstance(restored.terminals, ExpiringStore)
         assert list(restored.terminals.keys()) == list(table.terminals.keys())
         for terminal in ("m0", "m2", "m4"):
             expected: dict[str, float] = {"amount": 10.0}

@@ -5,9 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
+from river import compose, forest, imblearn
 
 from detector.engine.config import EngineConfig
 from detector.engine.engine import DetectionEngine
@@ -25,7 +27,9 @@ def test_a_configured_pipeline_is_built_and_restored_from_a_snapshot_exactly() -
     items = stream(600, seed=3)
     engine = DetectionEngine(config)
     feed(engine, items[:800])
-    steps = engine.model.classifier.steps
+    classifier = engine.model.classifier
+    assert isinstance(classifier, compose.Pipeline)
+    steps = classifier.steps
     assert [type(step).__name__ for step in steps.values()] == ["StandardScaler", "AMFClassifier"]
     assert steps["AMFClassifier"].n_estimators == 3 and engine.model.labels_learned > 100
     assert config.model.kind == "pipeline"
@@ -55,8 +59,8 @@ def test_the_presets_are_pipelines_of_the_named_models() -> None:
     assert str(built["logistic_regression"]) == "StandardScaler | LogisticRegression"
     assert type(built["hoeffding_tree"]).__name__ == "HoeffdingTreeClassifier"
     assert type(built["hoeffding_adaptive_tree"]).__name__ == "HoeffdingAdaptiveTreeClassifier"
-    assert type(built["adaptive_random_forest"]).__name__ == "ARFClassifier"
-    assert built["adaptive_random_forest"].max_share_to_split == 1.0
+    forest_model = built["adaptive_random_forest"]
+    assert isinstance(forest_model, forest.ARFClassifier) and forest_model.max_share_to_split == 1.0
 
 
 def test_fraud_model_still_chooses_a_preset() -> None:
@@ -65,13 +69,18 @@ def test_fraud_model_still_chooses_a_preset() -> None:
 
 
 def test_nested_steps_build_ensembles_of_pipelines_and_boolean_class_keys() -> None:
-    bagged = [["ensemble.BaggingClassifier", {"model": [*AMF[:1], ["linear_model.LogisticRegression", {}]]}]]
+    bagged = (["ensemble.BaggingClassifier", {"model": [*AMF[:1], ["linear_model.LogisticRegression", {}]]}],)
     assert str(FraudModel(ModelConfig(pipeline=bagged)).classifier) == (
         "BaggingClassifier(StandardScaler | LogisticRegression)"
     )
-    sampler = ["imblearn.RandomUnderSampler", {"classifier": ["linear_model.LogisticRegression", {}]}]
+    sampler: list[Any] = [
+        "imblearn.RandomUnderSampler",
+        {"classifier": ["linear_model.LogisticRegression", {}]},
+    ]
     sampler[1]["desired_dist"] = {"true": 0.3, "false": 0.7}
-    assert FraudModel(ModelConfig(pipeline=[sampler])).classifier.desired_dist == {True: 0.3, False: 0.7}
+    undersampled = FraudModel(ModelConfig(pipeline=(sampler,))).classifier
+    assert isinstance(undersampled, imblearn.RandomUnderSampler)
+    assert undersampled.desired_dist == {True: 0.3, False: 0.7}
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,9 @@ import random
 from collections.abc import Iterator
 
 import pytest
-from river import drift
+from river import base, drift, tree
 
+from detector.engine import ModelKind
 from detector.engine.model import FraudModel, ModelConfig
 from detector.evaluation import roc_auc
 
@@ -40,14 +41,15 @@ def prequential_auc(model: FraudModel, n: int = 12_000) -> float:
 
 
 @pytest.mark.parametrize("kind", ["hoeffding_tree", "hoeffding_adaptive_tree"])
-def test_the_tree_presets_rank_frauds_that_only_splits_find(kind: str) -> None:
+def test_the_tree_presets_rank_frauds_that_only_splits_find(kind: ModelKind) -> None:
     assert prequential_auc(FraudModel(ModelConfig(kind=kind))) > 0.75
 
 
 def test_rivers_default_tree_stays_a_stump_on_the_same_stream() -> None:
     """What the preset fixes: with River's max_share_to_split=0.99, a leaf under 1% fraud never splits."""
-    default = FraudModel(ModelConfig(pipeline=[["tree.HoeffdingAdaptiveTreeClassifier", {}]]))
+    default = FraudModel(ModelConfig(pipeline=(["tree.HoeffdingAdaptiveTreeClassifier", {}],)))
     assert prequential_auc(default) < 0.6
+    assert isinstance(default.classifier, tree.HoeffdingAdaptiveTreeClassifier)
     assert default.classifier.summary["n_leaves"] == 1
 
 
@@ -63,7 +65,7 @@ def leaf_misses(seed: int, n: int = 60_000) -> Iterator[bool]:
         clump_left = max(0, clump_left - 1)
 
 
-def detections(detector: drift.base.DriftDetector, misses: Iterator[bool]) -> int:
+def detections(detector: base.DriftDetector, misses: Iterator[bool]) -> int:
     count = 0
     for miss in misses:
         detector.update(miss)
@@ -74,7 +76,8 @@ def detections(detector: drift.base.DriftDetector, misses: Iterator[bool]) -> in
 def test_a_clump_of_frauds_is_no_drift_to_the_adaptive_trees_subtree_detector() -> None:
     """River's default ADWIN took such clumps for drift and replaced subtrees: on the 90-day simulated
     stream the former preset grew 48 alternate trees, switched 3 times and ended as a single leaf."""
-    tree = FraudModel(ModelConfig(kind="hoeffding_adaptive_tree")).classifier
+    adaptive = FraudModel(ModelConfig(kind="hoeffding_adaptive_tree")).classifier
+    assert isinstance(adaptive, tree.HoeffdingAdaptiveTreeClassifier)
     seeds = range(4)
-    assert all(detections(copy.deepcopy(tree.drift_detector), leaf_misses(seed)) == 0 for seed in seeds)
+    assert all(detections(copy.deepcopy(adaptive.drift_detector), leaf_misses(seed)) == 0 for seed in seeds)
     assert all(detections(drift.ADWIN(), leaf_misses(seed)) > 0 for seed in seeds)

@@ -114,7 +114,7 @@ def test_cards_use_new_terminals_from_its_time_on(
     simulator, txs = abrupt
     change = ABRUPT.start_time + T
     habitual = simulator.population.habitual
-    unusual = {False: [], True: []}
+    unusual: dict[bool, list[bool]] = {False: [], True: []}
     for e in txs:
         if not e.is_fraud:
             unusual[e.event_time >= change].append(_terminal(e) not in habitual[_card(e)])

@@ -123,6 +123,7 @@ def test_labels_from_a_file_are_merged_in_event_time_order(tmp_path: Path) -> No
     )
     events = list(Replay(transactions, labels=labels))
     assert kinds_and_ids(events) == [("T", "a"), ("L", "a"), ("T", "b"), ("T", "c"), ("L", "b"), ("L", "c")]
+    assert isinstance(events[0], Transaction)
     assert events[0].extras == {"channel": "web"}
     assert_event_time_order(events)
 
@@ -141,6 +142,7 @@ def test_labels_from_a_csv_file_with_their_own_mapping(tmp_path: Path) -> None:
 def test_a_jsonl_label_column_is_taken_out_of_the_transaction(tmp_path: Path) -> None:
     path = write(tmp_path / "tx.jsonl", [tx_line("a", "2026-01-01T00:00:00Z", fraud=1, channel="pos")])
     transaction, label = list(Replay(path, label_column="fraud"))
+    assert isinstance(transaction, Transaction) and isinstance(label, Label)
     assert transaction.extras == {"channel": "pos"}
     assert label.is_fraud is True
 
@@ -157,7 +159,7 @@ BAD_JSONL = [
 def test_a_bad_record_stops_the_replay_with_its_file_and_line(tmp_path: Path) -> None:
     path = write(tmp_path / "tx.jsonl", BAD_JSONL)
     replay = Replay(path)
-    seen = []
+    seen: list[Transaction | Label] = []
     with pytest.raises(ReplayError) as caught:
         seen.extend(replay)
     assert str(caught.value).startswith(f"{path}:2: bad_json:")

@@ -89,6 +89,7 @@ def test_the_truth_stays_out_of_the_transaction_json(small_stream: list) -> None
     assert frauds
     for event in frauds:
         body = event.transaction.to_json()
+        assert event.scenario is not None
         assert b"fraud" not in body and event.scenario.encode() not in body
         assert decode_transaction(body) == event.transaction
 

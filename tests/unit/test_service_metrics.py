@@ -97,6 +97,7 @@ def test_replayed_records_are_not_decisions_and_engine_totals_are_the_engines_ow
     before = new_processor()
     for i in range(4):
         before.process(TRANSACTIONS, i, b"card", tx(i))
+    assert isinstance(before.engine, DetectionEngine)
     snapshot = before.engine.snapshot()  # a checkpoint at offset 4; offsets 4..5 were committed later
     restarted = new_processor(DetectionEngine.restore(snapshot), replay_until={TRANSACTIONS: 6})
     metrics.began()

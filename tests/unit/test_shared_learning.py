@@ -10,6 +10,7 @@ import pytest
 from detector.backtest.routing import partition_for
 from detector.engine.config import EngineConfig
 from detector.engine.engine import DetectionEngine
+from detector.engine.expiring import ExpiringStore
 from detector.engine.learner import SharedLearner
 from detector.engine.records import InvalidInput, Label, Transaction
 from detector.engine.scorer import Scorer
@@ -87,15 +88,19 @@ def test_three_partitions_decide_the_same_whatever_the_interleaving_and_the_view
 def test_the_view_equals_the_learners_table_after_its_versions() -> None:
     topology = ScaledTopology(CONFIG, 3, replica=True)
     decisions_of(topology, stream(600, seed=3))
+    assert topology.replica is not None
     learner, view = topology.learner.terminals, topology.replica.terminals
+    assert isinstance(learner.terminals, ExpiringStore) and isinstance(view.terminals, ExpiringStore)
     assert list(learner.terminals.keys()) == list(view.terminals.keys()) and len(view) == 6
     for key in list(learner.terminals.keys()):
         mine, theirs = learner.terminals.get(key), view.terminals.get(key)
+        assert mine is not None and theirs is not None
         assert mine.windows._data == theirs.windows._data and mine.labels._data == theirs.labels._data
     assert topology.view.version == topology.learner.version
     exported = SharedView.restore(topology.learner.export_view().snapshot())
     assert exported.version == topology.learner.version
-    assert exported.terminals.terminals.get("m0").windows._data == learner.terminals.get("m0").windows._data
+    mine, theirs = learner.terminals.get("m0"), exported.terminals.terminals.get("m0")
+    assert mine is not None and theirs is not None and theirs.windows._data == mine.windows._data
 
 
 def _updates(seed: int) -> list[list]:
@@ -137,9 +142,11 @@ def test_wire_round_trip_of_updates_and_versions() -> None:
     for updates in _updates(3):
         learner.submit(updates)
     version = learner.apply_ready()
+    assert version is not None and version.model is not None
     decoded = decode_version(encode_version(version))
     assert decoded.terminal_changes == version.terminal_changes and decoded.events == version.events
     probe = dict.fromkeys(learner.names, 0.5)
+    assert decoded.model is not None
     assert decoded.model.predict_proba_one(probe) == version.model.predict_proba_one(probe)
     view = SharedView(CONFIG.features, CONFIG.model)
     assert view.apply(decoded) and not view.apply(decoded) and view.version == 11

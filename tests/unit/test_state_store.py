@@ -65,7 +65,7 @@ def lossy_stream(n: int, seed: int) -> list[Transaction | Label]:
 
 def counters(engine: DetectionEngine) -> dict[str, tuple[int, int]]:
     """(evicted for age, evicted for size) of the engine's stores."""
-    stores = {"cards": engine.extractor.cards, "pending": engine.pending._waiting}
+    stores: dict[str, KeyedState[Any]] = {"cards": engine.extractor.cards, "pending": engine.pending._waiting}
     stores["scored"], stores["terminals"] = engine.scorer.index._waiting, engine.learner.terminals.terminals
     return {name: (store.evicted_for_age, store.evicted_for_size) for name, store in stores.items()}
 
@@ -175,6 +175,7 @@ def test_the_engine_on_disk_decides_exactly_as_in_memory_across_restarts(tmp_pat
     assert memory.stats["pending_expired"] > 0 and memory.model.labels_learned > 500
     # Terminal windows are trimmed in place after they are read: on disk too, so they stay bounded.
     table, stored = memory.learner.terminals.terminals, disk.learner.terminals.terminals
+    assert isinstance(table, ExpiringStore)
     checkpoint(db, disk, "lineage", "last")
     terminals = list(table.keys())
     assert terminals
@@ -240,13 +241,16 @@ def test_a_card_reads_back_with_the_same_windows_frauds_and_terminals(with_fraud
             extractor.learn_label("card", True, at + 1.0)
     codec = CardCodec(features)
     card = extractor.cards.get("card")
+    assert card is not None and card.last_time is not None
     assert (card.frauds is not None) == with_frauds and len(card.terminals) == 6
     probe = Transaction("probe", card.last_time + 5.0, "card", "m1", 42.0)
     other = FeatureExtractor(features)
     other.cards.put("card", codec.decode(codec.encode(card)), card.last_time)
     assert other.transform_one(probe, terminals) == extractor.transform_one(probe, terminals)
     decoded = codec.decode(codec.encode(card))  # reading expired the same buckets in both
-    assert codec.encode(decoded) == codec.encode(card) == codec.encode(other.cards.get("card"))
+    other_card = other.cards.get("card")
+    assert other_card is not None
+    assert codec.encode(decoded) == codec.encode(card) == codec.encode(other_card)
     assert decoded.last_time == card.last_time
     assert decoded.terminals.export() == card.terminals.export()
     assert list(decoded.terminals.keys()) == list(card.terminals.keys())  # order of last touch
@@ -254,6 +258,7 @@ def test_a_card_reads_back_with_the_same_windows_frauds_and_terminals(with_fraud
         at = card.last_time + later
         assert decoded.windows.read(at) == card.windows.read(at)
         if with_frauds:
+            assert decoded.frauds is not None and card.frauds is not None
             assert decoded.frauds.read(at) == card.frauds.read(at)
         assert decoded.terminals.evict(at) == card.terminals.evict(at)
         assert list(decoded.terminals.keys()) == list(card.terminals.keys())
@@ -264,8 +269,9 @@ def test_a_card_known_only_by_a_fraud_label_reads_back() -> None:
     extractor, codec = FeatureExtractor(CONFIG.features), CardCodec(CONFIG.features)
     extractor.learn_label("card", True, T0)
     card = extractor.cards.get("card")
+    assert card is not None and card.frauds is not None
     decoded = codec.decode(codec.encode(card))
-    assert decoded.last_time is None and len(decoded.terminals) == 0
+    assert decoded.last_time is None and len(decoded.terminals) == 0 and decoded.frauds is not None
     assert decoded.frauds.read(T0 + 60.0) == card.frauds.read(T0 + 60.0) == [(1, 1.0, 1.0)]
 
 
