@@ -15,7 +15,6 @@ the changelog.
 from __future__ import annotations
 
 import pickle
-import shutil
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -31,6 +30,7 @@ from detector.state.stored import Change, StoredExpiringStore
 V = TypeVar("V")
 
 _META = b"\x01meta\x00"  # below every store's keys, which start with a printable name
+_FIRST_KEY, _PAST_LAST_KEY = b"\x00", b"\xff"  # around every key: metadata and store names
 _LINEAGE, _CHECKPOINT = _META + b"lineage", _META + b"checkpoint"
 _loading = threading.local()  # the database a snapshot is being restored into, per thread
 _BATCH = 50_000  # changes per write batch while rebuilding
@@ -95,7 +95,7 @@ class StateDatabase(StateStores):
 
     def reset(self) -> str:
         """Empty the database for a state that starts from nothing; returns its new lineage."""
-        self._replace()
+        self._empty()
         lineage = uuid.uuid4().hex
         self._db.put(_LINEAGE, lineage.encode())
         return lineage
@@ -103,7 +103,7 @@ class StateDatabase(StateStores):
     def rebuild(self, changes: Iterable[Change], lineage: str, checkpoint_id: str) -> int:
         """Empty the database and apply ``changes`` (the changelog of ``lineage``, in order), as
         the state of ``checkpoint_id``; returns how many changes were applied."""
-        self._replace()
+        self._empty()
         applied = 0
         batch: list[Change] = []
         for change in changes:
@@ -148,12 +148,13 @@ class StateDatabase(StateStores):
         self._stores[name] = store
         return store
 
-    def _replace(self) -> None:
-        """Close, delete and reopen the database empty; every store of the old state is forgotten."""
+    def _empty(self) -> None:
+        """Delete every entry, keeping the database open; every store of the old state is forgotten.
+
+        Not by deleting the directory: closing it to do so would let another process of the
+        instance (one taking over) open it in between, and one of the two then failed."""
         self._stores.clear()
-        self._db.close()
-        shutil.rmtree(self.path, ignore_errors=True)
-        self._db = Rdict(str(self.path), _options())
+        self._db.delete_range(_FIRST_KEY, _PAST_LAST_KEY)
 
 
 def _reference(store: StoredExpiringStore[Any]) -> tuple[Callable[..., object], tuple[object, ...]]:
