@@ -17,9 +17,12 @@ served from the client's poll and consume calls. The handler here turns each int
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import structlog
+from confluent_kafka import KafkaException
 
 _log = structlog.get_logger("librdkafka")
 
@@ -48,3 +51,17 @@ def _client_logger() -> logging.Logger:
 
 
 CLIENT_LOGGER = _client_logger()
+
+
+@contextmanager
+def kafka_errors_unmasked() -> Iterator[None]:
+    """Let a Kafka failure out as the :class:`KafkaException` it is, not the ``SystemError`` that
+    confluent-kafka can turn it into (confluent-kafka-python#1708): a log line delivered while a
+    call's exception is pending calls this logger with Python's error indicator set. Seen when a
+    fenced producer's ``flush()`` raised and logged at once."""
+    try:
+        yield
+    except SystemError as error:
+        if isinstance(error.__cause__, KafkaException):
+            raise error.__cause__ from None
+        raise

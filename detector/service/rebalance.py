@@ -20,6 +20,7 @@ from detector.engine.config import EngineConfig
 from detector.engine.engine import DetectionEngine
 from detector.engine.scorer import Scorer
 from detector.engine.shared import NO_VERSION
+from detector.service.client_logs import kafka_errors_unmasked
 from detector.service.clients import Clients
 from detector.service.collector import collect_everything
 from detector.service.engine_setup import PartitionEngines
@@ -118,7 +119,8 @@ class Rebalancing:
         matches, and the service exits. Caught here, it is a :class:`KafkaException` again.
         """
         try:
-            yield
+            with kafka_errors_unmasked():
+                yield
         except KafkaException as failure:
             log.warning("rebalance_callback_failed", error=str(failure))
             self.failure = self.failure or failure
