@@ -30,6 +30,7 @@ from detector.state.stored import Change
 CHUNK_BYTES = 900 * 1024
 _HEADER_ID, _HEADER_LINEAGE = "checkpoint_id", "lineage"
 _STATE = "state/"  # key infix of the state changes: name/state/<key in the state database>
+Headers = list[tuple[str, str | bytes | None]]  # as Producer.produce takes them
 
 
 @dataclass(frozen=True)
@@ -69,11 +70,12 @@ def write_checkpoint(
     name = name or str(partition)
     checkpoint_id = uuid.uuid4().hex
     if state is not None:
-        prefix, lineage = f"{name}/{_STATE}".encode(), [(_HEADER_LINEAGE, state.lineage.encode())]
+        prefix = f"{name}/{_STATE}".encode()
+        lineage: Headers = [(_HEADER_LINEAGE, state.lineage.encode())]
         for key, value in state.changes:
             _produce(producer, topic, value, key=prefix + key, partition=partition, headers=lineage)
     chunks = [snapshot[i : i + CHUNK_BYTES] for i in range(0, len(snapshot), CHUNK_BYTES)] or [b""]
-    headers = [(_HEADER_ID, checkpoint_id.encode())]
+    headers: Headers = [(_HEADER_ID, checkpoint_id.encode())]
     for index, chunk in enumerate(chunks):
         _produce(
             producer, topic, chunk, key=f"{name}/chunk/{index}".encode(), partition=partition, headers=headers
@@ -97,7 +99,7 @@ def _produce(
     *,
     key: bytes,
     partition: int,
-    headers: list[tuple[str, bytes]] | None = None,
+    headers: Headers | None = None,
 ) -> None:
     """Produce, waiting out a full local queue: a checkpoint's changes can outnumber it."""
     while True:
@@ -147,7 +149,10 @@ def _latest_values(
     for message in read_to_end(consumer, topic, partition, start=start):
         header = dict(message.headers() or []).get(_HEADER_ID)
         key = (message.key() or b"").decode(errors="replace")
-        latest[key] = (message.value() or b"", header.decode(errors="replace") if header else None)
+        latest[key] = (
+            message.value() or b"",
+            header.decode(errors="replace") if isinstance(header, bytes) else None,
+        )
         if key == f"{name}/manifest":
             kind, milliseconds = message.timestamp()
             written_at = None if kind == TIMESTAMP_NOT_AVAILABLE else milliseconds / 1000.0

@@ -150,7 +150,9 @@ class ServiceMetrics(Collector):
 
     def consumed_record(self, role: str, message: Message, emitted: bool) -> None:
         """One input record in the open transaction; ``emitted`` when it produced outputs (no replay)."""
-        self._pending.consumed[(role, message.partition())] += 1
+        partition = message.partition()
+        assert partition is not None, "a record consumed without error has its partition"
+        self._pending.consumed[(role, partition)] += 1
         if emitted and role == TRANSACTIONS:
             kind, milliseconds = message.timestamp()
             if kind != TIMESTAMP_NOT_AVAILABLE:
@@ -198,9 +200,13 @@ class ServiceMetrics(Collector):
         """Partitions this instance no longer owns stop being reported here; what it emitted stays."""
         gone = {str(partition) for partition in partitions}
         for counter in (self.decisions, self.dead_letters):
-            for sample in counter.collect()[0].samples:
-                partition = sample.labels.get("partition")
-                if partition in gone and sample.name.endswith("_total") and sample.value == 0:
+            (family,) = counter.collect()
+            for sample in family.samples:
+                if (
+                    sample.labels.get("partition") in gone
+                    and sample.name.endswith("_total")
+                    and not sample.value
+                ):
                     counter.remove(*sample.labels.values())
         for partition in partitions:
             self._counted.pop(partition, None)
