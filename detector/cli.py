@@ -63,18 +63,27 @@ def _serve(command: str, args: argparse.Namespace, environ: Mapping[str, str]) -
     import structlog
     from confluent_kafka import KafkaException
 
-    from detector.service.engine_setup import engine_config_for
-    from detector.service.fencing import EXIT_FENCED, EXIT_KAFKA_FAILED, EXIT_STOPPED, InstanceFenced
+    from detector.service.connecting import Connection
     from detector.service.logs import configure_logging
 
-    engine_config = engine_config_for(settings)
     configure_logging(settings.log_level)
+    connection = Connection(settings, merged).start() if command == "run" else None
+    try:  # the engine's modules load while the connection is made (connecting.py)
+        from detector.service.engine_setup import engine_config_for
+        from detector.service.fencing import EXIT_FENCED, EXIT_KAFKA_FAILED, EXIT_STOPPED, InstanceFenced
+
+        engine_config = engine_config_for(settings)
+    except ConfigurationError:
+        if connection is not None:
+            connection.abandon()
+        raise
     log = structlog.get_logger("detector")
     log.info("starting", command=command, settings=settings.redacted())
     code = EXIT_STOPPED
     try:
         if stopping.is_set():
-            pass
+            if connection is not None:
+                connection.abandon()
         elif command == "learn":
             from detector.service.learner import LearnerService
 
@@ -82,7 +91,7 @@ def _serve(command: str, args: argparse.Namespace, environ: Mapping[str, str]) -
         else:
             from detector.service.app import DetectorService
 
-            DetectorService(settings, engine_config, merged, stopping).run()
+            DetectorService(settings, engine_config, merged, stopping, connection).run()
     except InstanceFenced as fenced:
         hint = "another process runs with this FRAUD_INSTANCE_ID; each instance needs its own"
         log.error("instance_fenced", error=str(fenced), instance_id=settings.instance_id, hint=hint)

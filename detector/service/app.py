@@ -5,6 +5,7 @@ for each batch, begin a transaction, produce every output and due checkpoint, an
 the next input offsets to read. On a Kafka failure every assigned partition is recovered from its
 committed state with a new producer (:mod:`detector.service.rebalance`). The pieces:
 
+* :mod:`~detector.service.connecting` connects to Kafka while the engine's modules load;
 * :mod:`~detector.service.clients` builds the Kafka clients and holds the fencing workarounds;
 * :mod:`~detector.service.partitions` holds each owned partition's state;
 * :mod:`~detector.service.rebalance` recovers, checkpoints and forgets partitions as they move;
@@ -24,10 +25,12 @@ import structlog
 from confluent_kafka import Consumer, KafkaException, Message
 
 from detector.engine.config import EngineConfig
-from detector.service.clients import Clients, ConsumerStalled
+from detector.service.client_logs import kafka_errors_unmasked
+from detector.service.clients import ConsumerStalled
 from detector.service.collector import collect_after_batch
+from detector.service.connecting import Connection
 from detector.service.fencing import FenceTolerance, InstanceFenced, consumer_fenced
-from detector.service.health import Readiness, serving
+from detector.service.health import serving
 from detector.service.metrics import ServiceMetrics
 from detector.service.partitions import OwnedPartition, Partitions
 from detector.service.reading import reader_config
@@ -35,8 +38,8 @@ from detector.service.rebalance import Rebalancing
 from detector.service.settings import ServiceSettings
 from detector.service.sharing import SharedScoring
 from detector.service.state_files import state_files_for
-from detector.service.topic_map import LABELS, TRANSACTIONS, TopicMap
-from detector.service.topics import ensure_shared_topics, ensure_topics
+from detector.service.topic_map import LABELS, TRANSACTIONS
+from detector.service.topics import ensure_shared_topics
 from detector.service.transaction import Transactions
 
 log = structlog.get_logger("detector.service")
@@ -52,16 +55,19 @@ class DetectorService:
         engine_config: EngineConfig,
         environ: Mapping[str, str],
         stopping: threading.Event | None = None,
+        connection: Connection | None = None,
     ) -> None:
+        """``connection``: one started while the engine's modules loaded (connecting.py), else
+        the service connects when it runs."""
         self.settings = settings
         self.engine_config = engine_config
         self.stopping = stopping or threading.Event()
-        self.topics = TopicMap.of(settings)
-        self.readiness = Readiness()
+        self.connection = connection or Connection(settings, environ)
+        self.topics, self.readiness = self.connection.topics, self.connection.readiness
         self.metrics = ServiceMetrics()
         self.partitions = Partitions(state_files_for(settings), settings.checkpoint_max_changes)
         self.fence_tolerance = FenceTolerance()
-        self.clients = Clients(settings, environ, self.topics, self.readiness)
+        self.clients = self.connection.clients
         self.transactions = Transactions(
             self.clients, self.topics, self.metrics, self.readiness, settings.checkpoint_interval_s
         )
@@ -95,7 +101,7 @@ class DetectorService:
     def run(self) -> None:
         """Run until :meth:`stop` (or SIGTERM / SIGINT), then checkpoint and leave the group.
 
-        Metrics and health are served from before the first connection to after the last.
+        Metrics and health are served from before it waits on Kafka to after its last call.
         """
         readiness = self.readiness
         with serving(
@@ -105,19 +111,20 @@ class DetectorService:
             lambda: readiness.ready,
         ):
             try:
-                partitions = ensure_topics(self.clients.connected_admin(), self.settings)
+                partitions = self.connection.established()
                 log.info("topics_ready", input_partitions=partitions)
                 self._wire(partitions)
-                self.clients.open(self.rebalancing)
+                self.connection.listener = self.rebalancing
                 failure: KafkaException | InstanceFenced | None = None
                 while not self.stopping.is_set():
                     try:
-                        if isinstance(failure, InstanceFenced):
-                            self._rejoin(failure)
-                        elif failure is not None:
-                            self._resynchronise(failure)
-                        else:
-                            self._run_batch()
+                        with kafka_errors_unmasked():
+                            if isinstance(failure, InstanceFenced):
+                                self._rejoin(failure)
+                            elif failure is not None:
+                                self._resynchronise(failure)
+                            else:
+                                self._run_batch()
                         failure = None
                     except KafkaException as exception:  # fatal ones too: a new producer is the remedy
                         failure = exception
@@ -201,20 +208,22 @@ class DetectorService:
                 raise InstanceFenced(error)
             log.warning("consume_error", error=str(error))
             return
-        owned = self.partitions.get(message.partition())
+        partition, offset, topic = message.partition(), message.offset(), message.topic()
+        assert partition is not None and offset is not None and topic is not None, "no error: all three"
+        owned = self.partitions.get(partition)
         if owned is None:  # a straggler from a partition revoked in this very poll
             return
         processor = owned.processor
-        role = self.topics.role(message.topic())
+        role = self.topics.role(topic)
         if role == TRANSACTIONS and processor.waiting_for is not None:  # behind a waiting record
             self._keep(owned, message)
             return
-        outputs = processor.process(role, message.offset(), message.key(), message.value())
+        outputs = processor.process(role, offset, message.key(), message.value())
         if role == TRANSACTIONS and processor.waiting_for is not None:  # it waits from this record
             self._keep(owned, message)
             return
         for out in outputs:
-            self.transactions.produce(out, message.partition())
+            self.transactions.produce(out, partition)
         self.metrics.consumed_record(role, message, emitted=bool(outputs))
 
     def _checkpoint_busy_partitions(self) -> None:

@@ -3,8 +3,8 @@
 Liveness and readiness answer different questions. ``/healthz`` says the loop still turns (its
 heartbeat is recent): failing it means restart the process. ``/readyz`` says the instance owns
 partitions and can commit: failing it means do not count on it yet, e.g. during start-up or a
-rebalance. The server runs in a daemon thread from before the service connects, so liveness is
-answered while start-up waits on Kafka.
+rebalance. The server runs in a daemon thread from before the service waits on Kafka, so
+liveness is answered while start-up does.
 """
 
 from __future__ import annotations
