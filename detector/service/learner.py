@@ -234,7 +234,11 @@ class LearnerService:
         self.readiness.committed()
         self.checkpoints.delivered()
         self.metrics.committed(
-            self.learner.version, self.learner.generation, self.learner.model.labels_learned, checkpoint_due
+            self.learner.version,
+            self.learner.generation,
+            self.learner.model.labels_learned,
+            checkpoint_due,
+            self.learner.stats,
         )
         if version is not None:
             log.debug("version_published", epoch=version.epoch, generation=version.generation)

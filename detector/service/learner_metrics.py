@@ -3,17 +3,38 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator, Mapping
 
 from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from detector.service.registry import kafka_transactions_counter, process_registry
 
+# The learner's own label counts (engine/learner.py), over its state's lifetime, as of the last commit.
+LEARNER_COUNTERS = {
+    "labels_joined": (
+        "fraud_learner_labels_joined",
+        "labels joined to the features they were scored with, and learned",
+    ),
+    "labels_unjoined": (
+        "fraud_learner_labels_unjoined",
+        "labels whose scored features were no longer held: not learned",
+    ),
+    "pending_expired": (
+        "fraud_learner_scores_expired",
+        "scored features whose label never came within the horizon",
+    ),
+}
 
-class LearnerMetrics:
+
+class LearnerMetrics(Collector):
     """What ``fraud-detector learn`` exports; the figures of a transaction are added once it commits."""
 
     def __init__(self) -> None:
         self.registry = registry = process_registry()
+        self._stats: dict[str, int] = {}
+        registry.register(self)
         self.transactions = kafka_transactions_counter(registry)
         self.updates = Counter(
             "fraud_learner_update_records",
@@ -53,8 +74,11 @@ class LearnerMetrics:
     def applied(self, epochs: int) -> None:
         self._pending_epochs += epochs
 
-    def committed(self, version: int, generation: int, labels_learned: int, checkpointed: bool) -> None:
+    def committed(
+        self, version: int, generation: int, labels_learned: int, checkpointed: bool, stats: Mapping[str, int]
+    ) -> None:
         self.transactions.labels("committed").inc()
+        self._stats = {stat: stats.get(stat, 0) for stat in LEARNER_COUNTERS}
         self.batch_seconds.observe(time.perf_counter() - self._began)
         for partition, count in self._pending_updates.items():
             self.updates.labels(str(partition)).inc(count)
@@ -67,3 +91,10 @@ class LearnerMetrics:
 
     def aborted(self) -> None:
         self.transactions.labels("aborted").inc()
+
+    def collect(self) -> Iterator[Metric]:
+        """The learner's label counts as of its last commit (lifetime of its state)."""
+        for stat, (name, meaning) in LEARNER_COUNTERS.items():
+            family = CounterMetricFamily(name, f"{meaning} (state lifetime)")
+            family.add_metric([], self._stats.get(stat, 0))
+            yield family
