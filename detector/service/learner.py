@@ -31,6 +31,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from detector.engine.config import EngineConfig
 from detector.engine.learner import SharedLearner
 from detector.engine.wire import decode_updates, encode_version
+from detector.service.client_logs import kafka_errors_unmasked
 from detector.service.clients import COMMIT_TIMEOUT_S, KAFKA_TIMEOUT_S, Clients, transactional_producer
 from detector.service.fencing import fatal_cause, producer_fenced, timed_out
 from detector.service.health import Readiness, serving
@@ -108,7 +109,8 @@ class LearnerService:
                 self._recover(partitions)
                 while not self.stopping.is_set():
                     try:
-                        self._run_batch()
+                        with kafka_errors_unmasked():
+                            self._run_batch()
                     except KafkaException as exception:
                         error = exception.args[0]
                         if self._producer is not None:
