@@ -51,7 +51,7 @@ class OwnedPartition:
 class Partitions:
     """The owned partitions by number."""
 
-    def __init__(self, state_files: StateFiles | None = None, max_changes: int = 2_500) -> None:
+    def __init__(self, state_files: StateFiles | None = None, max_changes: int = 5_000) -> None:
         self._owned: dict[int, OwnedPartition] = {}
         self.state_files = state_files  # where the partitions' state databases are opened
         self.max_changes = max_changes  # a partition is checkpointed once this many entries changed

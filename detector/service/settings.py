@@ -137,7 +137,7 @@ class ServiceSettings(BaseSettings):
     )
     checkpoint_max_changes: int = _setting(
         "FRAUD_CHECKPOINT_MAX_CHANGES",
-        2_500,
+        5_000,
         "a partition is checkpointed sooner once this many entries of its state changed:"
         " bounds a checkpoint's pause and the changes held in memory",
         ge=1,
