@@ -18,6 +18,7 @@ import pickle
 import struct
 from array import array
 from collections.abc import Sequence
+from typing import Any
 
 import orjson
 
@@ -77,36 +78,11 @@ def decode_updates(record: bytes) -> list[SharedUpdate]:
     position = 0
     for row in orjson.loads(header):
         kind = row[0]
-        if kind == _SCORED:
-            (
-                _,
-                epoch,
-                transaction_id,
-                customer_id,
-                terminal_id,
-                event_time,
-                amount,
-                score,
-                flagged,
-                generation,
-                width,
-            ) = row
-            features = vectors[position : position + width]
+        if kind == _SCORED:  # its nine fields before the features, then the features' width
+            width = row[10]
+            fields: list[Any] = [*row[1:10], vectors[position : position + width]]
+            updates.append(Scored(*fields))
             position += width
-            updates.append(
-                Scored(
-                    epoch,
-                    transaction_id,
-                    customer_id,
-                    terminal_id,
-                    event_time,
-                    amount,
-                    score,
-                    flagged,
-                    generation,
-                    features,
-                )
-            )
         elif kind == _LABELLED:
             updates.append(Labelled(*row[1:]))
         else:
