@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import orjson
 from confluent_kafka import Producer
-from report import print_table, write_json
+from report import print_table, quantile, write_json
 
 from detector.audit.verify import verify_messages
 from detector.engine.records import Label, Transaction
@@ -101,11 +101,6 @@ class Timeline:
         entry = {"t_s": round((at or time.time()) - self.origin, 2), "event": event, **details}
         self.events.append(entry)
         print(f"  {entry['t_s']:8.2f}s  {event} {details or ''}", flush=True)
-
-
-def _quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
 def _latencies(since: dict[bytes, float], arrived: dict[bytes | None, float]) -> list[float]:
@@ -248,12 +243,12 @@ def main(argv: list[str] | None = None) -> None:
         "starts": len(starts),
         "starts with no decision": len(starts) - len(measured),
         "first decision max s": max(measured, default=float("nan")),
-        "first decision median s": _quantile(measured, 0.5),
-        "latency p50 s": _quantile(latencies, 0.5),
-        "latency p99 s": _quantile(latencies, 0.99),
+        "first decision median s": quantile(measured, 0.5),
+        "latency p50 s": quantile(latencies, 0.5),
+        "latency p99 s": quantile(latencies, 0.99),
         "latency max s": max(latencies, default=float("nan")),
-        "latency from ack p50 s": _quantile(from_ack, 0.5),
-        "latency from ack p99 s": _quantile(from_ack, 0.99),
+        "latency from ack p50 s": quantile(from_ack, 0.5),
+        "latency from ack p99 s": quantile(from_ack, 0.99),
         "latency from ack max s": max(from_ack, default=float("nan")),
         "exit code": exit_code,
     }

@@ -10,7 +10,7 @@ import orjson
 
 from detector.backtest.table import print_table
 
-__all__ = ["print_table", "write_json"]
+__all__ = ["print_table", "quantile", "write_json"]
 
 
 def write_json(path: str | Path, benchmark: str, rows: list[dict[str, Any]], **context: Any) -> None:
@@ -25,3 +25,9 @@ def write_json(path: str | Path, benchmark: str, rows: list[dict[str, Any]], **c
     document["rows"] = rows
     target.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
     print(f"\nwrote {target}")
+
+
+def quantile(values: list[float], q: float) -> float:
+    """The value at quantile ``q`` of ``values`` (nearest rank), NaN for none."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")

@@ -64,7 +64,7 @@ import numpy as np
 import orjson
 from confluent_kafka import Consumer, Producer
 from harness import cpu_seconds, kafka_broker_process
-from report import print_table, write_json
+from report import print_table, quantile, write_json
 
 from detector.engine.engine import DetectionEngine
 from detector.engine.features import DAY
@@ -363,11 +363,6 @@ def last_text_line(path: Path) -> str:
 
 def at(entry: dict[str, Any]) -> float:
     return datetime.fromisoformat(entry["timestamp"]).timestamp()
-
-
-def quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
 def directory_bytes(path: Path) -> int:
